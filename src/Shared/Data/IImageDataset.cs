@@ -1,0 +1,110 @@
+namespace Orchestrator.Data;
+
+/// <summary>The fixed shape of every image in a data set, channels first.</summary>
+public readonly record struct ImageShape(int Channels, int Height, int Width)
+{
+    /// <summary>Bytes of one image (uint8, CHW).</summary>
+    public int Size => Channels * Height * Width;
+
+    public override string ToString() => $"{Channels}x{Height}x{Width}";
+}
+
+/// <summary>
+/// A labelled image data set with random access. Images are uint8, channels first (CHW), all of
+/// one <see cref="Shape"/>. Implementations are safe for concurrent reads.
+/// </summary>
+public interface IImageDataset
+{
+    /// <summary>Name for messages, e.g. "fashion-mnist/train".</summary>
+    string Name { get; }
+
+    int Count { get; }
+
+    ImageShape Shape { get; }
+
+    /// <summary>Class names, indexed by label.</summary>
+    IReadOnlyList<string> Classes { get; }
+
+    int GetLabel(int index);
+
+    /// <summary>Copies image <paramref name="index"/> as CHW uint8 into <paramref name="destination"/> (length ≥ Shape.Size).</summary>
+    void CopyImage(int index, Span<byte> destination);
+}
+
+/// <summary>A data set held in memory: one contiguous CHW uint8 buffer and a label array.</summary>
+public sealed class InMemoryImageDataset : IImageDataset
+{
+    private readonly byte[] _pixels;
+    private readonly int[] _labels;
+
+    public InMemoryImageDataset(string name, ImageShape shape, byte[] pixels, int[] labels, IReadOnlyList<string> classes)
+    {
+        ArgumentNullException.ThrowIfNull(pixels);
+        ArgumentNullException.ThrowIfNull(labels);
+        if ((long)labels.Length * shape.Size != pixels.Length)
+            throw new ArgumentException($"{name}: {pixels.Length} pixel bytes do not hold {labels.Length} images of {shape}", nameof(pixels));
+        Name = name;
+        Shape = shape;
+        _pixels = pixels;
+        _labels = labels;
+        Classes = classes;
+    }
+
+    public string Name { get; }
+    public int Count => _labels.Length;
+    public ImageShape Shape { get; }
+    public IReadOnlyList<string> Classes { get; }
+
+    /// <summary>The whole pixel buffer, CHW per image, images back to back.</summary>
+    public ReadOnlySpan<byte> Pixels => _pixels;
+
+    public ReadOnlySpan<int> Labels => _labels;
+
+    public int GetLabel(int index) => _labels[index];
+
+    public void CopyImage(int index, Span<byte> destination)
+    {
+        var size = Shape.Size;
+        _pixels.AsSpan(index * size, size).CopyTo(destination);
+    }
+}
+
+/// <summary>A view of some items of another data set, in the order of <c>indices</c>.</summary>
+public sealed class SubsetDataset(IImageDataset source, int[] indices, string? name = null) : IImageDataset
+{
+    public string Name { get; } = name ?? source.Name;
+    public int Count => indices.Length;
+    public ImageShape Shape => source.Shape;
+    public IReadOnlyList<string> Classes => source.Classes;
+    public IImageDataset Source => source;
+    public int GetLabel(int index) => source.GetLabel(indices[index]);
+    public void CopyImage(int index, Span<byte> destination) => source.CopyImage(indices[index], destination);
+}
+
+/// <summary>A data file is corrupt, truncated or not in the expected format.</summary>
+public sealed class DataFormatException : Exception
+{
+    public DataFormatException(string file, string problem, long? offset = null)
+        : base(offset is { } o ? $"{file}: {problem} (at byte offset {o})" : $"{file}: {problem}")
+    {
+        File = file;
+        Problem = problem;
+        Offset = offset;
+    }
+
+    public DataFormatException() { File = ""; Problem = ""; }
+    public DataFormatException(string message) : base(message) { File = ""; Problem = message; }
+    public DataFormatException(string message, Exception inner) : base(message, inner) { File = ""; Problem = message; }
+
+    public string File { get; }
+    public string Problem { get; }
+    public long? Offset { get; }
+}
+
+/// <summary>A data set could not be found anywhere it was looked for, or could not be downloaded.</summary>
+public sealed class DatasetNotFoundException : Exception
+{
+    public DatasetNotFoundException() { }
+    public DatasetNotFoundException(string message) : base(message) { }
+    public DatasetNotFoundException(string message, Exception inner) : base(message, inner) { }
+}

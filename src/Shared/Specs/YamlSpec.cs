@@ -1,0 +1,121 @@
+using System.Globalization;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace Orchestrator.Specs;
+
+/// <summary>Where each field of a parsed YAML document stands, by dotted path (<c>optimizer.lr</c>, <c>parameters[2].values</c>).</summary>
+public sealed class SpecLocations
+{
+    private readonly Dictionary<string, SpecMark> _marks = new(StringComparer.Ordinal);
+
+    public SpecLocations(string? file) => File = file;
+
+    public string? File { get; }
+
+    public SpecMark? this[string path]
+    {
+        get
+        {
+            // Fall back to the nearest enclosing field that has a position.
+            for (var p = path; p.Length > 0; p = Parent(p))
+                if (_marks.TryGetValue(p, out var m)) return m;
+            return null;
+        }
+    }
+
+    internal void Add(string path, Mark mark) => _marks[path] = new SpecMark((int)mark.Line, (int)mark.Column);
+
+    /// <summary>An exception for <paramref name="field"/> that points at its line in the file.</summary>
+    public SpecException Error(string field, string problem) => new(File, this[field], field, problem);
+
+    private static string Parent(string path)
+    {
+        var cut = Math.Max(path.LastIndexOf('.'), path.LastIndexOf('['));
+        return cut <= 0 ? "" : path[..cut];
+    }
+}
+
+/// <summary>Reads YAML specs strictly: unknown fields, wrong types and syntax errors become a <see cref="SpecException"/> naming the line.</summary>
+public static class YamlSpec
+{
+    private static readonly IDeserializer Deserializer = new DeserializerBuilder()
+        .WithNamingConvention(CamelCaseNamingConvention.Instance)
+        .WithCaseInsensitivePropertyMatching()
+        .Build();
+
+    /// <summary>Parses <paramref name="text"/> into <typeparamref name="T"/>, with the position of every field.</summary>
+    public static (T Value, SpecLocations Locations) Parse<T>(string text, string? file) where T : new()
+    {
+        var locations = new SpecLocations(file);
+        try
+        {
+            var stream = new YamlStream();
+            stream.Load(new StringReader(text));
+            if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" })
+                throw new SpecException(file, null, "", "the file is empty");
+            if (stream.Documents[0].RootNode is not YamlMappingNode)
+                throw new SpecException(file, Mark(stream.Documents[0].RootNode.Start), "", "expected a mapping of fields at the top level");
+            Walk(stream.Documents[0].RootNode, "", locations);
+            var value = Deserializer.Deserialize<T>(text) ?? new T();
+            return (value, locations);
+        }
+        catch (YamlException e)
+        {
+            throw new SpecException(file, Mark(e.Start), "", Describe(e));
+        }
+    }
+
+    /// <summary>Reads and parses a file; a missing file is a <see cref="SpecException"/> too.</summary>
+    public static (T Value, SpecLocations Locations) Load<T>(string path) where T : new()
+    {
+        if (!System.IO.File.Exists(path)) throw new SpecException($"{path}: no such file");
+        return Parse<T>(System.IO.File.ReadAllText(path), path);
+    }
+
+    private static SpecMark Mark(Mark m) => new((int)m.Line, (int)m.Column);
+
+    private static void Walk(YamlNode node, string path, SpecLocations locations)
+    {
+        switch (node)
+        {
+            case YamlMappingNode map:
+                foreach (var (key, value) in map.Children)
+                {
+                    var name = ((key as YamlScalarNode)?.Value ?? "?");
+                    var child = path.Length == 0 ? name : path + "." + name;
+                    locations.Add(child, key.Start);
+                    Walk(value, child, locations);
+                }
+                break;
+            case YamlSequenceNode seq:
+                for (var i = 0; i < seq.Children.Count; i++)
+                {
+                    var child = $"{path}[{i.ToString(CultureInfo.InvariantCulture)}]";
+                    locations.Add(child, seq.Children[i].Start);
+                    Walk(seq.Children[i], child, locations);
+                }
+                break;
+        }
+    }
+
+    private static string Describe(YamlException e)
+    {
+        // YamlDotNet's messages carry its own type names; say it in the user's terms.
+        var inner = e.InnerException?.Message;
+        var msg = e.Message;
+        const string notFound = "not found on type";
+        if (msg.Contains("Property '", StringComparison.Ordinal) && msg.Contains(notFound, StringComparison.Ordinal))
+        {
+            var start = msg.IndexOf("Property '", StringComparison.Ordinal) + 10;
+            var end = msg.IndexOf('\'', start);
+            return $"unknown field '{msg[start..end]}'";
+        }
+        if (inner is not null && (e.InnerException is FormatException || e.InnerException is OverflowException))
+            return $"wrong type of value: {inner}";
+        var cut = msg.IndexOf("): ", StringComparison.Ordinal);
+        return cut >= 0 ? msg[(cut + 3)..] : msg;
+    }
+}

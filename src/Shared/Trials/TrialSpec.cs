@@ -1,0 +1,139 @@
+namespace Orchestrator.Trials;
+
+/// <summary>
+/// Everything one training run needs: data, model, optimisation, augmentation, checkpoints.
+/// It is the body of a trial file (<c>orch train trial.yaml</c>), the fixed part of a sweep, and
+/// what a checkpoint records. Field names are the YAML names (camelCase).
+/// </summary>
+public sealed class TrialSpec
+{
+    public DataSpec Data { get; set; } = new();
+    public ModelSpec Model { get; set; } = new();
+    public int Epochs { get; set; } = 5;
+    public int BatchSize { get; set; } = 128;
+    /// <summary>Seeds weights, data order, augmentation and dropout.</summary>
+    public int Seed { get; set; }
+    public OptimizerSpec Optimizer { get; set; } = new();
+    public ScheduleSpec Schedule { get; set; } = new();
+    public LossSpec Loss { get; set; } = new();
+    public AugmentSpec Augment { get; set; } = new();
+    /// <summary>Clip the global gradient norm to this value; 0 turns clipping off.</summary>
+    public double GradClip { get; set; }
+    public CheckpointSpec Checkpoint { get; set; } = new();
+    public PretrainedSpec? Pretrained { get; set; }
+
+    /// <summary>A deep copy (through the YAML form, so every field is covered).</summary>
+    public TrialSpec Clone() => TrialSpecYaml.Parse(TrialSpecYaml.Serialize(this), null);
+}
+
+public sealed class DataSpec
+{
+    /// <summary>fashion-mnist, mnist, cifar10, cifar100, imagefolder or synthetic.</summary>
+    public string Name { get; set; } = "fashion-mnist";
+    /// <summary>Where the files are; when empty the usual places are searched (see docs/data.md).</summary>
+    public string? Dir { get; set; }
+    /// <summary>Use only the first N training images (a seeded subset).</summary>
+    public int? LimitTrain { get; set; }
+    /// <summary>Use only the first N validation images.</summary>
+    public int? LimitTest { get; set; }
+    /// <summary>Validate on a seeded hold-out fraction of train instead of the official test split.</summary>
+    public double? Holdout { get; set; }
+    /// <summary>Image side after loading, for imagefolder data (and the synthetic source).</summary>
+    public int? ImageSize { get; set; }
+    /// <summary>Download the data set when it is not found locally.</summary>
+    public bool Download { get; set; } = true;
+}
+
+public sealed class ModelSpec
+{
+    /// <summary>simple-cnn, resnet18, resnet34, resnet50.</summary>
+    public string Name { get; set; } = "simple-cnn";
+    /// <summary>Dropout probability before the classifier (0 = off).</summary>
+    public double Dropout { get; set; }
+    /// <summary>cifar (3×3 conv, no max-pool: for 28–64 px inputs) or imagenet (7×7/2 conv + max-pool). Default: by image size.</summary>
+    public string? Stem { get; set; }
+}
+
+public sealed class OptimizerSpec
+{
+    /// <summary>sgd, adam, adamw, rmsprop.</summary>
+    public string Name { get; set; } = "sgd";
+    public double Lr { get; set; } = 0.05;
+    public double Momentum { get; set; } = 0.9;
+    public bool Nesterov { get; set; } = true;
+    public double WeightDecay { get; set; } = 5e-4;
+    public double Beta1 { get; set; } = 0.9;
+    public double Beta2 { get; set; } = 0.999;
+    public double Eps { get; set; } = 1e-8;
+    /// <summary>RMSprop smoothing constant.</summary>
+    public double Alpha { get; set; } = 0.99;
+}
+
+public sealed class ScheduleSpec
+{
+    /// <summary>constant, step, cosine, onecycle, plateau.</summary>
+    public string Name { get; set; } = "cosine";
+    /// <summary>Linear warm-up from 0 over this many epochs (cosine, step, constant).</summary>
+    public double WarmupEpochs { get; set; }
+    /// <summary>step: multiply the rate by <see cref="Gamma"/> every this many epochs.</summary>
+    public int StepEpochs { get; set; } = 30;
+    public double Gamma { get; set; } = 0.1;
+    /// <summary>cosine: the rate at the end, as a fraction of the peak.</summary>
+    public double MinLrFraction { get; set; }
+    /// <summary>onecycle: fraction of training spent rising to the peak.</summary>
+    public double PctStart { get; set; } = 0.25;
+    /// <summary>plateau: epochs without improvement of the validation loss before the rate is cut.</summary>
+    public int Patience { get; set; } = 2;
+    /// <summary>plateau: the factor applied on a cut.</summary>
+    public double Factor { get; set; } = 0.1;
+}
+
+public sealed class LossSpec
+{
+    /// <summary>cross-entropy or focal.</summary>
+    public string Name { get; set; } = "cross-entropy";
+    public double LabelSmoothing { get; set; }
+    /// <summary>Per-class weights, or the single word <c>balanced</c> (inverse class frequency of the training set).</summary>
+    public List<string>? ClassWeights { get; set; }
+    /// <summary>focal: the focusing parameter γ.</summary>
+    public double FocalGamma { get; set; } = 2.0;
+}
+
+public sealed class AugmentSpec
+{
+    /// <summary>Random crop after zero padding of this many pixels (0 = off).</summary>
+    public int CropPadding { get; set; }
+    public bool Flip { get; set; }
+    public double Brightness { get; set; }
+    public double Contrast { get; set; }
+    public double Saturation { get; set; }
+    /// <summary>Random-resized crop to the training size (ImageNet style) instead of a padded crop.</summary>
+    public bool RandomResizedCrop { get; set; }
+    /// <summary>Network input side. Training images are cropped or resized to it; validation images are
+    /// resized to <see cref="ResizeTo"/> and center-cropped to it. Default: the data set's image size.</summary>
+    public int? CropSize { get; set; }
+    /// <summary>Validation resize before the center crop (ImageNet: 256 for 224 crops).</summary>
+    public int? ResizeTo { get; set; }
+    /// <summary>Normalise with the data set's mean and standard deviation.</summary>
+    public bool Normalize { get; set; } = true;
+}
+
+public sealed class CheckpointSpec
+{
+    /// <summary>Folder for checkpoints; default runs/&lt;name&gt;.</summary>
+    public string? Dir { get; set; }
+    /// <summary>Save every N epochs (and always at the end).</summary>
+    public int EveryEpochs { get; set; } = 1;
+    /// <summary>Also keep best.ckpt: the epoch with the best validation accuracy.</summary>
+    public bool KeepBest { get; set; } = true;
+}
+
+public sealed class PretrainedSpec
+{
+    /// <summary>Weights file: a TorchSharp checkpoint or module file, a PyTorch .pt/.pth state dict, or .safetensors.</summary>
+    public string Path { get; set; } = "";
+    /// <summary>auto (by extension), torchsharp, pytorch or safetensors.</summary>
+    public string Format { get; set; } = "auto";
+    /// <summary>Train only the new classifier head.</summary>
+    public bool FreezeBackbone { get; set; }
+}

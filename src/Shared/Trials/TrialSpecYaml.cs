@@ -1,0 +1,105 @@
+using System.Globalization;
+using Orchestrator.Specs;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace Orchestrator.Trials;
+
+/// <summary>Reads, validates and writes trial files.</summary>
+public static class TrialSpecYaml
+{
+    private static readonly ISerializer Serializer = new SerializerBuilder()
+        .WithNamingConvention(CamelCaseNamingConvention.Instance)
+        .ConfigureDefaultValuesHandling(DefaultValuesHandling.OmitNull)
+        .Build();
+
+    public static string Serialize(TrialSpec spec) => Serializer.Serialize(spec);
+
+    /// <summary>Parses and validates; throws <see cref="SpecException"/> with the field and line on error.</summary>
+    public static TrialSpec Parse(string yaml, string? file)
+    {
+        var (spec, locations) = YamlSpec.Parse<TrialSpec>(yaml, file);
+        Validate(spec, locations);
+        return spec;
+    }
+
+    public static TrialSpec Load(string path)
+    {
+        var (spec, locations) = YamlSpec.Load<TrialSpec>(path);
+        Validate(spec, locations);
+        return spec;
+    }
+
+    /// <summary>Checks every field; the first problem is thrown, located through <paramref name="at"/>.</summary>
+    public static void Validate(TrialSpec s, SpecLocations? at = null)
+    {
+        at ??= new SpecLocations(null);
+        void Check(bool ok, string field, string problem)
+        {
+            if (!ok) throw at.Error(field, problem);
+        }
+        static bool In(IReadOnlyList<string> names, string? value) => value is not null && names.Contains(value);
+
+        Check(In(KnownNames.Datasets, s.Data.Name), "data.name", $"unknown data set '{s.Data.Name}': {KnownNames.OneOf(KnownNames.Datasets)}");
+        Check(s.Data.LimitTrain is null or > 0, "data.limitTrain", "must be > 0");
+        Check(s.Data.LimitTest is null or > 0, "data.limitTest", "must be > 0");
+        Check(s.Data.Holdout is null or (> 0 and < 1), "data.holdout", "must be a fraction between 0 and 1");
+        Check(s.Data.ImageSize is null or (>= 8 and <= 1024), "data.imageSize", "must be between 8 and 1024");
+        Check(s.Data.Name != "imagefolder" || !string.IsNullOrEmpty(s.Data.Dir), "data.dir", "imagefolder data needs data.dir: a folder with one subfolder per class");
+
+        Check(In(KnownNames.Models, s.Model.Name), "model.name", $"unknown model '{s.Model.Name}': {KnownNames.OneOf(KnownNames.Models)}");
+        Check(s.Model.Dropout is >= 0 and < 1, "model.dropout", "must be in [0, 1)");
+        Check(s.Model.Stem is null || In(KnownNames.Stems, s.Model.Stem), "model.stem", KnownNames.OneOf(KnownNames.Stems));
+
+        Check(s.Epochs is > 0 and <= 100_000, "epochs", "must be between 1 and 100000");
+        Check(s.BatchSize is > 0 and <= 65_536, "batchSize", "must be between 1 and 65536");
+        Check(s.GradClip >= 0, "gradClip", "must be ≥ 0 (0 turns clipping off)");
+
+        var o = s.Optimizer;
+        Check(In(KnownNames.Optimizers, o.Name), "optimizer.name", $"unknown optimizer '{o.Name}': {KnownNames.OneOf(KnownNames.Optimizers)}");
+        Check(o.Lr is > 0 and < 100, "optimizer.lr", "must be > 0 (and below 100)");
+        Check(o.Momentum is >= 0 and < 1, "optimizer.momentum", "must be in [0, 1)");
+        Check(!o.Nesterov || o.Name != "sgd" || o.Momentum > 0, "optimizer.nesterov", "Nesterov momentum needs optimizer.momentum > 0");
+        Check(o.WeightDecay >= 0, "optimizer.weightDecay", "must be ≥ 0");
+        Check(o.Beta1 is >= 0 and < 1, "optimizer.beta1", "must be in [0, 1)");
+        Check(o.Beta2 is >= 0 and < 1, "optimizer.beta2", "must be in [0, 1)");
+        Check(o.Eps > 0, "optimizer.eps", "must be > 0");
+        Check(o.Alpha is > 0 and < 1, "optimizer.alpha", "must be in (0, 1)");
+
+        var sc = s.Schedule;
+        Check(In(KnownNames.Schedules, sc.Name), "schedule.name", $"unknown schedule '{sc.Name}': {KnownNames.OneOf(KnownNames.Schedules)}");
+        Check(sc.WarmupEpochs >= 0 && sc.WarmupEpochs < s.Epochs || sc.WarmupEpochs == 0, "schedule.warmupEpochs", "must be ≥ 0 and shorter than the run");
+        Check(sc.StepEpochs > 0, "schedule.stepEpochs", "must be > 0");
+        Check(sc.Gamma is > 0 and <= 1, "schedule.gamma", "must be in (0, 1]");
+        Check(sc.MinLrFraction is >= 0 and < 1, "schedule.minLrFraction", "must be in [0, 1)");
+        Check(sc.PctStart is > 0 and < 1, "schedule.pctStart", "must be in (0, 1)");
+        Check(sc.Patience >= 0, "schedule.patience", "must be ≥ 0");
+        Check(sc.Factor is > 0 and < 1, "schedule.factor", "must be in (0, 1)");
+
+        var l = s.Loss;
+        Check(In(KnownNames.Losses, l.Name), "loss.name", $"unknown loss '{l.Name}': {KnownNames.OneOf(KnownNames.Losses)}");
+        Check(l.LabelSmoothing is >= 0 and < 1, "loss.labelSmoothing", "must be in [0, 1)");
+        Check(l.FocalGamma >= 0, "loss.focalGamma", "must be ≥ 0");
+        if (l.ClassWeights is { Count: > 0 } w && !(w.Count == 1 && w[0] == "balanced"))
+        {
+            for (var i = 0; i < w.Count; i++)
+                Check(double.TryParse(w[i], NumberStyles.Float, CultureInfo.InvariantCulture, out var x) && x >= 0 && double.IsFinite(x),
+                      $"loss.classWeights[{i}]", $"'{w[i]}' is not a weight ≥ 0 (or use the single word 'balanced')");
+        }
+
+        var a = s.Augment;
+        Check(a.CropPadding is >= 0 and <= 64, "augment.cropPadding", "must be between 0 and 64");
+        Check(a.Brightness is >= 0 and <= 1, "augment.brightness", "must be in [0, 1]");
+        Check(a.Contrast is >= 0 and <= 1, "augment.contrast", "must be in [0, 1]");
+        Check(a.Saturation is >= 0 and <= 1, "augment.saturation", "must be in [0, 1]");
+        Check(a.CropSize is null or (>= 8 and <= 1024), "augment.cropSize", "must be between 8 and 1024");
+        Check(a.ResizeTo is null || a.CropSize is null || a.ResizeTo >= a.CropSize, "augment.resizeTo", "must be ≥ augment.cropSize");
+
+        Check(s.Checkpoint.EveryEpochs > 0, "checkpoint.everyEpochs", "must be > 0");
+        if (s.Pretrained is { } p)
+        {
+            Check(!string.IsNullOrWhiteSpace(p.Path), "pretrained.path", "is required");
+            Check(In(KnownNames.WeightFormats, p.Format), "pretrained.format", KnownNames.OneOf(KnownNames.WeightFormats));
+        }
+    }
+}
