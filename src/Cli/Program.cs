@@ -1,1 +1,1 @@
-return 0;
+return await Orchestrator.Cli.OrchApp.RunAsync(args);

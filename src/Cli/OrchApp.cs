@@ -1,0 +1,57 @@
+using System.CommandLine;
+using Orchestrator.Cli.Commands;
+
+namespace Orchestrator.Cli;
+
+/// <summary>The `orch` command tree and its error handling: one line per user error, never a stack trace.</summary>
+public static class OrchApp
+{
+    public static RootCommand Build()
+    {
+        var root = new RootCommand(
+            "Orchestrator: train image classifiers, one run or a whole hyperparameter sweep.\n" +
+            "Start with: orch train --dataset fashion-mnist --model simple-cnn --epochs 1");
+        root.Add(TrainCommand.Create());
+        root.Add(EvalCommand.Create());
+        return root;
+    }
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var root = Build();
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0 && parse.Action is not System.CommandLine.Help.HelpAction)
+        {
+            var command = parse.CommandResult.Command;
+            var path = command == root ? "orch" : "orch " + command.Name;
+            await Console.Error.WriteLineAsync($"orch: error: {parse.Errors[0].Message} (see '{path} --help')");
+            return ExitCodes.Usage;
+        }
+        var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+        try
+        {
+            return await parse.InvokeAsync(config);
+        }
+        catch (Exception e) when (CliErrors.IsUserError(e))
+        {
+            await Console.Error.WriteLineAsync("orch: error: " + CliErrors.Describe(e));
+            return CliErrors.ExitCode(e);
+        }
+        catch (OperationCanceledException)
+        {
+            await Console.Error.WriteLineAsync("orch: interrupted");
+            return ExitCodes.Interrupted;
+        }
+    }
+}
+
+/// <summary>Exit codes of `orch`.</summary>
+public static class ExitCodes
+{
+    public const int Ok = 0;
+    /// <summary>The run itself failed (bad data, a corrupt checkpoint, a missing data set).</summary>
+    public const int Failed = 1;
+    /// <summary>The command line or a spec file is wrong.</summary>
+    public const int Usage = 2;
+    public const int Interrupted = 130;
+}

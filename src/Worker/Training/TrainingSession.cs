@@ -1,0 +1,200 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Orchestrator.Data;
+using Orchestrator.Trials;
+using Orchestrator.Worker.Checkpoints;
+using Orchestrator.Worker.Data;
+using Orchestrator.Worker.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Orchestrator.Worker.Training;
+
+/// <summary>
+/// One training run of one trial: model, optimiser, schedule, loss, data loaders, checkpoints.
+/// <see cref="Run"/> is synchronous and must stay on one thread: TorchSharp dispose scopes are
+/// thread-static, so every step runs inside a scope on the calling thread with no await inside.
+/// </summary>
+public sealed partial class TrainingSession : IDisposable
+{
+    /// <summary>Report running loss/accuracy every this many batches (reading them syncs the device).</summary>
+    public const int LogEvery = 20;
+
+    private readonly TrialSpec _spec;
+    private readonly DatasetSplits _data;
+    private readonly Device _device;
+    private readonly ITrainingObserver _observer;
+    private readonly ImageClassifier _model;
+    private readonly TorchSharp.Modules.OptimizerHelper _optimizer;
+    private readonly LossFunction _loss;
+    private readonly LrSchedule _schedule;
+    private readonly BatchLoader _trainLoader;
+    private readonly BatchLoader _valLoader;
+    private readonly DeviceTransform _transform;
+    private readonly List<EpochMetrics> _history = [];
+    private int _epochsCompleted;
+    private long _step;
+    private double _bestAccuracy = double.NegativeInfinity;
+    private int _bestEpoch;
+
+    public TrainingSession(TrialSpec spec, DatasetSplits data, Device device, string runDir, ITrainingObserver? observer = null)
+    {
+        _spec = spec;
+        _data = data;
+        _device = device;
+        RunDir = runDir;
+        _observer = observer ?? new NullObserver();
+        Directory.CreateDirectory(runDir);
+
+        Native.TorchRuntime.Seed(spec.Seed);
+        var a = spec.Augment;
+        var trainPlan = new BatchPlan(spec.BatchSize, Shuffle: true, DropLast: data.Train.Count > spec.BatchSize, spec.Seed,
+            CropSize: a.RandomResizedCrop ? null : a.CropSize, CropPadding: a.CropPadding, Flip: a.Flip);
+        var valPlan = new BatchPlan(Math.Max(spec.BatchSize, 256), Shuffle: false, DropLast: false, spec.Seed,
+            CropSize: a.ResizeTo is null ? a.CropSize : null);
+        _trainLoader = new BatchLoader(data.Train, trainPlan);
+        _valLoader = new BatchLoader(data.Validation, valPlan);
+        _transform = new DeviceTransform(DeviceTransform.For(data.Info, a), device);
+
+        var inputSide = a.CropSize ?? data.Info.Shape.Height;
+        var input = new ImageShape(data.Info.Shape.Channels, inputSide, inputSide);
+        _model = ModelRegistry.Create(spec.Model, input, data.Info.NumClasses);
+        if (spec.Pretrained is { } pretrained) PretrainedReport = PretrainedWeights.Load(_model, pretrained);
+        _model.to(device);
+        // After the move: to(device) replaces the Parameter objects.
+        _optimizer = OptimizerFactory.Create(spec.Optimizer, _model.parameters());
+        _loss = new LossFunction(spec.Loss, LossFunction.ResolveClassWeights(spec.Loss, data.Train, data.Info.NumClasses), device);
+        _schedule = new LrSchedule(spec.Schedule, spec.Optimizer.Lr, _trainLoader.BatchesPerEpoch, spec.Epochs);
+    }
+
+    public string RunDir { get; }
+    public ImageClassifier Model => _model;
+    public PretrainedLoadReport? PretrainedReport { get; }
+    public int EpochsCompleted => _epochsCompleted;
+    public long Step => _step;
+    public IReadOnlyList<EpochMetrics> History => _history;
+    public string LastCheckpointPath => Path.Combine(RunDir, "last.ckpt");
+    public string BestCheckpointPath => Path.Combine(RunDir, "best.ckpt");
+
+    /// <summary>
+    /// Trains the remaining epochs, or up to epoch <paramref name="untilEpoch"/> (a rung of an early-stopping
+    /// searcher, say; the schedule still spans all epochs). Synchronous; cancellation ends it at the next batch.
+    /// </summary>
+    public TrainingResult Run(int? untilEpoch = null, CancellationToken ct = default)
+    {
+        var stopAt = Math.Min(untilEpoch ?? _spec.Epochs, _spec.Epochs);
+        var total = Stopwatch.StartNew();
+        _observer.OnRunStart(new RunInfo(_spec.Model.Name, _model.parameters().Sum(p => p.numel()), _data.Info.Name,
+            _data.Train.Count, _data.Validation.Count, _device.ToString(), _epochsCompleted, _spec.Epochs, RunDir));
+        using var metricsFile = new StreamWriter(Path.Combine(RunDir, "metrics.jsonl"), append: true);
+        File.WriteAllText(Path.Combine(RunDir, "trial.yaml"), TrialSpecYaml.Serialize(_spec));
+        string? lastSaved = null, bestSaved = null;
+        while (_epochsCompleted < stopAt)
+        {
+            ct.ThrowIfCancellationRequested();
+            var epoch = _epochsCompleted + 1;
+            var metrics = TrainEpoch(epoch, ct);
+            _history.Add(metrics);
+            _epochsCompleted = epoch;
+            _schedule.OnEpochEnd(metrics.ValLoss);
+            metricsFile.WriteLine(JsonSerializer.Serialize(metrics, MetricsJson.Default.EpochMetrics));
+            metricsFile.Flush();
+            _observer.OnEpochEnd(metrics);
+
+            var isBest = metrics.ValAccuracy > _bestAccuracy;
+            if (isBest)
+            {
+                _bestAccuracy = metrics.ValAccuracy;
+                _bestEpoch = epoch;
+            }
+            var isLast = epoch == stopAt;
+            if (epoch % _spec.Checkpoint.EveryEpochs == 0 || isLast)
+            {
+                SaveCheckpoint(LastCheckpointPath);
+                lastSaved = LastCheckpointPath;
+                _observer.OnCheckpoint(lastSaved, CheckpointKind.Last);
+            }
+            if (isBest && _spec.Checkpoint.KeepBest)
+            {
+                SaveCheckpoint(BestCheckpointPath);
+                bestSaved = BestCheckpointPath;
+                _observer.OnCheckpoint(bestSaved, CheckpointKind.Best);
+            }
+        }
+        if (bestSaved is null && File.Exists(BestCheckpointPath)) bestSaved = BestCheckpointPath;
+        if (lastSaved is null && File.Exists(LastCheckpointPath)) lastSaved = LastCheckpointPath;
+        return new TrainingResult(_history[^1], _bestAccuracy, _bestEpoch, _epochsCompleted, total.Elapsed.TotalSeconds,
+            bestSaved ?? lastSaved, lastSaved, RunDir);
+    }
+
+    private EpochMetrics TrainEpoch(int epoch, CancellationToken ct)
+    {
+        _model.train();
+        var batches = _trainLoader.BatchesPerEpoch;
+        _observer.OnEpochStart(epoch, _spec.Epochs, batches);
+        // Running sums stay on the device; they are read only at log intervals.
+        using var lossSum = torch.zeros(1, dtype: ScalarType.Float64, device: _device);
+        using var correctSum = torch.zeros(1, dtype: ScalarType.Int64, device: _device);
+        var parameters = _model.parameters().Where(p => p.requires_grad).ToList();
+        long seen = 0;
+        var lr = _schedule.At(_step);
+        var clock = Stopwatch.StartNew();
+        _trainLoader.TakeWaitTime();
+        var b = 0;
+        foreach (var batch in _trainLoader.Epoch(epoch, ct))
+        {
+            lr = _schedule.At(_step);
+            OptimizerFactory.SetLearningRate(_optimizer, lr);
+            seen += batch.Count;
+            TrainStep(batch, parameters, lossSum, correctSum);
+            _step++;
+            b++;
+            if (b % LogEvery == 0 || b == batches)
+            {
+                _observer.OnBatches(new BatchProgress(epoch, b, batches, lossSum.ToDouble() / seen,
+                    (double)correctSum.ToInt64() / seen, seen / clock.Elapsed.TotalSeconds, lr));
+            }
+        }
+        var trainSeconds = clock.Elapsed.TotalSeconds;
+        var wait = _trainLoader.TakeWaitTime().TotalSeconds;
+        var trainLoss = lossSum.ToDouble() / Math.Max(1, seen);
+        var trainAcc = (double)correctSum.ToInt64() / Math.Max(1, seen);
+        var eval = Evaluator.Evaluate(_model, _valLoader, _transform, _data.Info.NumClasses, ct);
+        return new EpochMetrics(epoch, _step, lr, trainLoss, trainAcc, eval.Loss, eval.Top1, eval.Top5, eval.PerClassAccuracy,
+            _data.Info.NumClasses <= 100 ? eval.ConfusionMatrix : null, clock.Elapsed.TotalSeconds, seen / trainSeconds, wait);
+    }
+
+    /// <summary>One optimiser step. Every tensor it makes dies with its scope.</summary>
+    private void TrainStep(HostBatch batch, List<TorchSharp.Modules.Parameter> parameters, Tensor lossSum, Tensor correctSum)
+    {
+        using var scope = torch.NewDisposeScope();
+        var (x, y) = _transform.Apply(batch, train: true);
+        _trainLoader.Return(batch);
+        _optimizer.zero_grad();
+        var logits = _model.forward(x);
+        var loss = _loss.Compute(logits, y);
+        loss.backward();
+        if (_spec.GradClip > 0) nn.utils.clip_grad_norm_(parameters, _spec.GradClip);
+        _optimizer.step();
+        using (torch.no_grad())
+        {
+            lossSum.add_(loss.detach().to_type(ScalarType.Float64) * y.shape[0]);
+            correctSum.add_(logits.argmax(1).eq(y).sum());
+        }
+    }
+
+    /// <summary>Evaluates the current model on the validation split.</summary>
+    public EvalResult Evaluate(CancellationToken ct = default) =>
+        Evaluator.Evaluate(_model, _valLoader, _transform, _data.Info.NumClasses, ct);
+
+    public void Dispose()
+    {
+        _trainLoader.Dispose();
+        _valLoader.Dispose();
+        _loss.Dispose();
+        _optimizer.Dispose();
+        _model.Dispose();
+    }
+
+    private sealed class NullObserver : ITrainingObserver;
+}

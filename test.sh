@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test of the solution and ends with one line: "N passed, N failed, N skipped".
+# Needs the Debian package dataset-fashion-mnist (real data for the training tests);
+# .ci/run installs it.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  echo "test.sh: Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (or run .ci/run)" >&2
+  exit 1
+fi
+results="$root/artifacts/test-results"
+rm -rf "$results"
+dotnet build Orchestrator.sln -c Release -nologo -v q -clp:ErrorsOnly || { echo "0 passed, 1 failed (build)"; exit 1; }
+dotnet test Orchestrator.sln -c Release --no-build -nologo --logger "trx" --results-directory "$results" "$@"
+status=$?
+passed=0; failed=0; skipped=0
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  line=$(grep -o '<Counters [^>]*>' "$trx" | head -1)
+  p=$(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$line"); f=$(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$line")
+  n=$(sed -n 's/.* notExecuted="\([0-9]*\)".*/\1/p' <<<"$line")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${n:-0}))
+done
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "$passed passed, $failed failed, $skipped skipped"
+exit "$status"

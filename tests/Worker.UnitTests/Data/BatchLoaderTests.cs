@@ -1,0 +1,78 @@
+using Orchestrator.Data;
+using Orchestrator.Worker.Data;
+using Orchestrator.Worker.UnitTests.Support;
+
+namespace Orchestrator.Worker.UnitTests.Data;
+
+public class BatchLoaderTests
+{
+    private static readonly ImageShape Three = new(1, 3, 3);
+
+    [Fact]
+    public void Crop_with_padding_shifts_the_image_and_fills_zeros()
+    {
+        byte[] src = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        var dst = new byte[9];
+        BatchLoader.CropFlip(src, Three, dst, Three, oy: -1, ox: 1, flip: false);
+        Assert.Equal(new byte[] { 0, 0, 0, 2, 3, 0, 5, 6, 0 }, dst);
+    }
+
+    [Fact]
+    public void Flip_mirrors_each_row()
+    {
+        byte[] src = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+        var dst = new byte[9];
+        BatchLoader.CropFlip(src, Three, dst, Three, 0, 0, flip: true);
+        Assert.Equal(new byte[] { 3, 2, 1, 6, 5, 4, 9, 8, 7 }, dst);
+    }
+
+    [Fact]
+    public void An_epoch_yields_every_item_once_with_its_label()
+    {
+        var data = TinyData.Quadrants(50, 3);
+        using var loader = new BatchLoader(data, new BatchPlan(16, Shuffle: true, DropLast: false, Seed: 1));
+        var seen = new List<(long Label, byte First)>();
+        foreach (var b in loader.Epoch(1, CancellationToken.None))
+        {
+            for (var i = 0; i < b.Count; i++) seen.Add((b.Labels[i], b.Images[i * data.Shape.Size]));
+            loader.Return(b);
+        }
+        Assert.Equal(4, loader.BatchesPerEpoch);
+        Assert.Equal(50, seen.Count);
+        var expected = Enumerable.Range(0, 50).Select(i => ((long)data.GetLabel(i), data.Pixels[i * data.Shape.Size])).Order();
+        Assert.Equal(expected, seen.Order());
+    }
+
+    [Fact]
+    public void Augmented_batches_are_reproducible_for_a_seed_and_epoch()
+    {
+        var data = TinyData.Quadrants(40, 3);
+        var plan = new BatchPlan(8, true, true, Seed: 5, CropPadding: 2, Flip: true);
+        byte[] Run(int epoch)
+        {
+            using var loader = new BatchLoader(data, plan);
+            return loader.Epoch(epoch, CancellationToken.None).SelectMany(b => b.Images.Take(b.Count * data.Shape.Size).ToArray()).ToArray();
+        }
+        Assert.Equal(Run(2), Run(2));
+        Assert.NotEqual(Run(2), Run(3));
+    }
+
+    [Fact]
+    public void A_failing_data_set_surfaces_its_error_to_the_consumer()
+    {
+        using var loader = new BatchLoader(new BrokenDataset(), new BatchPlan(4, false, false, 0));
+        var e = Assert.Throws<InvalidDataException>(() => loader.Epoch(1, CancellationToken.None).ToList());
+        Assert.Contains("broken.bin", e.Message);
+    }
+
+    private sealed class BrokenDataset : IImageDataset
+    {
+        public string Name => "broken";
+        public int Count => 10;
+        public ImageShape Shape => Three;
+        public IReadOnlyList<string> Classes => ["a"];
+        public int GetLabel(int index) => 0;
+        public void CopyImage(int index, Span<byte> destination) =>
+            throw new DataFormatException("broken.bin", "image 3 is truncated", 27);
+    }
+}

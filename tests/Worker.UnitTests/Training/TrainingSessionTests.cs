@@ -1,0 +1,124 @@
+using Orchestrator.Trials;
+using Orchestrator.Worker.Native;
+using Orchestrator.Worker.Training;
+using Orchestrator.Worker.UnitTests.Support;
+using TorchSharp;
+
+namespace Orchestrator.Worker.UnitTests.Training;
+
+public sealed class TrainingSessionTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("orch-train-").FullName;
+
+    public TrainingSessionTests() => TorchRuntime.Initialize();
+
+    private static TrialSpec Spec(int epochs = 3) => new()
+    {
+        Data = new DataSpec { Name = "synthetic" },
+        Model = new ModelSpec { Name = "simple-cnn" },
+        Epochs = epochs,
+        BatchSize = 32,
+        Seed = 3,
+        Optimizer = new OptimizerSpec { Name = "sgd", Lr = 0.05 },
+        Schedule = new ScheduleSpec { Name = "cosine" },
+    };
+
+    [Fact]
+    public void A_small_run_learns_far_above_chance_and_saves_checkpoints()
+    {
+        var data = TinyData.Splits(256, 128);
+        using var session = new TrainingSession(Spec(), data, torch.CPU, Path.Combine(_dir, "run"));
+        var result = session.Run();
+        Assert.Equal(3, result.Epochs);
+        Assert.True(result.Last.ValAccuracy > 0.9, $"validation accuracy {result.Last.ValAccuracy} (chance is 0.25)");
+        Assert.True(result.Last.TrainLoss < session.History[0].TrainLoss, "training loss did not fall");
+        Assert.True(File.Exists(result.BestCheckpoint));
+        Assert.True(File.Exists(result.LastCheckpoint));
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(result.RunDir, "metrics.jsonl")).Length);
+    }
+
+    [Theory]
+    [InlineData("adam", 0.003, "constant", "cross-entropy")]
+    [InlineData("adamw", 0.003, "onecycle", "focal")]
+    [InlineData("rmsprop", 0.001, "step", "cross-entropy")]
+    [InlineData("sgd", 0.05, "plateau", "focal")]
+    public void Every_optimizer_schedule_and_loss_trains(string optimizer, double lr, string schedule, string loss)
+    {
+        var spec = Spec(epochs: 2);
+        spec.Optimizer = new OptimizerSpec { Name = optimizer, Lr = lr, Momentum = optimizer == "rmsprop" ? 0 : 0.9 };
+        spec.Schedule = new ScheduleSpec { Name = schedule, StepEpochs = 1 };
+        spec.Loss = new LossSpec { Name = loss, ClassWeights = ["balanced"] };
+        spec.GradClip = 5;
+        using var session = new TrainingSession(spec, TinyData.Splits(256, 128), torch.CPU, Path.Combine(_dir, optimizer));
+        var result = session.Run();
+        Assert.True(result.Last.ValAccuracy > 0.6, $"{optimizer}/{schedule}/{loss}: validation accuracy {result.Last.ValAccuracy}");
+    }
+
+    [Fact]
+    public void Two_epochs_straight_equal_one_epoch_then_resume()
+    {
+        var spec = Spec(epochs: 2);
+        spec.Model.Dropout = 0.3;                                  // exercises the saved RNG state
+        spec.Augment = new AugmentSpec { CropPadding = 2, Flip = true, Brightness = 0.2 };
+        spec.Optimizer = new OptimizerSpec { Name = "sgd", Lr = 0.05, Momentum = 0.9 }; // momentum buffers are optimizer state
+        var data = TinyData.Splits(192, 64);
+
+        using var straight = new TrainingSession(spec, data, torch.CPU, Path.Combine(_dir, "straight"));
+        straight.Run();
+
+        using (var first = new TrainingSession(spec, data, torch.CPU, Path.Combine(_dir, "split")))
+            first.Run(untilEpoch: 1);
+        using var resumed = TrainingSession.Resume(Path.Combine(_dir, "split", "last.ckpt"), data, torch.CPU, Path.Combine(_dir, "split"));
+        Assert.Equal(1, resumed.EpochsCompleted);
+        resumed.Run();
+
+        var a = straight.Model.state_dict();
+        var b = resumed.Model.state_dict();
+        Assert.Equal(a.Keys.Order(), b.Keys.Order());
+        foreach (var (name, tensor) in a)
+        {
+            using var diff = (tensor.to_type(torch.ScalarType.Float64) - b[name].to_type(torch.ScalarType.Float64)).abs().max();
+            Assert.True(diff.ToDouble() <= 1e-6, $"{name} differs by {diff.ToDouble()}");
+        }
+        Assert.Equal(straight.History[1].ValAccuracy, resumed.History[1].ValAccuracy);
+        Assert.Equal(straight.Step, resumed.Step);
+    }
+
+    [Fact]
+    public void Live_tensor_count_does_not_grow_across_steps()
+    {
+        var spec = Spec(epochs: 4);
+        spec.Augment = new AugmentSpec { CropPadding = 2, Flip = true, Contrast = 0.2 };
+        spec.Optimizer = new OptimizerSpec { Name = "adam", Lr = 0.001 };
+        using var session = new TrainingSession(spec, TinyData.Splits(128, 64), torch.CPU, Path.Combine(_dir, "leak"));
+        // The first epoch creates the optimizer's state tensors; count after it.
+        session.Run(untilEpoch: 1);
+        var afterOne = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        session.Run(untilEpoch: 4); // 3 more epochs: 12 steps, 3 evaluations, 3 checkpoints
+        var afterFour = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        Assert.True(afterFour - afterOne <= 0, $"live tensors grew from {afterOne} to {afterFour} over 12 steps");
+    }
+
+    [Fact]
+    public void A_checkpoint_loads_back_into_a_model_that_evaluates_the_same()
+    {
+        var data = TinyData.Splits(128, 64);
+        using var session = new TrainingSession(Spec(epochs: 1), data, torch.CPU, Path.Combine(_dir, "eval"));
+        var result = session.Run();
+        var (model, header, spec) = TrainingSession.LoadModel(result.LastCheckpoint!, torch.CPU);
+        using (model)
+        {
+            Assert.Equal("simple-cnn", header.Model);
+            Assert.Equal(1, header.EpochsCompleted);
+            Assert.Equal(4, header.Classes.Length);
+            Assert.Equal("simple-cnn", spec.Model.Name);
+            using var loader = new Orchestrator.Worker.Data.BatchLoader(data.Validation, new(64, false, false, 0));
+            var transform = new Orchestrator.Worker.Data.DeviceTransform(Orchestrator.Worker.Data.DeviceTransform.For(data.Info, spec.Augment), torch.CPU);
+            var eval = Evaluator.Evaluate(model, loader, transform, 4, CancellationToken.None);
+            Assert.Equal(result.Last.ValAccuracy, eval.Top1, 6);
+            Assert.Equal(64, eval.ConfusionMatrix.Sum(r => r.Sum()));
+        }
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+}
