@@ -85,7 +85,13 @@ public sealed class SubsetDataset(IImageDataset source, int[] indices, string? n
 public sealed class DataFormatException : Exception
 {
     public DataFormatException(string file, string problem, long? offset = null)
-        : base(offset is { } o ? $"{file}: {problem} (at byte offset {o})" : $"{file}: {problem}")
+        : this(file, problem, offset, null)
+    {
+    }
+
+    /// <summary>As the (file, problem, offset) form, keeping the low-level error (a decoder's, a zlib's) as the inner exception.</summary>
+    public DataFormatException(string file, string problem, long? offset, Exception? inner)
+        : base(offset is { } o ? $"{file}: {problem} (at byte offset {o})" : $"{file}: {problem}", inner)
     {
         File = file;
         Problem = problem;

@@ -1,0 +1,117 @@
+using Orchestrator.Data.Readers;
+using Orchestrator.Trials;
+
+namespace Orchestrator.Data;
+
+/// <summary>
+/// Turns a <see cref="DataSpec"/> into train and validation data sets: finds (or downloads) the
+/// files, reads them, splits off a hold-out when asked, and applies the size limits.
+/// </summary>
+public static class DatasetLoader
+{
+    /// <summary>Image side of imagefolder data when <see cref="DataSpec.ImageSize"/> is not set.</summary>
+    public const int DefaultImageFolderSize = 224;
+
+    /// <summary>Hold-out fraction of imagefolder data that has no val/ or test/ folder.</summary>
+    public const double DefaultImageFolderHoldout = 0.1;
+
+    /// <summary>Image side of synthetic data when <see cref="DataSpec.ImageSize"/> is not set.</summary>
+    public const int DefaultSyntheticSize = 32;
+
+    /// <summary>Sizes of the synthetic splits (before the limits).</summary>
+    public const int SyntheticTrainCount = 10_000, SyntheticValidationCount = 2_000;
+
+    // Fixed, so that every trial of a sweep sees the same synthetic images.
+    private const int SyntheticTrainSeed = 1, SyntheticValidationSeed = 2;
+
+    /// <summary>
+    /// Loads the data set <paramref name="spec"/> names. Validation is the official test split, or a
+    /// hold-out of train seeded by <paramref name="seed"/> when <see cref="DataSpec.Holdout"/> is set.
+    /// Blocks while a download runs; see <see cref="LoadAsync"/>.
+    /// </summary>
+    /// <exception cref="DatasetNotFoundException">Unknown name, or the files are nowhere to be found.</exception>
+    /// <exception cref="DataFormatException">A file is corrupt or truncated.</exception>
+    public static DatasetSplits Load(DataSpec spec, int seed, IProgress<DownloadProgress>? progress, CancellationToken ct) =>
+        // Only a download awaits anything, and workers load data outside any synchronisation
+        // context, so blocking here cannot deadlock.
+        LoadAsync(spec, seed, new DatasetResolver(), progress, ct).GetAwaiter().GetResult();
+
+    /// <summary>As <see cref="Load"/>, with the resolver (cache, system folder, mirror) given.</summary>
+    public static async Task<DatasetSplits> LoadAsync(
+        DataSpec spec, int seed, DatasetResolver resolver, IProgress<DownloadProgress>? progress, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        ArgumentNullException.ThrowIfNull(resolver);
+        var (train, validation, info) = spec.Name switch
+        {
+            "imagefolder" => LoadImageFolder(spec),
+            "synthetic" => LoadSynthetic(spec),
+            _ => await LoadCatalogAsync(spec, resolver, progress, ct).ConfigureAwait(false),
+        };
+
+        if (spec.Holdout is { } fraction)
+            (train, validation) = DatasetSlicing.HoldOut(train, fraction, seed);
+        else if (validation is null)
+            (train, validation) = DatasetSlicing.HoldOut(train, DefaultImageFolderHoldout, seed);
+
+        return new DatasetSplits(
+            DatasetSlicing.Take(train, spec.LimitTrain),
+            DatasetSlicing.Take(validation, spec.LimitTest),
+            info);
+    }
+
+    private static async Task<(IImageDataset, IImageDataset?, DatasetInfo)> LoadCatalogAsync(
+        DataSpec spec, DatasetResolver resolver, IProgress<DownloadProgress>? progress, CancellationToken ct)
+    {
+        var info = DatasetCatalog.Find(spec.Name)
+            ?? throw new DatasetNotFoundException(
+                $"Unknown data set '{spec.Name}': {Trials.KnownNames.OneOf(Trials.KnownNames.Datasets)}");
+        var location = await resolver.ResolveAsync(info, spec.Dir, spec.Download, progress, ct).ConfigureAwait(false);
+        ct.ThrowIfCancellationRequested();
+
+        switch (spec.Name)
+        {
+            case "fashion-mnist" or "mnist":
+            {
+                var train = IdxReader.Read(location.PathOf(info.Files[0].Name), location.PathOf(info.Files[1].Name), info.Classes, info.Shape, info.Name + "/train");
+                var test = IdxReader.Read(location.PathOf(info.Files[2].Name), location.PathOf(info.Files[3].Name), info.Classes, info.Shape, info.Name + "/test");
+                return (train, test, info);
+            }
+            case "cifar10":
+            {
+                var folder = location.PathOf(info.Files[0].Name);
+                var train = CifarReader.ReadCifar10(folder, train: true);
+                return (train, CifarReader.ReadCifar10(folder, train: false), info with { Classes = train.Classes });
+            }
+            case "cifar100":
+            {
+                var folder = location.PathOf(info.Files[0].Name);
+                var train = CifarReader.ReadCifar100(folder, train: true);
+                return (train, CifarReader.ReadCifar100(folder, train: false), info with { Classes = train.Classes });
+            }
+            default:
+                throw new DatasetNotFoundException($"Data set '{spec.Name}' is in the catalog but has no reader");
+        }
+    }
+
+    private static (IImageDataset, IImageDataset?, DatasetInfo) LoadImageFolder(DataSpec spec)
+    {
+        if (string.IsNullOrEmpty(spec.Dir))
+            throw new DatasetNotFoundException("imagefolder data needs data.dir (--data-dir): a folder with one subfolder of images per class");
+        var size = spec.ImageSize ?? DefaultImageFolderSize;
+        var (train, validation) = ImageFolderDataset.OpenSplits(spec.Dir, size);
+        var info = new DatasetInfo("imagefolder", train.Shape, train.Classes,
+            DatasetCatalog.ImageNetMean, DatasetCatalog.ImageNetStd, []);
+        return (train, validation, info);
+    }
+
+    private static (IImageDataset, IImageDataset?, DatasetInfo) LoadSynthetic(DataSpec spec)
+    {
+        var size = spec.ImageSize ?? DefaultSyntheticSize;
+        var shape = new ImageShape(3, size, size);
+        var train = new SyntheticDataset(SyntheticTrainCount, shape, 10, SyntheticTrainSeed, "synthetic/train");
+        var validation = new SyntheticDataset(SyntheticValidationCount, shape, 10, SyntheticValidationSeed, "synthetic/validation");
+        var info = new DatasetInfo("synthetic", shape, train.Classes, [0.5f, 0.5f, 0.5f], [0.5f, 0.5f, 0.5f], []);
+        return (train, validation, info);
+    }
+}
