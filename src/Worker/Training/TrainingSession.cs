@@ -32,6 +32,7 @@ public sealed partial class TrainingSession : IDisposable
     private readonly BatchLoader _valLoader;
     private readonly DeviceTransform _transform;
     private readonly List<EpochMetrics> _history = [];
+    private readonly List<TorchSharp.Modules.Parameter> _trainable;
     private int _epochsCompleted;
     private long _step;
     private double _bestAccuracy = double.NegativeInfinity;
@@ -62,7 +63,8 @@ public sealed partial class TrainingSession : IDisposable
         if (spec.Pretrained is { } pretrained) PretrainedReport = PretrainedWeights.Load(_model, pretrained);
         _model.to(device);
         // After the move: to(device) replaces the Parameter objects.
-        _optimizer = OptimizerFactory.Create(spec.Optimizer, _model.parameters());
+        _trainable = _model.parameters().Where(p => p.requires_grad).ToList();
+        _optimizer = OptimizerFactory.Create(spec.Optimizer, _trainable);
         _loss = new LossFunction(spec.Loss, LossFunction.ResolveClassWeights(spec.Loss, data.Train, data.Info.NumClasses), device);
         _schedule = new LrSchedule(spec.Schedule, spec.Optimizer.Lr, _trainLoader.BatchesPerEpoch, spec.Epochs);
     }
@@ -135,7 +137,6 @@ public sealed partial class TrainingSession : IDisposable
         // Running sums stay on the device; they are read only at log intervals.
         using var lossSum = torch.zeros(1, dtype: ScalarType.Float64, device: _device);
         using var correctSum = torch.zeros(1, dtype: ScalarType.Int64, device: _device);
-        var parameters = _model.parameters().Where(p => p.requires_grad).ToList();
         long seen = 0;
         var lr = _schedule.At(_step);
         var clock = Stopwatch.StartNew();
@@ -146,7 +147,7 @@ public sealed partial class TrainingSession : IDisposable
             lr = _schedule.At(_step);
             OptimizerFactory.SetLearningRate(_optimizer, lr);
             seen += batch.Count;
-            TrainStep(batch, parameters, lossSum, correctSum);
+            TrainStep(batch, lossSum, correctSum);
             _step++;
             b++;
             if (b % LogEvery == 0 || b == batches)
@@ -165,21 +166,30 @@ public sealed partial class TrainingSession : IDisposable
     }
 
     /// <summary>One optimiser step. Every tensor it makes dies with its scope.</summary>
-    private void TrainStep(HostBatch batch, List<TorchSharp.Modules.Parameter> parameters, Tensor lossSum, Tensor correctSum)
+    private void TrainStep(HostBatch batch, Tensor lossSum, Tensor correctSum)
     {
         using var scope = torch.NewDisposeScope();
         var (x, y) = _transform.Apply(batch, train: true);
         _trainLoader.Return(batch);
+        Optimize(x, y, lossSum, correctSum);
+    }
+
+    /// <summary>
+    /// Forward, loss, backward, clip, step on a batch already on the device. Call inside a dispose
+    /// scope; <paramref name="lossSum"/> and <paramref name="correctSum"/> (optional) accumulate on the device.
+    /// </summary>
+    public void Optimize(Tensor x, Tensor y, Tensor? lossSum = null, Tensor? correctSum = null)
+    {
         _optimizer.zero_grad();
         var logits = _model.forward(x);
         var loss = _loss.Compute(logits, y);
         loss.backward();
-        if (_spec.GradClip > 0) nn.utils.clip_grad_norm_(parameters, _spec.GradClip);
+        if (_spec.GradClip > 0) nn.utils.clip_grad_norm_(_trainable, _spec.GradClip);
         _optimizer.step();
         using (torch.no_grad())
         {
-            lossSum.add_(loss.detach().to_type(ScalarType.Float64) * y.shape[0]);
-            correctSum.add_(logits.argmax(1).eq(y).sum());
+            lossSum?.add_(loss.detach().to_type(ScalarType.Float64) * y.shape[0]);
+            correctSum?.add_(logits.argmax(1).eq(y).sum());
         }
     }
 

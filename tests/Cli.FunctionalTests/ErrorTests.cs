@@ -1,0 +1,92 @@
+namespace Orchestrator.Cli.FunctionalTests;
+
+public sealed class ErrorTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("orch-err-").FullName;
+
+    [Fact]
+    public void An_unknown_model_is_one_line_and_exit_code_2()
+    {
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--model", "vgg16"), 2);
+        Assert.Contains("unknown model 'vgg16'", line);
+    }
+
+    [Fact]
+    public void An_unknown_data_set_is_one_line()
+    {
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--dataset", "svhn"), 2);
+        Assert.Contains("unknown data set 'svhn'", line);
+    }
+
+    [Fact]
+    public void An_unknown_option_is_one_line()
+    {
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--epoch", "3"), 2);
+        Assert.Contains("--epoch", line);
+    }
+
+    [Fact]
+    public void A_bad_option_value_is_one_line()
+    {
+        OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--epochs", "many"), 2);
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--lr", "-0.1"), 2);
+        Assert.Contains("optimizer.lr", line);
+    }
+
+    [Fact]
+    public void A_trial_file_error_names_the_file_line_and_field()
+    {
+        var file = Path.Combine(_dir, "trial.yaml");
+        File.WriteAllText(file, "epochs: 2\nmodel:\n  name: resnet18\n  dropuot: 0.1\n");
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", file), 2);
+        Assert.Contains("trial.yaml:4:", line);
+        Assert.Contains("dropuot", line);
+    }
+
+    [Fact]
+    public void A_missing_checkpoint_is_one_line()
+    {
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "eval", "--checkpoint", "nope.ckpt"), 1);
+        Assert.Contains("nope.ckpt", line);
+    }
+
+    [Fact]
+    public void A_corrupt_checkpoint_is_one_line()
+    {
+        File.WriteAllBytes(Path.Combine(_dir, "bad.ckpt"), new byte[4096]);
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "eval", "--checkpoint", "bad.ckpt"), 1);
+        Assert.Contains("bad.ckpt", line);
+    }
+
+    [Fact]
+    public void Truncated_data_files_are_named()
+    {
+        var data = Directory.CreateDirectory(Path.Combine(_dir, "fm")).FullName;
+        foreach (var f in Directory.GetFiles("/usr/share/datasets/fashion-mnist", "*-ubyte.gz"))
+            File.Copy(f, Path.Combine(data, Path.GetFileName(f)));
+        var images = Path.Combine(data, "train-images-idx3-ubyte.gz");
+        var bytes = File.ReadAllBytes(images);
+        File.WriteAllBytes(images, bytes[..(bytes.Length / 2)]);
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--dataset", "fashion-mnist", "--data-dir", data, "--epochs", "1"), 1);
+        Assert.Contains("train-images-idx3-ubyte.gz", line);
+    }
+
+    [Fact]
+    public void A_missing_data_set_says_where_it_looked()
+    {
+        var empty = Directory.CreateDirectory(Path.Combine(_dir, "empty")).FullName;
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--dataset", "cifar10", "--data-dir", empty, "--no-download"), 1);
+        Assert.Contains(empty, line);
+    }
+
+    [Fact]
+    public void Help_explains_train_to_a_newcomer()
+    {
+        var r = OrchProcess.Run(_dir, "train", "--help");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("--limit-train", r.StdOut);
+        Assert.Contains("Example: orch train", r.StdOut);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+}
