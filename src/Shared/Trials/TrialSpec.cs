@@ -52,6 +52,9 @@ public sealed class ModelSpec
     public double Dropout { get; set; }
     /// <summary>cifar (3×3 conv, no max-pool: for 28–64 px inputs) or imagenet (7×7/2 conv + max-pool). Default: by image size.</summary>
     public string? Stem { get; set; }
+    /// <summary>simple-cnn: batch normalisation after each conv. Off gives a model whose output does not
+    /// depend on the other images of the batch (data-parallel equivalence tests need that).</summary>
+    public bool BatchNorm { get; set; } = true;
 }
 
 public sealed class OptimizerSpec
