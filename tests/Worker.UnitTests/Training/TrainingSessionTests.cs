@@ -6,6 +6,7 @@ using TorchSharp;
 
 namespace Orchestrator.Worker.UnitTests.Training;
 
+[Collection(SerialTorchCollection.Name)]
 public sealed class TrainingSessionTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("orch-train-").FullName;
