@@ -4,7 +4,7 @@ using Orchestrator.Cli.Commands;
 namespace Orchestrator.Cli;
 
 /// <summary>The `orch` command tree and its error handling: one line per user error, never a stack trace.</summary>
-public static class OrchApp
+public static partial class OrchApp
 {
     public static RootCommand Build()
     {
@@ -16,6 +16,26 @@ public static class OrchApp
         return root;
     }
 
+    /// <summary>The most useful parse error, in plain words: an unknown option or command beats "command missing".</summary>
+    private static string DescribeParseErrors(ParseResult parse)
+    {
+        var messages = parse.Errors.Select(e => e.Message).ToList();
+        var unrecognized = messages.FirstOrDefault(m => m.StartsWith("Unrecognized", StringComparison.Ordinal) && m.Contains("'-", StringComparison.Ordinal))
+                           ?? messages.FirstOrDefault(m => m.StartsWith("Unrecognized", StringComparison.Ordinal));
+        var message = unrecognized ?? messages[0];
+        message = TypeName().Replace(message, m => m.Groups[1].Value switch
+        {
+            "Int32" or "Int64" => "as a whole number",
+            "Double" or "Single" => "as a number",
+            "Boolean" => "as true or false",
+            var other => "as " + other,
+        });
+        return message.TrimEnd('.');
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"as expected type 'System\.(?:Nullable`1\[System\.)?(\w+)\]?'")]
+    private static partial System.Text.RegularExpressions.Regex TypeName();
+
     public static async Task<int> RunAsync(string[] args)
     {
         var root = Build();
@@ -24,7 +44,7 @@ public static class OrchApp
         {
             var command = parse.CommandResult.Command;
             var path = command == root ? "orch" : "orch " + command.Name;
-            await Console.Error.WriteLineAsync($"orch: error: {parse.Errors[0].Message} (see '{path} --help')");
+            await Console.Error.WriteLineAsync($"orch: error: {DescribeParseErrors(parse)} (see '{path} --help')");
             return ExitCodes.Usage;
         }
         var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };

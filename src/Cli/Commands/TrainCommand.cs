@@ -18,6 +18,11 @@ internal static class TrainCommand
             Description = "Optional trial file (see docs/trial-spec.md); options given on the command line override it.",
             Arity = ArgumentArity.ZeroOrOne,
         };
+        // An unknown --option would otherwise be taken for the file name.
+        trialFile.Validators.Add(r =>
+        {
+            if (r.Tokens is [{ Value: var v }] && v.StartsWith('-')) r.AddError($"Unrecognized option '{v}'");
+        });
         var dataset = new Option<string?>("--dataset") { Description = $"Data set: {string.Join(", ", KnownNames.Datasets)}.", HelpName = "NAME" };
         var dataDir = CommonOptions.DataDir();
         var model = new Option<string?>("--model") { Description = $"Model: {string.Join(", ", KnownNames.Models)}.", HelpName = "NAME" };

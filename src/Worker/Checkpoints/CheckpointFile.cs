@@ -116,6 +116,15 @@ public static class CheckpointFile
         return (header, sections);
     }
 
+    /// <summary>True when the file starts with the checkpoint magic (cheap: reads 8 bytes).</summary>
+    public static bool LooksLikeCheckpoint(string path)
+    {
+        if (!File.Exists(path)) return false;
+        Span<byte> head = stackalloc byte[8];
+        using var f = File.OpenRead(path);
+        return f.ReadAtLeast(head, 8, throwOnEndOfStream: false) == 8 && head.SequenceEqual(Magic);
+    }
+
     /// <summary>Only the header (cheap enough for listing; still verifies the checksum).</summary>
     public static CheckpointHeader ReadHeader(string path) => Read(path).Header;
 }

@@ -79,6 +79,26 @@ public sealed partial class TrainingSession
         return (model, header, spec);
     }
 
+    /// <summary>
+    /// Transfer learning from a file: an Orchestrator checkpoint (its model section, so
+    /// <c>--pretrained runs/x/best.ckpt</c> works) or any format <see cref="PretrainedWeights"/> reads.
+    /// </summary>
+    private static PretrainedLoadReport LoadPretrained(ImageClassifier model, PretrainedSpec spec)
+    {
+        if (!CheckpointFile.LooksLikeCheckpoint(spec.Path)) return PretrainedWeights.Load(model, spec);
+        var (_, sections) = CheckpointFile.Read(spec.Path);
+        var tmp = Path.Combine(Path.GetTempPath(), $"orch-pretrained-{Environment.ProcessId}-{Guid.NewGuid():N}.bin");
+        try
+        {
+            File.WriteAllBytes(tmp, sections[ModelSection]);
+            return PretrainedWeights.Load(model, new PretrainedSpec { Path = tmp, Format = "torchsharp", FreezeBackbone = spec.FreezeBackbone });
+        }
+        finally
+        {
+            File.Delete(tmp);
+        }
+    }
+
     private static byte[] Serialize(Action<BinaryWriter> write)
     {
         using var stream = new MemoryStream();

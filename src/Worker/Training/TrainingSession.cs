@@ -60,7 +60,7 @@ public sealed partial class TrainingSession : IDisposable
         var inputSide = a.CropSize ?? data.Info.Shape.Height;
         var input = new ImageShape(data.Info.Shape.Channels, inputSide, inputSide);
         _model = ModelRegistry.Create(spec.Model, input, data.Info.NumClasses);
-        if (spec.Pretrained is { } pretrained) PretrainedReport = PretrainedWeights.Load(_model, pretrained);
+        if (spec.Pretrained is { } pretrained) PretrainedReport = LoadPretrained(_model, pretrained);
         _model.to(device);
         // After the move: to(device) replaces the Parameter objects.
         _trainable = _model.parameters().Where(p => p.requires_grad).ToList();

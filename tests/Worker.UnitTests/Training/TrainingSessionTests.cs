@@ -121,5 +121,31 @@ public sealed class TrainingSessionTests : IDisposable
         }
     }
 
+    [Fact]
+    public void A_checkpoint_serves_as_pretrained_weights_with_a_new_head_for_fewer_classes()
+    {
+        var data = TinyData.Splits(128, 64);
+        using var source = new TrainingSession(Spec(epochs: 1), data, torch.CPU, Path.Combine(_dir, "source"));
+        var trained = source.Run();
+
+        // Two classes instead of four: keep only two quadrants.
+        var keep = Enumerable.Range(0, data.Train.Count).Where(i => data.Train.GetLabel(i) < 2).ToArray();
+        var two = new Orchestrator.Data.InMemoryImageDataset("two", data.Train.Shape,
+            keep.SelectMany(i => { var b = new byte[data.Train.Shape.Size]; data.Train.CopyImage(i, b); return b; }).ToArray(),
+            keep.Select(data.Train.GetLabel).ToArray(), ["top-left", "top-right"]);
+        var twoSplits = new Orchestrator.Data.DatasetSplits(two, two, data.Info with { Classes = ["top-left", "top-right"] });
+        var spec = Spec(epochs: 1);
+        spec.Pretrained = new PretrainedSpec { Path = trained.BestCheckpoint!, FreezeBackbone = true };
+        using var transfer = new TrainingSession(spec, twoSplits, torch.CPU, Path.Combine(_dir, "transfer"));
+        Assert.NotNull(transfer.PretrainedReport);
+        Assert.Contains(transfer.PretrainedReport!.Skipped, n => n.StartsWith("fc2", StringComparison.Ordinal));
+        Assert.Contains("conv1.weight", transfer.PretrainedReport.Loaded);
+        using var a = source.Model.state_dict()["conv1.weight"].clone();
+        transfer.Run();
+        // The frozen backbone did not move; the new head learned the two classes.
+        Assert.True(a.allclose(transfer.Model.state_dict()["conv1.weight"]));
+        Assert.Equal(2, transfer.Model.NumClasses);
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }
