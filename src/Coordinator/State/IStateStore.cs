@@ -1,0 +1,66 @@
+using Orchestrator.Coordinator.Domain;
+
+namespace Orchestrator.Coordinator.State;
+
+/// <summary>
+/// Where the coordinator keeps everything that must survive a restart: sweeps, trials, workers
+/// and metric history. Two implementations pass one contract test suite: Redis (clusters) and
+/// SQLite under a state folder (<c>orch local</c>).
+/// <para>
+/// Concurrency rule: records are replaced whole with compare-and-set on <c>Version</c>
+/// (<see cref="TryUpdateSweepAsync"/>, <see cref="TryUpdateTrialAsync"/>); the caller re-reads and
+/// retries on <c>false</c>. The store assigns the new version (expected + 1) itself, whatever the
+/// record's Version says. Metric appends check the trial's fencing token and the step atomically.
+/// </para>
+/// Every method may throw <see cref="StateStoreUnavailableException"/> when the backing store
+/// cannot be reached; callers retry.
+/// </summary>
+public interface IStateStore
+{
+    /// <summary>Stores a new sweep and its first trials atomically (all or nothing). Throws
+    /// <see cref="InvalidOperationException"/> if the sweep id exists.</summary>
+    Task CreateSweepAsync(SweepRecord sweep, IReadOnlyList<TrialRecord> trials, CancellationToken ct);
+
+    Task<SweepRecord?> GetSweepAsync(string sweepId, CancellationToken ct);
+
+    /// <summary>All sweeps in creation order (oldest first).</summary>
+    Task<IReadOnlyList<SweepRecord>> ListSweepsAsync(CancellationToken ct);
+
+    /// <summary>Replaces the sweep if its stored version equals <paramref name="expectedVersion"/>.</summary>
+    Task<bool> TryUpdateSweepAsync(SweepRecord updated, long expectedVersion, CancellationToken ct);
+
+    /// <summary>Adds trials to an existing sweep (searchers that create trials as results arrive).
+    /// Trials whose id already exists are left as they are (idempotent).</summary>
+    Task AddTrialsAsync(string sweepId, IReadOnlyList<TrialRecord> trials, CancellationToken ct);
+
+    Task<TrialRecord?> GetTrialAsync(string trialId, CancellationToken ct);
+
+    /// <summary>The sweep's trials by index.</summary>
+    Task<IReadOnlyList<TrialRecord>> ListTrialsAsync(string sweepId, CancellationToken ct);
+
+    /// <summary>Replaces the trial if its stored version equals <paramref name="expectedVersion"/>.</summary>
+    Task<bool> TryUpdateTrialAsync(TrialRecord updated, long expectedVersion, CancellationToken ct);
+
+    /// <summary>
+    /// Appends a metric point if <paramref name="fencingToken"/> is the trial's current token and
+    /// no point with the same step exists, as one atomic operation.
+    /// </summary>
+    Task<MetricAppendResult> AppendMetricAsync(string trialId, long fencingToken, MetricPointRecord point, CancellationToken ct);
+
+    /// <summary>The trial's metric points by step.</summary>
+    Task<IReadOnlyList<MetricPointRecord>> GetMetricsAsync(string trialId, CancellationToken ct);
+
+    Task UpsertWorkerAsync(WorkerRecord worker, CancellationToken ct);
+
+    Task<IReadOnlyList<WorkerRecord>> ListWorkersAsync(CancellationToken ct);
+
+    Task RemoveWorkerAsync(string workerId, CancellationToken ct);
+}
+
+/// <summary>The backing store (Redis, the SQLite file) cannot be reached right now.</summary>
+public sealed class StateStoreUnavailableException : Exception
+{
+    public StateStoreUnavailableException() { }
+    public StateStoreUnavailableException(string message) : base(message) { }
+    public StateStoreUnavailableException(string message, Exception inner) : base(message, inner) { }
+}
