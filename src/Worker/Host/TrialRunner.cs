@@ -1,0 +1,205 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Orchestrator.Data;
+using Orchestrator.Protocol.V1;
+using Orchestrator.Specs;
+using Orchestrator.Trials;
+using Orchestrator.Worker.Training;
+
+namespace Orchestrator.Worker.Host;
+
+/// <summary>
+/// One assigned trial on this worker, on its own thread: load data, restore the checkpoint when
+/// resuming, train, report each epoch, upload checkpoints, report the outcome. Training stays on
+/// this one thread (TorchSharp dispose scopes are thread-static); network calls made from it
+/// block it, which is what we want for checkpoint uploads (the next epoch starts once the
+/// checkpoint is safe).
+/// </summary>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001",
+    Justification = "The stop source has no timer to release, and Stop may be called after the trial thread ended.")]
+internal sealed partial class TrialRunner : ITrainingObserver
+{
+    private const int UploadChunk = 256 * 1024;
+    private readonly WorkerAgent _agent;
+    private readonly AssignTrial _assignment;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentQueue<WorkerMessage> _reports = new();
+    private readonly Thread _thread;
+    private string? _stopReason;
+
+    public TrialRunner(WorkerAgent agent, AssignTrial assignment)
+    {
+        _agent = agent;
+        _assignment = assignment;
+        Lease = assignment.Lease.Clone();
+        _thread = new Thread(Run) { IsBackground = true, Name = "trial " + assignment.Lease.TrialId };
+    }
+
+    public TrialLease Lease { get; }
+
+    private string TrialId => Lease.TrialId;
+
+    public void Start() => _thread.Start();
+
+    public void Stop(string reason)
+    {
+        _stopReason ??= reason;
+        _stop.Cancel();
+    }
+
+    public void Join(TimeSpan timeout) => _thread.Join(timeout);
+
+    /// <summary>Re-sends every report of this trial (after a reconnect); the coordinator ignores steps it has.</summary>
+    public void Resend()
+    {
+        foreach (var r in _reports) _agent.Send(r);
+    }
+
+    private void Run()
+    {
+        var ct = _stop.Token;
+        var outcome = TrialStatus.Types.Outcome.Completed;
+        var message = "";
+        try
+        {
+            var spec = TrialSpecYaml.Parse(_assignment.TrialYaml, TrialId);
+            if (_agent.Options.DataDir is { } dataDir) spec.Data.Dir = dataDir;
+            var data = DatasetLoader.Load(spec.Data, spec.Seed, null, ct);
+            var device = Native.TorchRuntime.ResolveDevice(_agent.Options.Device);
+            var runDir = Path.Combine(_agent.Options.WorkDir, TrialId);
+            if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
+            Directory.CreateDirectory(runDir);
+            using var session = _assignment.Resume
+                ? TrainingSession.Resume(DownloadCheckpoint(runDir, ct), data, device, runDir, this)
+                : new TrainingSession(spec, data, device, runDir, this);
+            _agent.Send(Status(TrialStatus.Types.Outcome.Started, session.EpochsCompleted > 0 ? $"resumed after epoch {session.EpochsCompleted}" : ""));
+            Log.TrialStarted(_agent.Logger, TrialId, _assignment.Attempt, session.EpochsCompleted);
+            session.Run(ct: ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            outcome = TrialStatus.Types.Outcome.Stopped;
+            message = _stopReason ?? "stopped";
+        }
+        catch (Exception e) when (e is SpecException or DataFormatException or DatasetNotFoundException or ArgumentException)
+        {
+            // Retrying elsewhere cannot fix bad data or an invalid trial.
+            outcome = TrialStatus.Types.Outcome.FailedPermanently;
+            message = e.Message;
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested)
+        {
+            outcome = TrialStatus.Types.Outcome.Failed;
+            message = $"{e.GetType().Name}: {e.Message}";
+        }
+        Log.TrialEnded(_agent.Logger, TrialId, outcome.ToString(), message);
+        _agent.Send(Status(outcome, message));
+        _agent.Finished(this);
+    }
+
+    private WorkerMessage Status(TrialStatus.Types.Outcome outcome, string message) =>
+        new() { Status = new TrialStatus { Lease = Lease, Outcome = outcome, Message = message } };
+
+    public void OnEpochEnd(EpochMetrics m)
+    {
+        var point = new MetricPoint { TrialId = TrialId, Step = m.Step, Epoch = m.Epoch, Time = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };
+        point.Values.Add(new Dictionary<string, double>
+        {
+            ["train_loss"] = m.TrainLoss,
+            ["train_accuracy"] = m.TrainAccuracy,
+            ["val_loss"] = m.ValLoss,
+            ["val_accuracy"] = m.ValAccuracy,
+            ["val_top5"] = m.ValTop5,
+            ["lr"] = m.LearningRate,
+            ["images_per_second"] = m.ImagesPerSecond,
+            ["epoch_seconds"] = m.Seconds,
+            ["data_wait_seconds"] = m.DataWaitSeconds,
+        }.Where(kv => double.IsFinite(kv.Value)).ToDictionary());
+        var report = new WorkerMessage { Metric = new MetricReport { Lease = Lease, Point = point } };
+        _reports.Enqueue(report);
+        _agent.Send(report);
+    }
+
+    public void OnCheckpoint(string path, CheckpointKind kind)
+    {
+        // Blocks the training thread until the checkpoint is stored (or the trial is stopped).
+        UploadAsync(path, kind == CheckpointKind.Best, _stop.Token).GetAwaiter().GetResult();
+    }
+
+    private async Task UploadAsync(string path, bool best, CancellationToken ct)
+    {
+        var epoch = Checkpoints.CheckpointFile.ReadHeader(path).EpochsCompleted;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                using var call = _agent.Client.UploadCheckpoint(_agent.Headers, cancellationToken: ct);
+                await using var file = File.OpenRead(path);
+                await call.RequestStream.WriteAsync(new CheckpointUpload { Header = new CheckpointHeader { Lease = Lease, Epoch = epoch, Size = file.Length, Best = best } }, ct).ConfigureAwait(false);
+                using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                var buffer = new byte[UploadChunk];
+                int n;
+                while ((n = await file.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
+                {
+                    sha.AppendData(buffer, 0, n);
+                    await call.RequestStream.WriteAsync(new CheckpointUpload { Data = ByteString.CopyFrom(buffer, 0, n) }, ct).ConfigureAwait(false);
+                }
+                await call.RequestStream.WriteAsync(new CheckpointUpload { Trailer = new CheckpointTrailer { Sha256 = Convert.ToHexStringLower(sha.GetHashAndReset()) } }, ct).ConfigureAwait(false);
+                await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+                await call.ResponseAsync.ConfigureAwait(false);
+                return;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+            {
+                // The trial is no longer ours: stop training it.
+                Stop("the coordinator refused the checkpoint: " + e.Status.Detail);
+                ct.ThrowIfCancellationRequested();
+                throw;
+            }
+            catch (RpcException e) when (!ct.IsCancellationRequested)
+            {
+                Log.UploadRetry(_agent.Logger, TrialId, attempt, e.Status.Detail);
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(5000, 200 * attempt)), ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private string DownloadCheckpoint(string runDir, CancellationToken ct) => DownloadAsync(runDir, ct).GetAwaiter().GetResult();
+
+    private async Task<string> DownloadAsync(string runDir, CancellationToken ct)
+    {
+        var path = Path.Combine(runDir, "resume.ckpt");
+        using var call = _agent.Client.DownloadTrialCheckpoint(new DownloadTrialCheckpointRequest { Lease = Lease }, _agent.Headers, cancellationToken: ct);
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        string? expected = null;
+        await using (var file = File.Create(path))
+        {
+            await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                sha.AppendData(chunk.Data.Span);
+                await file.WriteAsync(chunk.Data.Memory, ct).ConfigureAwait(false);
+                if (chunk.Sha256.Length > 0) expected = chunk.Sha256;
+            }
+        }
+        var actual = Convert.ToHexStringLower(sha.GetHashAndReset());
+        if (expected is null || !string.Equals(expected, actual, StringComparison.OrdinalIgnoreCase))
+            throw new IOException($"checkpoint of {TrialId} arrived damaged (sha256 {actual}, expected {expected})");
+        return path;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(110, LogLevel.Information, "Trial {TrialId} attempt {Attempt} started (epochs done: {Epochs})")]
+        public static partial void TrialStarted(ILogger logger, string trialId, int attempt, int epochs);
+
+        [LoggerMessage(111, LogLevel.Information, "Trial {TrialId} ended: {Outcome} {Message}")]
+        public static partial void TrialEnded(ILogger logger, string trialId, string outcome, string message);
+
+        [LoggerMessage(112, LogLevel.Warning, "Trial {TrialId}: checkpoint upload attempt {Attempt} failed ({Reason}); retrying")]
+        public static partial void UploadRetry(ILogger logger, string trialId, int attempt, string reason);
+    }
+}

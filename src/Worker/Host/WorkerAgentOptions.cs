@@ -1,0 +1,25 @@
+namespace Orchestrator.Worker.Host;
+
+/// <summary>How a worker runs.</summary>
+public sealed record WorkerAgentOptions
+{
+    /// <summary>The coordinator's gRPC address, e.g. http://coordinator:5000.</summary>
+    public required string CoordinatorUrl { get; init; }
+    /// <summary>Stable identity; defaults to host name + process id.</summary>
+    public string WorkerId { get; init; } = $"{Environment.MachineName.ToLowerInvariant()}-{Environment.ProcessId}";
+    public string? Name { get; init; }
+    /// <summary>auto, cpu, cuda, cuda:N.</summary>
+    public string Device { get; init; } = "auto";
+    /// <summary>Overrides the data folder of every trial (a shared volume with the data sets).</summary>
+    public string? DataDir { get; init; }
+    /// <summary>Scratch folder for run folders and downloaded checkpoints.</summary>
+    public string WorkDir { get; init; } = Path.Combine(Path.GetTempPath(), "orch-worker");
+    /// <summary>Bearer token when the coordinator requires one.</summary>
+    public string? Token { get; init; }
+    /// <summary>libtorch intra-op threads (process-wide); null leaves libtorch's default.</summary>
+    public int? TorchThreads { get; init; }
+    /// <summary>Optional explicit libtorch folder (see TorchRuntime).</summary>
+    public string? LibTorchDir { get; init; }
+    /// <summary>Longest wait between reconnection attempts.</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(5);
+}
