@@ -42,6 +42,7 @@ public interface ISearchMethod
 public sealed class SearchContext
 {
     private readonly Func<IReadOnlyDictionary<string, string>, CreateTrial> _newTrial;
+    private readonly Func<int> _created;
     private readonly Func<int> _exited;
 
     internal SearchContext(ValidatedSweep sweep, SplitMix64 random, Func<IReadOnlyDictionary<string, string>, CreateTrial> newTrial,
@@ -53,8 +54,6 @@ public sealed class SearchContext
         _exited = exited;
         _created = created;
     }
-
-    private readonly Func<int> _created;
 
     /// <summary>The validated sweep (settings and search space).</summary>
     public ValidatedSweep Sweep { get; }
