@@ -15,10 +15,13 @@ public sealed class SpecException : Exception
     {
         Field = field;
         Line = mark?.Line;
+        Problem = problem;
     }
 
     public string? Field { get; }
     public int? Line { get; }
+    /// <summary>What is wrong, without the file, line and field (to restate it for another field).</summary>
+    public string? Problem { get; }
 
     private static string Format(string? file, SpecMark? mark, string field, string problem)
     {

@@ -26,6 +26,9 @@ public sealed class SpecLocations
         }
     }
 
+    /// <summary>Whether the file wrote <paramref name="path"/> itself (no fallback to an enclosing field).</summary>
+    public bool Contains(string path) => _marks.ContainsKey(path);
+
     internal void Add(string path, Mark mark) => _marks[path] = new SpecMark((int)mark.Line, (int)mark.Column);
 
     /// <summary>An exception for <paramref name="field"/> that points at its line in the file.</summary>

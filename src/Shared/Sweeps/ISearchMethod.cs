@@ -1,0 +1,72 @@
+using System.Text.Json;
+
+namespace Orchestrator.Sweeps;
+
+/// <summary>
+/// A search method: which trials to create and which to stop, given what has happened. Pure and
+/// synchronous: events in, actions out; no I/O, no clock, no reference to the scheduler or the
+/// store. Randomness comes only from <see cref="SearchContext.Random"/>, whose state the
+/// <see cref="Searcher"/> persists, so a restored sweep continues exactly as it would have.
+/// </summary>
+/// <remarks>
+/// The <see cref="Searcher"/> wrapper handles what every method shares (idempotency, duplicate and
+/// stale reports, the objective's target, the failed-trial budget, the end of the search), so a
+/// method only decides about trials. Grid and random create all their trials at once; an adaptive
+/// method (ASHA) answers <see cref="OnValidation"/> with <see cref="StopTrial"/> and new trials.
+/// </remarks>
+public interface ISearchMethod
+{
+    /// <summary>The method's name in sweep files ("grid", "random").</summary>
+    string Name { get; }
+
+    /// <summary>The trials to create when the search starts (through <see cref="SearchContext.NewTrial"/>).</summary>
+    IReadOnlyList<SearchAction> InitialTrials(SearchContext context);
+
+    /// <summary>Trial <paramref name="trialIndex"/> reported the objective after <paramref name="epoch"/>; each (trial, epoch) arrives once, in order.</summary>
+    IReadOnlyList<SearchAction> OnValidation(SearchContext context, int trialIndex, int epoch, double objective);
+
+    /// <summary>Trial <paramref name="trialIndex"/> ended (completed, stopped or failed); arrives once per trial.</summary>
+    IReadOnlyList<SearchAction> OnTrialExited(SearchContext context, int trialIndex, bool succeeded);
+
+    /// <summary>How far the search is, 0..1.</summary>
+    double Progress(SearchContext context);
+
+    /// <summary>The method's own state, for the searcher's snapshot.</summary>
+    JsonElement Snapshot();
+
+    /// <summary>Takes back a state made by <see cref="Snapshot"/>.</summary>
+    void Restore(JsonElement state);
+}
+
+/// <summary>What a search method may see and use: the sweep, the searcher's generator and its trial counters.</summary>
+public sealed class SearchContext
+{
+    private readonly Func<IReadOnlyDictionary<string, string>, CreateTrial> _newTrial;
+    private readonly Func<int> _created;
+    private readonly Func<int> _exited;
+
+    internal SearchContext(ValidatedSweep sweep, SplitMix64 random, Func<IReadOnlyDictionary<string, string>, CreateTrial> newTrial,
+        Func<int> created, Func<int> exited)
+    {
+        Sweep = sweep;
+        Random = random;
+        _newTrial = newTrial;
+        _exited = exited;
+        _created = created;
+    }
+
+    /// <summary>The validated sweep (settings and search space).</summary>
+    public ValidatedSweep Sweep { get; }
+
+    /// <summary>The seeded generator; its state is saved with the searcher.</summary>
+    public SplitMix64 Random { get; }
+
+    /// <summary>Trials created so far.</summary>
+    public int TrialsCreated => _created();
+
+    /// <summary>Trials that have exited so far.</summary>
+    public int TrialsExited => _exited();
+
+    /// <summary>A <see cref="CreateTrial"/> with the next index, recorded by the searcher.</summary>
+    public CreateTrial NewTrial(IReadOnlyDictionary<string, string> parameters) => _newTrial(parameters);
+}

@@ -1,0 +1,238 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Orchestrator.Sweeps;
+
+/// <summary>
+/// Runs a <see cref="ISearchMethod"/> for one sweep and owns everything around it: the lock, the
+/// trial bookkeeping, idempotency (a repeated <see cref="Start"/>, report or exit changes nothing and
+/// returns no actions), the seeded generator, the objective's target, the failed-trial budget and
+/// the end of the search. Its whole state round-trips through <see cref="SaveState"/> and
+/// <see cref="Restore"/>, so a restarted coordinator continues with exactly the actions it would
+/// have taken.
+/// </summary>
+public sealed class Searcher
+{
+    private const int StateVersion = 1;
+
+    private readonly Lock _gate = new();
+    private readonly ValidatedSweep _sweep;
+    private readonly ISearchMethod _method;
+    private readonly SplitMix64 _random;
+    private readonly SearchContext _context;
+    private readonly SortedDictionary<int, TrialBook> _trials = [];
+    private bool _started;
+    private int _failed;
+    private double? _best;
+    private int? _bestTrial;
+    private ShutdownSearch? _shutdown;
+
+    private Searcher(ValidatedSweep sweep, ISearchMethod method, ulong randomState)
+    {
+        _sweep = sweep;
+        _method = method;
+        _random = new SplitMix64(randomState);
+        _context = new SearchContext(sweep, _random, NewTrial, () => _trials.Count, () => _trials.Values.Count(t => t.Exited));
+    }
+
+    /// <summary>A fresh searcher for <paramref name="sweep"/>, with the method its file names.</summary>
+    public static Searcher Create(ValidatedSweep sweep)
+    {
+        ArgumentNullException.ThrowIfNull(sweep);
+        return new Searcher(sweep, MethodFor(sweep.Method), unchecked((ulong)(long)sweep.Seed));
+    }
+
+    /// <summary>The searcher as it was when <paramref name="stateJson"/> was saved (by <see cref="SaveState"/>).</summary>
+    /// <exception cref="ArgumentException">The state is unreadable or belongs to another sweep spec.</exception>
+    public static Searcher Restore(ValidatedSweep sweep, string stateJson)
+    {
+        ArgumentNullException.ThrowIfNull(sweep);
+        ArgumentNullException.ThrowIfNull(stateJson);
+        SearcherState? state;
+        try
+        {
+            state = JsonSerializer.Deserialize(stateJson, SearcherJsonContext.Default.SearcherState);
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"the searcher state is not valid JSON: {e.Message}", nameof(stateJson), e);
+        }
+        if (state is null || state.Version != StateVersion)
+            throw new ArgumentException($"the searcher state has version {state?.Version.ToString(CultureInfo.InvariantCulture) ?? "none"}, expected {StateVersion}", nameof(stateJson));
+        if (state.Method != sweep.Method || state.SpecSha256 != Fingerprint(sweep))
+            throw new ArgumentException("the searcher state was saved for another sweep spec", nameof(stateJson));
+
+        var searcher = new Searcher(sweep, MethodFor(sweep.Method), state.RandomState)
+        {
+            _started = state.Started,
+            _failed = state.Failed,
+            _best = state.Best,
+            _bestTrial = state.BestTrial,
+            _shutdown = state.ShutdownReason is { } reason ? new ShutdownSearch(reason) { Failed = state.ShutdownFailed } : null,
+        };
+        foreach (var t in state.Trials) searcher._trials[t.Index] = t;
+        searcher._method.Restore(state.MethodState);
+        return searcher;
+    }
+
+    /// <summary>How far the search is, 0..1 (1 once it has shut down).</summary>
+    public double Progress
+    {
+        get
+        {
+            lock (_gate) return _shutdown is not null ? 1 : _method.Progress(_context);
+        }
+    }
+
+    /// <summary>The first trials. A second call returns nothing: the trials exist already.</summary>
+    public IReadOnlyList<SearchAction> Start()
+    {
+        lock (_gate)
+        {
+            if (_started) return [];
+            _started = true;
+            return [.. _method.InitialTrials(_context)];
+        }
+    }
+
+    /// <summary>
+    /// Trial <paramref name="trialIndex"/> reported the objective after <paramref name="epoch"/>.
+    /// Repeated or older epochs, unknown or ended trials, and reports after shutdown are ignored.
+    /// Reaching the target shuts the search down.
+    /// </summary>
+    public IReadOnlyList<SearchAction> OnValidation(int trialIndex, int epoch, double objective)
+    {
+        lock (_gate)
+        {
+            if (_shutdown is not null || !_trials.TryGetValue(trialIndex, out var trial) || trial.Exited) return [];
+            if (trial.LastEpoch is { } last && epoch <= last) return [];
+            trial.LastEpoch = epoch;
+            // A diverged trial reports NaN: it is nobody's best and reaches no target.
+            if (double.IsNaN(objective)) return [];
+            if (_sweep.IsBetter(objective, _best))
+            {
+                _best = objective;
+                _bestTrial = trialIndex;
+            }
+            if (_sweep.ReachesTarget(objective))
+            {
+                var value = objective.ToString("G6", CultureInfo.InvariantCulture);
+                var target = _sweep.Target!.Value.ToString("G6", CultureInfo.InvariantCulture);
+                return [Shutdown(new ShutdownSearch($"target {target} reached by trial {trialIndex} ({_sweep.ObjectiveMetric} {value} at epoch {epoch})"))];
+            }
+            return [.. _method.OnValidation(_context, trialIndex, epoch, objective)];
+        }
+    }
+
+    /// <summary>
+    /// Trial <paramref name="trialIndex"/> ended. A second exit of the same trial, or one after
+    /// shutdown, returns nothing. More failures than the sweep's maxFailedTrials, or no trial left
+    /// running, shuts the search down.
+    /// </summary>
+    public IReadOnlyList<SearchAction> OnTrialExited(int trialIndex, bool succeeded)
+    {
+        lock (_gate)
+        {
+            if (!_trials.TryGetValue(trialIndex, out var trial) || trial.Exited) return [];
+            trial.Exited = true;
+            trial.Succeeded = succeeded;
+            if (!succeeded) _failed++;
+            if (_shutdown is not null) return [];
+            if (_failed > _sweep.MaxFailedTrials)
+                return [Shutdown(new ShutdownSearch($"{_failed} trials failed, more than search.maxFailedTrials ({_sweep.MaxFailedTrials})") { Failed = true })];
+            var actions = new List<SearchAction>(_method.OnTrialExited(_context, trialIndex, succeeded));
+            if (_trials.Values.All(t => t.Exited))
+            {
+                var best = _bestTrial is { } b
+                    ? $"; best trial {b} ({_sweep.ObjectiveMetric} {_best!.Value.ToString("G6", CultureInfo.InvariantCulture)})"
+                    : "";
+                actions.Add(Shutdown(new ShutdownSearch($"all {_trials.Count} trials ended, {_failed} failed{best}")));
+            }
+            return actions;
+        }
+    }
+
+    /// <summary>The whole state as JSON: trials, counters, the generator's state, the method's own state.</summary>
+    public string SaveState()
+    {
+        lock (_gate)
+        {
+            var state = new SearcherState
+            {
+                Version = StateVersion,
+                Method = _sweep.Method,
+                SpecSha256 = Fingerprint(_sweep),
+                Started = _started,
+                RandomState = _random.State,
+                Failed = _failed,
+                Best = _best,
+                BestTrial = _bestTrial,
+                ShutdownReason = _shutdown?.Reason,
+                ShutdownFailed = _shutdown?.Failed ?? false,
+                Trials = [.. _trials.Values.Select(t => t.Copy())],
+                MethodState = _method.Snapshot(),
+            };
+            return JsonSerializer.Serialize(state, SearcherJsonContext.Default.SearcherState);
+        }
+    }
+
+    private ShutdownSearch Shutdown(ShutdownSearch action) => _shutdown = action;
+
+    private CreateTrial NewTrial(IReadOnlyDictionary<string, string> parameters)
+    {
+        if (_trials.Count >= _sweep.MaxTrials)
+            throw new InvalidOperationException($"the {_method.Name} method asked for more than maxTrials ({_sweep.MaxTrials}) trials");
+        var index = _trials.Count;
+        _trials[index] = new TrialBook { Index = index };
+        return new CreateTrial(index, parameters);
+    }
+
+    // Search methods are few and pure, so a switch is the registry here; the coordinator's plugin
+    // builder (AddSearchMethods) can wrap this when methods come from other assemblies.
+    private static ISearchMethod MethodFor(string method) => method switch
+    {
+        "grid" => new GridSearch(),
+        "random" => new RandomSearch(),
+        _ => throw new ArgumentException($"unknown search method '{method}'", nameof(method)),
+    };
+
+    private static string Fingerprint(ValidatedSweep sweep) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sweep.SpecYaml)));
+}
+
+/// <summary>The searcher's persisted state (see <see cref="Searcher.SaveState"/>).</summary>
+internal sealed class SearcherState
+{
+    public int Version { get; set; }
+    public string Method { get; set; } = "";
+    /// <summary>Guards against restoring a state into a different spec.</summary>
+    public string SpecSha256 { get; set; } = "";
+    public bool Started { get; set; }
+    public ulong RandomState { get; set; }
+    public int Failed { get; set; }
+    public double? Best { get; set; }
+    public int? BestTrial { get; set; }
+    public string? ShutdownReason { get; set; }
+    public bool ShutdownFailed { get; set; }
+    public List<TrialBook> Trials { get; set; } = [];
+    public JsonElement MethodState { get; set; }
+}
+
+/// <summary>What the searcher knows of one trial.</summary>
+internal sealed class TrialBook
+{
+    public int Index { get; set; }
+    /// <summary>The last epoch reported; reports at or before it are duplicates.</summary>
+    public int? LastEpoch { get; set; }
+    public bool Exited { get; set; }
+    public bool Succeeded { get; set; }
+
+    public TrialBook Copy() => (TrialBook)MemberwiseClone();
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSerializable(typeof(SearcherState))]
+internal sealed partial class SearcherJsonContext : JsonSerializerContext;

@@ -1,0 +1,33 @@
+using Orchestrator.Sweeps;
+
+namespace Orchestrator.Shared.UnitTests.Sweeps;
+
+public class ExampleSweepTests
+{
+    private static string Example(string name)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var path = Path.Combine(dir.FullName, "examples", name);
+            if (File.Exists(path)) return path;
+        }
+        throw new FileNotFoundException($"examples/{name} not found above {AppContext.BaseDirectory}");
+    }
+
+    [Fact]
+    public void The_quickstart_is_a_small_grid_of_four_short_fashion_mnist_trials()
+    {
+        var path = Example("quickstart.yaml");
+        var sweep = ValidatedSweep.Parse(File.ReadAllText(path), path, new SweepLimits());
+        Assert.Equal("grid", sweep.Method);
+        Assert.Equal(4, sweep.MaxTrials);
+        Assert.Equal(2, sweep.ParallelTrials);
+        var trial = sweep.BaseTrial;
+        Assert.Equal(("fashion-mnist", 6000, 1000), (trial.Data.Name, trial.Data.LimitTrain, trial.Data.LimitTest));
+        Assert.Equal("simple-cnn", trial.Model.Name);
+        Assert.Equal(2, trial.Epochs);
+        var trials = Searcher.Create(sweep).Start().Cast<CreateTrial>().ToList();
+        Assert.Equal(4, trials.Count);
+        Assert.All(trials, t => sweep.TrialFor(t.Parameters));
+    }
+}
