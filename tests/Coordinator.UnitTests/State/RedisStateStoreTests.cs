@@ -7,12 +7,18 @@ namespace Orchestrator.Coordinator.UnitTests.State;
 /// <summary>Starts one real redis-server for the Redis store tests (they share it under distinct key prefixes).</summary>
 public sealed class RedisServerFixture : IAsyncLifetime
 {
+    private RedisServer? _server;
+
     /// <summary>The running server.</summary>
-    public RedisServer Server { get; private set; } = null!;
+    public RedisServer Server => _server ?? throw new InvalidOperationException("redis-server did not start; see the fixture's error.");
 
-    public async Task InitializeAsync() => Server = await RedisServer.StartAsync(CancellationToken.None).DefaultTimeout();
+    public async Task InitializeAsync() => _server = await RedisServer.StartAsync(CancellationToken.None).DefaultTimeout();
 
-    public async Task DisposeAsync() => await Server.DisposeAsync().AsTask().DefaultTimeout();
+    // Nothing to stop when the start failed (e.g. redis-server is not installed).
+    public async Task DisposeAsync()
+    {
+        if (_server is not null) await _server.DisposeAsync().AsTask().DefaultTimeout();
+    }
 }
 
 /// <summary>The state store contract on a real redis-server.</summary>
