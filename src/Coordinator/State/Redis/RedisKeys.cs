@@ -1,0 +1,73 @@
+using System.Text;
+using StackExchange.Redis;
+
+namespace Orchestrator.Coordinator.State.Redis;
+
+/// <summary>
+/// The Redis key layout, in one place (docs/state.md describes it). Every key starts with the
+/// store's prefix so several coordinators or test runs can share one Redis.
+/// <code>
+/// {p}sweeps                   ZSET   sweep id, scored by creation sequence
+/// {p}sweeps:seq               STRING creation counter (INCR)
+/// {p}sweep:{id}               HASH   v = version, json = SweepRecord
+/// {p}sweep:{id}:trials        ZSET   trial id, scored by index
+/// {p}trial:{id}               HASH   v = version, token = fencing token, sweep = sweep id, json = TrialRecord
+/// {p}trial:{id}:metrics       HASH   step → MetricPointRecord json
+/// {p}trial:{id}:steps         ZSET   step, scored by step (the order of the metrics hash)
+/// {p}workers                  HASH   worker id → WorkerRecord json
+/// </code>
+/// </summary>
+internal sealed class RedisKeys
+{
+    private static ReadOnlySpan<byte> SweepsName => "sweeps"u8;
+    private static ReadOnlySpan<byte> SweepSeqName => "sweeps:seq"u8;
+    private static ReadOnlySpan<byte> WorkersName => "workers"u8;
+    private static ReadOnlySpan<byte> SweepPart => "sweep:"u8;
+    private static ReadOnlySpan<byte> TrialPart => "trial:"u8;
+    private static ReadOnlySpan<byte> TrialsSuffix => ":trials"u8;
+    private static ReadOnlySpan<byte> MetricsSuffix => ":metrics"u8;
+    private static ReadOnlySpan<byte> StepsSuffix => ":steps"u8;
+
+    private readonly byte[] _prefix;
+
+    public RedisKeys(string prefix)
+    {
+        ArgumentNullException.ThrowIfNull(prefix);
+        _prefix = Encoding.UTF8.GetBytes(prefix);
+        Sweeps = Build(SweepsName, null, default);
+        SweepSeq = Build(SweepSeqName, null, default);
+        Workers = Build(WorkersName, null, default);
+        // Read scripts build sweep and trial keys from ids they find in an index, so they are
+        // handed these prefixes as arguments rather than knowing the layout themselves.
+        SweepKeyPrefix = Build(SweepPart, null, default);
+        TrialKeyPrefix = Build(TrialPart, null, default);
+    }
+
+    public RedisKey Sweeps { get; }
+    public RedisKey SweepSeq { get; }
+    public RedisKey Workers { get; }
+    public byte[] SweepKeyPrefix { get; }
+    public byte[] TrialKeyPrefix { get; }
+
+    public RedisKey Sweep(string sweepId) => Build(SweepPart, sweepId, default);
+    public RedisKey SweepTrials(string sweepId) => Build(SweepPart, sweepId, TrialsSuffix);
+    public RedisKey Trial(string trialId) => Build(TrialPart, trialId, default);
+    public RedisKey Metrics(string trialId) => Build(TrialPart, trialId, MetricsSuffix);
+    public RedisKey MetricSteps(string trialId) => Build(TrialPart, trialId, StepsSuffix);
+
+    // One exact-size array per key: the prefix and the fixed parts are copied as bytes and the id
+    // is encoded straight into place, with no intermediate strings.
+    private byte[] Build(ReadOnlySpan<byte> part, string? id, ReadOnlySpan<byte> suffix)
+    {
+        var idBytes = id is null ? 0 : Encoding.UTF8.GetByteCount(id);
+        var key = new byte[_prefix.Length + part.Length + idBytes + suffix.Length];
+        var span = key.AsSpan();
+        _prefix.CopyTo(span);
+        span = span[_prefix.Length..];
+        part.CopyTo(span);
+        span = span[part.Length..];
+        if (id is not null) span = span[Encoding.UTF8.GetBytes(id, span)..];
+        suffix.CopyTo(span);
+        return key;
+    }
+}
