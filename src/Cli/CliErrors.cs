@@ -6,16 +6,30 @@ namespace Orchestrator.Cli;
 /// <summary>Which exceptions are the user's to fix, and how to say them in one line.</summary>
 internal static class CliErrors
 {
-    public static bool IsUserError(Exception e) => e is SpecException or DataFormatException or DatasetNotFoundException
+    /// <summary>The coordinator address the current command talks to (for the unreachable message).</summary>
+    public static string? CurrentAddress { get; set; }
+
+    public static bool IsUserError(Exception e) => e is Grpc.Core.RpcException or SpecException or DataFormatException or DatasetNotFoundException
         or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
         or InvalidOperationException or UnauthorizedAccessException or IOException;
 
-    public static int ExitCode(Exception e) => e is SpecException or ArgumentException ? ExitCodes.Usage : ExitCodes.Failed;
+    public static int ExitCode(Exception e) => e is SpecException or ArgumentException
+        or Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.InvalidArgument } ? ExitCodes.Usage : ExitCodes.Failed;
 
     public static string Describe(Exception e)
     {
         // Data errors raised on the loader thread arrive wrapped; the inner one names the file.
         while (e is InvalidDataException { InnerException: DataFormatException or InvalidDataException } w) e = w.InnerException!;
+        if (e is Grpc.Core.RpcException rpc)
+        {
+            return rpc.StatusCode switch
+            {
+                Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded =>
+                    $"cannot reach the coordinator at {CurrentAddress ?? "?"} ({rpc.Status.Detail}); is `orch coordinator` running? (--coordinator URL or ORCH_COORDINATOR)",
+                Grpc.Core.StatusCode.Unauthenticated => rpc.Status.Detail,
+                _ => rpc.Status.Detail.ReplaceLineEndings(" "),
+            };
+        }
         var message = e.Message.ReplaceLineEndings(" ");
         return e is ArgumentException a && a.ParamName is not null
             ? message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal)

@@ -10,9 +10,14 @@ public static partial class OrchApp
     {
         var root = new RootCommand(
             "Orchestrator: train image classifiers, one run or a whole hyperparameter sweep.\n" +
-            "Start with: orch train --dataset fashion-mnist --model simple-cnn --epochs 1");
+            "Start with: orch local examples/quickstart.yaml --workers 2 (a sweep on this machine)\n" +
+            "        or: orch train --dataset fashion-mnist --model simple-cnn --epochs 1 (one run)");
+        root.Add(LocalCommand.Create());
         root.Add(TrainCommand.Create());
         root.Add(EvalCommand.Create());
+        foreach (var c in SweepCommands.Create()) root.Add(c);
+        root.Add(ServeCommands.Coordinator());
+        root.Add(ServeCommands.Worker());
         return root;
     }
 

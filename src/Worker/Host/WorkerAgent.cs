@@ -41,7 +41,10 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         _client = new WorkerGateway.WorkerGatewayClient(_channel);
         _reconnect = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
         {
-            ShouldHandle = new PredicateBuilder().Handle<RpcException>().Handle<IOException>().Handle<HttpRequestException>(),
+            ShouldHandle = new PredicateBuilder()
+                .Handle<RpcException>(e => e.StatusCode != StatusCode.Cancelled)
+                .Handle<IOException>()
+                .Handle<HttpRequestException>(),
             BackoffType = DelayBackoffType.Exponential,
             UseJitter = true,
             Delay = TimeSpan.FromMilliseconds(200),

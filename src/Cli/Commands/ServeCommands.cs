@@ -1,0 +1,83 @@
+using System.CommandLine;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Worker.Host;
+
+namespace Orchestrator.Cli.Commands;
+
+/// <summary>`orch coordinator` and `orch worker`: the two long-running services.</summary>
+internal static class ServeCommands
+{
+    public static Command Coordinator()
+    {
+        var redis = new Option<string?>("--redis") { Description = "Keep state in Redis at HOST:PORT (default: an embedded SQLite store under --state-dir).", HelpName = "HOST:PORT" };
+        var redisPrefix = new Option<string>("--redis-prefix") { Description = "Key prefix in Redis.", DefaultValueFactory = _ => "orch" };
+        var stateDir = new Option<string>("--state-dir") { Description = "Folder for the embedded store and checkpoints.", DefaultValueFactory = _ => ".orch", HelpName = "DIR" };
+        var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Folder for checkpoints (default: <state-dir>/checkpoints).", HelpName = "DIR" };
+        var bind = new Option<string>("--bind") { Description = "Address to listen on (0.0.0.0 for all interfaces).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
+        var port = new Option<int>("--port") { Description = "gRPC port (workers and the CLI connect here).", DefaultValueFactory = _ => 5000 };
+        var httpPort = new Option<int?>("--http-port") { Description = "HTTP port for /healthz.", HelpName = "PORT" };
+        var leaseTimeout = new Option<double>("--lease-timeout") { Description = "Seconds without a heartbeat before a worker's trials are re-queued.", DefaultValueFactory = _ => 10 };
+        var command = new Command("coordinator", "Run the coordinator: accepts sweeps, schedules trials on workers, keeps state (Redis or embedded).\nExample: orch coordinator --redis 127.0.0.1:6379")
+        { redis, redisPrefix, stateDir, checkpointDir, bind, port, httpPort, leaseTimeout };
+        command.SetAction(async (parse, ct) =>
+        {
+            var lease = TimeSpan.FromSeconds(parse.GetValue(leaseTimeout));
+            if (lease < TimeSpan.FromSeconds(1)) throw new ArgumentException("--lease-timeout must be at least 1 second");
+            var app = CoordinatorHost.Build(new CoordinatorHostSettings
+            {
+                Host = parse.GetValue(bind)!,
+                GrpcPort = parse.GetValue(port),
+                HttpPort = parse.GetValue(httpPort),
+                Redis = parse.GetValue(redis),
+                RedisPrefix = parse.GetValue(redisPrefix)!,
+                StateDir = parse.GetValue(stateDir)!,
+                CheckpointDir = parse.GetValue(checkpointDir),
+                Configure = o =>
+                {
+                    o.LeaseTimeout = lease;
+                    o.HeartbeatInterval = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(200).Ticks, lease.Ticks / 5));
+                },
+            });
+            await app.StartAsync(ct);
+            await Console.Error.WriteLineAsync($"coordinator listening on {parse.GetValue(bind)}:{parse.GetValue(port)} (state: {parse.GetValue(redis) ?? parse.GetValue(stateDir)})");
+            await app.WaitForShutdownAsync(ct);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    public static Command Worker()
+    {
+        var coordinator = new Option<string>("--coordinator") { Description = "The coordinator's address.", DefaultValueFactory = _ => Remote.CoordinatorConnection.DefaultAddress, HelpName = "URL" };
+        var id = new Option<string?>("--id") { Description = "Stable worker id (default: host name and process id).", HelpName = "ID" };
+        var device = CommonOptions.Device();
+        var dataDir = new Option<string?>("--data-dir") { Description = "Read data sets from this folder for every trial (a shared volume).", HelpName = "DIR" };
+        var workDir = new Option<string?>("--work-dir") { Description = "Scratch folder for trial runs.", HelpName = "DIR" };
+        var threads = new Option<int?>("--threads") { Description = "libtorch CPU threads (default: all cores).", HelpName = "N" };
+        var libTorch = CommonOptions.LibTorchDir();
+        var command = new Command("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\nExample: orch worker --coordinator http://127.0.0.1:5000")
+        { coordinator, id, device, dataDir, workDir, threads, libTorch };
+        command.SetAction(async (parse, ct) =>
+        {
+            using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
+                .SetMinimumLevel(LogLevel.Warning).AddFilter("Orchestrator", LogLevel.Information));
+            var options = new WorkerAgentOptions
+            {
+                CoordinatorUrl = parse.GetValue(coordinator)!,
+                Device = parse.GetValue(device)!,
+                DataDir = parse.GetValue(dataDir),
+                TorchThreads = parse.GetValue(threads),
+                LibTorchDir = parse.GetValue(libTorch),
+                Token = Environment.GetEnvironmentVariable("ORCH_TOKEN"),
+            };
+            if (parse.GetValue(id) is { } workerId) options = options with { WorkerId = workerId };
+            if (parse.GetValue(workDir) is { } w) options = options with { WorkDir = w };
+            await using var agent = new WorkerAgent(options, loggers);
+            await agent.RunAsync(ct);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

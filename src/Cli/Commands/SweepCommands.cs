@@ -1,0 +1,238 @@
+using System.CommandLine;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Grpc.Core;
+using Orchestrator.Cli.Output;
+using Orchestrator.Cli.Remote;
+using Orchestrator.Protocol.V1;
+using Orchestrator.Worker.Native;
+using Orchestrator.Worker.Training;
+using Spectre.Console;
+using TorchSharp.PyBridge;
+
+namespace Orchestrator.Cli.Commands;
+
+/// <summary>Commands that talk to a running coordinator: submit, sweeps, trials, watch, best, cancel, workers.</summary>
+internal static class SweepCommands
+{
+    private static Option<string?> CoordinatorOption() => new("--coordinator")
+    {
+        Description = $"The coordinator's address (default: ${CoordinatorConnection.AddressVariable} or {CoordinatorConnection.DefaultAddress}).",
+        HelpName = "URL",
+    };
+
+    private static Argument<string> SweepArgument() => new("sweep") { Description = "The sweep's id (see `orch sweeps`)." };
+
+    private static CoordinatorConnection Connect(ParseResult parse, Option<string?> option)
+    {
+        var connection = new CoordinatorConnection(parse.GetValue(option));
+        CliErrors.CurrentAddress = connection.Address;
+        return connection;
+    }
+
+    public static IEnumerable<Command> Create() => [Submit(), Sweeps(), Trials(), Watch(), Best(), Cancel(), Workers()];
+
+    private static Command Submit()
+    {
+        var file = new Argument<FileInfo>("sweep.yaml") { Description = "The sweep file (docs/sweep-spec.md)." };
+        var watch = new Option<bool>("--watch") { Description = "Follow the sweep until it ends." };
+        var coordinator = CoordinatorOption();
+        var json = CommonOptions.Json();
+        var command = new Command("submit", "Submit a sweep to the coordinator. It is validated there; errors name the field and line.\nExample: orch submit examples/quickstart.yaml --watch")
+        { file, watch, coordinator, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            var path = parse.GetValue(file)!;
+            if (!path.Exists) throw new Specs.SpecException($"{path.FullName}: no such file");
+            using var c = Connect(parse, coordinator);
+            var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = await File.ReadAllTextAsync(path.FullName, ct), FileName = path.Name }, c.Call(ct));
+            if (parse.GetValue(json)) Console.Out.WriteLine(SweepView.Json(sweep).ToJsonString());
+            else AnsiConsole.MarkupLine($"submitted [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}): {sweep.TrialsTotal} trials");
+            if (!parse.GetValue(watch)) return ExitCodes.Ok;
+            var final = await SweepView.WatchAsync(c, sweep.Id, parse.GetValue(json), ct);
+            return Finish(final, parse.GetValue(json));
+        });
+        return command;
+    }
+
+    private static int Finish(Sweep final, bool json)
+    {
+        if (json) Console.Out.WriteLine(SweepView.Json(final).ToJsonString());
+        else AnsiConsole.MarkupLine($"sweep {final.Id} {SweepView.State(final.State)}: {Markup.Escape(final.Message)}; best {SweepView.Metric(final.HasBestMetric ? final.BestMetric : null)} ({final.BestTrialId})");
+        return final.State == SweepState.Completed ? ExitCodes.Ok : ExitCodes.Failed;
+    }
+
+    private static Command Sweeps()
+    {
+        var coordinator = CoordinatorOption();
+        var json = CommonOptions.Json();
+        var command = new Command("sweeps", "List sweeps, newest first.") { coordinator, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            using var c = Connect(parse, coordinator);
+            var response = await c.Client.ListSweepsAsync(new ListSweepsRequest(), c.Call(ct));
+            if (parse.GetValue(json)) Console.Out.WriteLine(new JsonArray(response.Sweeps.Select(s => (JsonNode)SweepView.Json(s)).ToArray()).ToJsonString());
+            else if (response.Sweeps.Count == 0) AnsiConsole.WriteLine("no sweeps yet; submit one with `orch submit sweep.yaml`");
+            else AnsiConsole.Write(SweepView.SweepsTable(response.Sweeps));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Trials()
+    {
+        var sweep = SweepArgument();
+        var coordinator = CoordinatorOption();
+        var json = CommonOptions.Json();
+        var command = new Command("trials", "The trials of a sweep, best first by the objective.") { sweep, coordinator, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            using var c = Connect(parse, coordinator);
+            var id = parse.GetValue(sweep)!;
+            var s = await c.Client.GetSweepAsync(new GetSweepRequest { SweepId = id }, c.Call(ct));
+            var trials = await c.Client.ListTrialsAsync(new ListTrialsRequest { SweepId = id }, c.Call(ct));
+            if (parse.GetValue(json)) Console.Out.WriteLine(new JsonArray(trials.Trials.Select(t => (JsonNode)SweepView.Json(t)).ToArray()).ToJsonString());
+            else AnsiConsole.Write(SweepView.TrialsTable(s, trials.Trials));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Watch()
+    {
+        var sweep = SweepArgument();
+        var coordinator = CoordinatorOption();
+        var json = CommonOptions.Json();
+        var command = new Command("watch", "Follow a sweep live until it ends: state, epoch, metric and best so far of every trial.") { sweep, coordinator, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            using var c = Connect(parse, coordinator);
+            var final = await SweepView.WatchAsync(c, parse.GetValue(sweep)!, parse.GetValue(json), ct);
+            return Finish(final, parse.GetValue(json));
+        });
+        return command;
+    }
+
+    private static Command Cancel()
+    {
+        var sweep = SweepArgument();
+        var coordinator = CoordinatorOption();
+        var json = CommonOptions.Json();
+        var command = new Command("cancel", "Cancel a sweep: pending trials are dropped, running ones stop within seconds.") { sweep, coordinator, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            using var c = Connect(parse, coordinator);
+            var s = await c.Client.CancelSweepAsync(new CancelSweepRequest { SweepId = parse.GetValue(sweep)! }, c.Call(ct));
+            if (parse.GetValue(json)) Console.Out.WriteLine(SweepView.Json(s).ToJsonString());
+            else AnsiConsole.MarkupLine($"sweep {s.Id}: {SweepView.State(s.State)}");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Workers()
+    {
+        var coordinator = CoordinatorOption();
+        var json = CommonOptions.Json();
+        var command = new Command("workers", "Workers connected to the coordinator and what they run.") { coordinator, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            using var c = Connect(parse, coordinator);
+            var response = await c.Client.ListWorkersAsync(new ListWorkersRequest(), c.Call(ct));
+            if (parse.GetValue(json))
+                Console.Out.WriteLine(new JsonArray(response.Workers.Select(w => (JsonNode)new JsonObject
+                {
+                    ["worker"] = w.Id, ["name"] = w.Name, ["state"] = w.State, ["device"] = w.Capabilities?.Device, ["trial"] = w.TrialId,
+                }).ToArray()).ToJsonString());
+            else if (response.Workers.Count == 0) AnsiConsole.WriteLine("no workers connected; start one with `orch worker --coordinator URL`");
+            else AnsiConsole.Write(SweepView.WorkersTable(response.Workers));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Best()
+    {
+        var sweep = SweepArgument();
+        var download = new Option<string?>("--download") { Description = "Save the best trial's checkpoint to this file.", HelpName = "PATH" };
+        var format = new Option<string>("--format")
+        {
+            Description = "File format of --download: torchsharp (an orch checkpoint: orch eval and --pretrained read it), pytorch (.pt state dict for torch.load) or safetensors.",
+            DefaultValueFactory = _ => "torchsharp",
+        };
+        format.AcceptOnlyFromAmong("torchsharp", "pytorch", "safetensors");
+        var coordinator = CoordinatorOption();
+        var json = CommonOptions.Json();
+        var command = new Command("best", "The best trial of a sweep, and optionally its checkpoint.\nExample: orch best sw-1a2b3c4d --download best.pt --format pytorch")
+        { sweep, download, format, coordinator, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            using var c = Connect(parse, coordinator);
+            var id = parse.GetValue(sweep)!;
+            var s = await c.Client.GetSweepAsync(new GetSweepRequest { SweepId = id }, c.Call(ct));
+            var trial = await c.Client.GetBestTrialAsync(new GetBestTrialRequest { SweepId = id }, c.Call(ct));
+            string? saved = null;
+            if (parse.GetValue(download) is { } target)
+                saved = await DownloadAsync(c, id, trial.Id, target, parse.GetValue(format)!, ct);
+            if (parse.GetValue(json))
+            {
+                var o = SweepView.Json(trial);
+                o["sweep"] = id;
+                o["objective"] = s.ObjectiveMetric;
+                o["checkpoint"] = saved;
+                Console.Out.WriteLine(o.ToJsonString());
+            }
+            else
+            {
+                AnsiConsole.MarkupLine($"best trial of {id}: [bold]{trial.Id}[/] {Markup.Escape(s.ObjectiveMetric)} {SweepView.Metric(trial.HasBestMetric ? trial.BestMetric : null)}");
+                foreach (var (k, v) in trial.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal)) AnsiConsole.MarkupLine($"  {Markup.Escape(k)} = {Markup.Escape(v)}");
+                if (saved is not null) AnsiConsole.MarkupLine($"checkpoint saved to {Markup.Escape(saved)}");
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    /// <summary>Downloads a trial's checkpoint, verifies its SHA-256, converts it when asked.</summary>
+    internal static async Task<string> DownloadAsync(CoordinatorConnection c, string sweepId, string trialId, string target, string format, CancellationToken ct)
+    {
+        var full = Path.GetFullPath(target);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var temp = full + ".download";
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        string? expected = null;
+        try
+        {
+            using (var call = c.Client.DownloadCheckpoint(new DownloadCheckpointRequest { SweepId = sweepId, TrialId = trialId }, c.Stream(ct)))
+            await using (var file = File.Create(temp))
+            {
+                await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
+                {
+                    sha.AppendData(chunk.Data.Span);
+                    await file.WriteAsync(chunk.Data.Memory, ct);
+                    if (chunk.Sha256.Length > 0) expected = chunk.Sha256;
+                }
+            }
+            var actual = Convert.ToHexStringLower(sha.GetHashAndReset());
+            if (expected is null || !expected.Equals(actual, StringComparison.OrdinalIgnoreCase))
+                throw new InvalidDataException($"the checkpoint of {trialId} arrived damaged (SHA-256 {actual}, expected {expected}); try again");
+            if (format == "torchsharp")
+            {
+                File.Move(temp, full, overwrite: true);
+                return full;
+            }
+            TorchRuntime.Initialize();
+            var (model, _, _) = TrainingSession.LoadModel(temp, TorchSharp.torch.CPU);
+            using (model)
+            {
+                if (format == "pytorch") model.save_py(full);
+                else model.save_safetensors(full);
+            }
+            return full;
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+    }
+}

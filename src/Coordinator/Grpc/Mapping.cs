@@ -1,0 +1,110 @@
+using Google.Protobuf.WellKnownTypes;
+using Orchestrator.Coordinator.Checkpoints;
+using Orchestrator.Coordinator.Domain;
+using Orchestrator.Coordinator.Workers;
+using Orchestrator.Sweeps;
+using Proto = Orchestrator.Protocol.V1;
+
+namespace Orchestrator.Coordinator;
+
+/// <summary>Domain records ↔ protocol messages, in one place.</summary>
+public static class Mapping
+{
+    public static Proto.Sweep ToProto(SweepRecord s, IReadOnlyList<TrialRecord>? trials, ValidatedSweep? spec)
+    {
+        var p = new Proto.Sweep
+        {
+            Id = s.Id,
+            Name = s.Name,
+            State = s.State switch
+            {
+                SweepStatus.Pending => Proto.SweepState.Pending,
+                SweepStatus.Running => Proto.SweepState.Running,
+                SweepStatus.Completed => Proto.SweepState.Completed,
+                SweepStatus.Failed => Proto.SweepState.Failed,
+                SweepStatus.Cancelled => Proto.SweepState.Cancelled,
+                _ => Proto.SweepState.Unspecified,
+            },
+            SpecYaml = s.SpecYaml,
+            BestTrialId = s.BestTrialId ?? "",
+            CreatedAt = Timestamp.FromDateTimeOffset(s.CreatedAt),
+            Message = s.Message ?? "",
+        };
+        if (s.BestMetric is { } best) p.BestMetric = best;
+        if (s.FinishedAt is { } f) p.FinishedAt = Timestamp.FromDateTimeOffset(f);
+        if (spec is not null)
+        {
+            p.ObjectiveMetric = spec.ObjectiveMetric;
+            p.Goal = spec.Maximize ? Proto.Goal.Maximize : Proto.Goal.Minimize;
+            p.MaxTrials = spec.MaxTrials;
+        }
+        if (trials is not null)
+        {
+            p.TrialsTotal = trials.Count;
+            p.TrialsPending = trials.Count(t => t.State == TrialStatus.Pending);
+            p.TrialsRunning = trials.Count(t => t.State == TrialStatus.Running);
+            p.TrialsCompleted = trials.Count(t => t.State == TrialStatus.Completed);
+            p.TrialsFailed = trials.Count(t => t.State == TrialStatus.Failed);
+            p.TrialsCancelled = trials.Count(t => t.State == TrialStatus.Cancelled);
+        }
+        return p;
+    }
+
+    public static Proto.Trial ToProto(TrialRecord t, CheckpointStore? checkpoints)
+    {
+        var p = new Proto.Trial
+        {
+            Id = t.Id,
+            SweepId = t.SweepId,
+            Index = t.Index,
+            State = ToProto(t.State),
+            Attempt = t.Attempt,
+            Epoch = t.Epoch,
+            Epochs = t.Epochs,
+            HasCheckpoint = checkpoints is not null && (checkpoints.Exists(t.SweepId, t.Id, CheckpointSlot.Best) || checkpoints.Exists(t.SweepId, t.Id, CheckpointSlot.Latest)),
+            Message = t.Message ?? "",
+        };
+        foreach (var (k, v) in t.Parameters) p.Parameters[k] = v;
+        p.WorkerIds.AddRange(t.WorkerIds);
+        if (t.LatestMetric is { } latest) p.LatestMetric = latest;
+        if (t.BestMetric is { } best) p.BestMetric = best;
+        if (t.StartedAt is { } s) p.StartedAt = Timestamp.FromDateTimeOffset(s);
+        if (t.FinishedAt is { } f) p.FinishedAt = Timestamp.FromDateTimeOffset(f);
+        return p;
+    }
+
+    public static Proto.TrialState ToProto(TrialStatus state) => state switch
+    {
+        TrialStatus.Pending => Proto.TrialState.Pending,
+        TrialStatus.Running => Proto.TrialState.Running,
+        TrialStatus.Completed => Proto.TrialState.Completed,
+        TrialStatus.Failed => Proto.TrialState.Failed,
+        TrialStatus.Cancelled => Proto.TrialState.Cancelled,
+        _ => Proto.TrialState.Unspecified,
+    };
+
+    public static Proto.MetricPoint ToProto(string trialId, MetricPointRecord m)
+    {
+        var p = new Proto.MetricPoint { TrialId = trialId, Step = m.Step, Epoch = m.Epoch, Time = Timestamp.FromDateTimeOffset(m.Time) };
+        foreach (var (k, v) in m.Values) p.Values[k] = v;
+        return p;
+    }
+
+    public static MetricPointRecord FromProto(Proto.MetricPoint p, DateTimeOffset now) => new()
+    {
+        Step = p.Step,
+        Epoch = p.Epoch,
+        Values = p.Values.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
+        Time = p.Time is null ? now : p.Time.ToDateTimeOffset(),
+    };
+
+    public static Proto.Worker ToProto(WorkerConnection w) => new()
+    {
+        Id = w.Id,
+        Name = w.Name,
+        State = w.Draining ? "draining" : w.Trials.Count > 0 ? "busy" : "idle",
+        Capabilities = w.Capabilities,
+        TrialId = w.Trials.Keys.FirstOrDefault() ?? "",
+        LastHeartbeat = Timestamp.FromDateTimeOffset(w.LastHeartbeat),
+    };
+}

@@ -1,0 +1,127 @@
+using Grpc.Core;
+using Orchestrator.Coordinator.Checkpoints;
+using Orchestrator.Coordinator.Domain;
+using Orchestrator.Coordinator.Events;
+using Orchestrator.Coordinator.State;
+using Orchestrator.Coordinator.Sweeps;
+using Orchestrator.Coordinator.Workers;
+using Orchestrator.Protocol.V1;
+
+namespace Orchestrator.Coordinator.Grpc;
+
+/// <summary>The user API: thin — validate the request, call the domain, map the result.</summary>
+public sealed class SweepsService(
+    SweepManager sweeps,
+    IStateStore store,
+    SweepEvents events,
+    WorkerRegistry workers,
+    CheckpointStore checkpoints) : Protocol.V1.Sweeps.SweepsBase
+{
+    private const int MaxSpecBytes = 1 << 20;
+
+    public override async Task<Sweep> SubmitSweep(SubmitSweepRequest request, ServerCallContext context)
+    {
+        if (string.IsNullOrWhiteSpace(request.SpecYaml)) throw Errors.Invalid("spec_yaml is empty");
+        if (request.SpecYaml.Length > MaxSpecBytes) throw Errors.Invalid($"the sweep file is larger than {MaxSpecBytes} bytes");
+        var fileName = string.IsNullOrWhiteSpace(request.FileName) ? "sweep.yaml" : Path.GetFileName(request.FileName);
+        var sweep = await sweeps.SubmitAsync(request.SpecYaml, fileName, context.CancellationToken).ConfigureAwait(false);
+        return await ViewAsync(sweep, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    public override async Task<Sweep> GetSweep(GetSweepRequest request, ServerCallContext context) =>
+        await ViewAsync(await FindAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false), context.CancellationToken).ConfigureAwait(false);
+
+    public override async Task<ListSweepsResponse> ListSweeps(ListSweepsRequest request, ServerCallContext context)
+    {
+        var response = new ListSweepsResponse();
+        foreach (var s in (await store.ListSweepsAsync(context.CancellationToken).ConfigureAwait(false)).Reverse())
+            response.Sweeps.Add(await ViewAsync(s, context.CancellationToken).ConfigureAwait(false));
+        return response;
+    }
+
+    public override async Task<Sweep> CancelSweep(CancelSweepRequest request, ServerCallContext context)
+    {
+        var sweep = await sweeps.CancelAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false)
+                    ?? throw Errors.NotFound($"no sweep '{request.SweepId}'");
+        return await ViewAsync(sweep, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    public override async Task<ListTrialsResponse> ListTrials(ListTrialsRequest request, ServerCallContext context)
+    {
+        var sweep = await FindAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false);
+        var spec = sweeps.TrySpecOf(sweep);
+        var trials = await store.ListTrialsAsync(sweep.Id, context.CancellationToken).ConfigureAwait(false);
+        var maximize = spec?.Maximize ?? true;
+        var ordered = trials
+            .OrderBy(t => t.BestMetric is null ? 1 : 0)
+            .ThenBy(t => t.BestMetric is { } m ? (maximize ? -m : m) : 0)
+            .ThenBy(t => t.Index);
+        var response = new ListTrialsResponse();
+        response.Trials.AddRange(ordered.Select(t => Mapping.ToProto(t, checkpoints)));
+        return response;
+    }
+
+    public override async Task WatchSweep(WatchSweepRequest request, IServerStreamWriter<SweepEvent> responseStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        var sweep = await FindAsync(request.SweepId, ct).ConfigureAwait(false);
+        // Subscribe before the snapshot so nothing falls between the two.
+        using var subscription = events.Subscribe(sweep.Id);
+        await responseStream.WriteAsync(new SweepEvent { Sweep = await ViewAsync(sweep, ct).ConfigureAwait(false) }, ct).ConfigureAwait(false);
+        foreach (var t in await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false))
+            await responseStream.WriteAsync(new SweepEvent { Trial = Mapping.ToProto(t, checkpoints) }, ct).ConfigureAwait(false);
+        if (sweep.State is SweepStatus.Completed or SweepStatus.Failed or SweepStatus.Cancelled) return;
+        await foreach (var e in subscription.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+        {
+            if (e.EventCase == SweepEvent.EventOneofCase.Sweep)
+            {
+                // Counts come from the store; the event carries the change itself.
+                var fresh = await store.GetSweepAsync(sweep.Id, ct).ConfigureAwait(false);
+                if (fresh is null) return;
+                var view = await ViewAsync(fresh, ct).ConfigureAwait(false);
+                await responseStream.WriteAsync(new SweepEvent { Sweep = view }, ct).ConfigureAwait(false);
+                if (fresh.State is SweepStatus.Completed or SweepStatus.Failed or SweepStatus.Cancelled) return;
+                continue;
+            }
+            await responseStream.WriteAsync(e, ct).ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<Trial> GetBestTrial(GetBestTrialRequest request, ServerCallContext context)
+    {
+        var sweep = await FindAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false);
+        if (sweep.BestTrialId is null) throw Errors.NotFound($"sweep {sweep.Id} has no result yet");
+        var trial = await store.GetTrialAsync(sweep.BestTrialId, context.CancellationToken).ConfigureAwait(false)
+                    ?? throw Errors.NotFound($"trial {sweep.BestTrialId} not found");
+        return Mapping.ToProto(trial, checkpoints);
+    }
+
+    public override async Task DownloadCheckpoint(DownloadCheckpointRequest request, IServerStreamWriter<CheckpointChunk> responseStream, ServerCallContext context)
+    {
+        var sweep = await FindAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false);
+        var trialId = string.IsNullOrEmpty(request.TrialId) ? sweep.BestTrialId : request.TrialId;
+        if (trialId is null) throw Errors.NotFound($"sweep {sweep.Id} has no result yet");
+        var trial = await store.GetTrialAsync(trialId, context.CancellationToken).ConfigureAwait(false);
+        if (trial is null || trial.SweepId != sweep.Id) throw Errors.NotFound($"no trial '{trialId}' in sweep {sweep.Id}");
+        var slot = checkpoints.Exists(sweep.Id, trial.Id, CheckpointSlot.Best) ? CheckpointSlot.Best
+            : checkpoints.Exists(sweep.Id, trial.Id, CheckpointSlot.Latest) ? CheckpointSlot.Latest
+            : throw Errors.NotFound($"trial {trial.Id} has no stored checkpoint");
+        await WorkerGatewayService.StreamFileAsync(checkpoints.OpenRead(sweep.Id, trial.Id, slot), $"{trial.Id}.ckpt", responseStream, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    public override Task<ListWorkersResponse> ListWorkers(ListWorkersRequest request, ServerCallContext context)
+    {
+        var response = new ListWorkersResponse();
+        response.Workers.AddRange(workers.All.OrderBy(w => w.ConnectedAt).Select(Mapping.ToProto));
+        return Task.FromResult(response);
+    }
+
+    private async Task<SweepRecord> FindAsync(string id, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(id)) throw Errors.Invalid("sweep_id is required");
+        return await store.GetSweepAsync(id, ct).ConfigureAwait(false) ?? throw Errors.NotFound($"no sweep '{id}'");
+    }
+
+    private async Task<Sweep> ViewAsync(SweepRecord sweep, CancellationToken ct) =>
+        Mapping.ToProto(sweep, await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false), sweeps.TrySpecOf(sweep));
+}

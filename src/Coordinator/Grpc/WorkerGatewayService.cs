@@ -1,0 +1,222 @@
+using Grpc.Core;
+using Microsoft.Extensions.Options;
+using Orchestrator.Coordinator.Checkpoints;
+using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Coordinator.State;
+using Orchestrator.Coordinator.Sweeps;
+using Orchestrator.Coordinator.Workers;
+using Orchestrator.Protocol.V1;
+
+namespace Orchestrator.Coordinator.Grpc;
+
+/// <summary>
+/// The worker side of the coordinator. Each worker holds one Connect stream: this method reads
+/// it (heartbeats, metrics, outcomes) while a single writer loop drains the worker's outbox.
+/// </summary>
+public sealed partial class WorkerGatewayService(
+    WorkerRegistry registry,
+    SweepManager sweeps,
+    CheckpointStore checkpoints,
+    IStateStore store,
+    IOptions<CoordinatorOptions> options,
+    TimeProvider clock,
+    ILogger<WorkerGatewayService> logger) : WorkerGateway.WorkerGatewayBase
+{
+    private const int ChunkSize = 256 * 1024;
+
+    public override async Task Connect(IAsyncStreamReader<WorkerMessage> requestStream, IServerStreamWriter<CoordinatorMessage> responseStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        if (!await requestStream.MoveNext(ct).ConfigureAwait(false) || requestStream.Current.KindCase != WorkerMessage.KindOneofCase.Hello)
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "the first message on a worker stream must be Hello"));
+        var hello = requestStream.Current.Hello;
+        if (string.IsNullOrWhiteSpace(hello.WorkerId) || hello.WorkerId.Length > 128)
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "Hello.worker_id must be 1 to 128 characters"));
+
+        var connection = new WorkerConnection(hello.WorkerId, string.IsNullOrEmpty(hello.Name) ? hello.WorkerId : hello.Name, hello.Capabilities ?? new WorkerCapabilities());
+        var welcome = new Welcome
+        {
+            HeartbeatIntervalMs = (int)options.Value.HeartbeatInterval.TotalMilliseconds,
+            LeaseTimeoutMs = (int)options.Value.LeaseTimeout.TotalMilliseconds,
+        };
+        // Re-attach: a worker that kept training while it was cut off keeps its trials if nobody took them meanwhile.
+        foreach (var lease in hello.Running)
+        {
+            if (await sweeps.RenewLeaseAsync(connection.Id, lease.TrialId, lease.FencingToken, ct).ConfigureAwait(false))
+                connection.Attach(lease.TrialId, lease.FencingToken);
+            else
+                welcome.StopTrialIds.Add(lease.TrialId);
+        }
+        connection.Send(new CoordinatorMessage { Welcome = welcome });
+        registry.Add(connection);
+        await UpsertAsync(connection, "busy", ct).ConfigureAwait(false);
+        Log.WorkerConnected(logger, connection.Id, connection.Name, hello.Running.Count);
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var writer = WriteLoopAsync(connection, responseStream, stop.Token);
+        try
+        {
+            await foreach (var message in requestStream.ReadAllAsync(ct).ConfigureAwait(false))
+            {
+                await HandleAsync(connection, message, ct).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            // The worker went away; its leases expire unless it reconnects in time.
+        }
+        catch (IOException)
+        {
+        }
+        finally
+        {
+            registry.Remove(connection);
+            await stop.CancelAsync().ConfigureAwait(false);
+            try { await writer.ConfigureAwait(false); } catch (OperationCanceledException) { }
+            Log.WorkerDisconnected(logger, connection.Id);
+            try { await UpsertAsync(connection, "lost", CancellationToken.None).ConfigureAwait(false); }
+            catch (StateStoreUnavailableException) { }
+        }
+    }
+
+    private static async Task WriteLoopAsync(WorkerConnection connection, IServerStreamWriter<CoordinatorMessage> stream, CancellationToken ct)
+    {
+        try
+        {
+            await foreach (var message in connection.Outbox.ReadAllAsync(ct).ConfigureAwait(false))
+                await stream.WriteAsync(message, ct).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) { }
+        catch (InvalidOperationException) { } // the call ended while writing
+    }
+
+    private async Task HandleAsync(WorkerConnection connection, WorkerMessage message, CancellationToken ct)
+    {
+        connection.LastHeartbeat = clock.GetUtcNow();
+        switch (message.KindCase)
+        {
+            case WorkerMessage.KindOneofCase.Heartbeat:
+                foreach (var lease in message.Heartbeat.Running)
+                {
+                    if (!await sweeps.RenewLeaseAsync(connection.Id, lease.TrialId, lease.FencingToken, ct).ConfigureAwait(false))
+                    {
+                        connection.Detach(lease.TrialId);
+                        connection.Send(new CoordinatorMessage { Stop = new StopTrial { TrialId = lease.TrialId, Reason = "the lease is no longer yours" } });
+                    }
+                }
+                break;
+            case WorkerMessage.KindOneofCase.Metric:
+                var m = message.Metric;
+                if (m.Lease is null || m.Point is null) break;
+                var point = Mapping.FromProto(m.Point, clock.GetUtcNow());
+                if (!await sweeps.ReportMetricAsync(m.Lease.TrialId, m.Lease.FencingToken, point, ct).ConfigureAwait(false))
+                    connection.Send(new CoordinatorMessage { Stop = new StopTrial { TrialId = m.Lease.TrialId, Reason = "stale fencing token" } });
+                break;
+            case WorkerMessage.KindOneofCase.Status:
+                var s = message.Status;
+                if (s.Lease is null) break;
+                await sweeps.TrialOutcomeAsync(connection.Id, s.Lease.TrialId, s.Lease.FencingToken, s.Outcome, s.Message, ct).ConfigureAwait(false);
+                break;
+            case WorkerMessage.KindOneofCase.Hello:
+                throw new RpcException(new Status(StatusCode.InvalidArgument, "Hello may be sent only once per stream"));
+        }
+    }
+
+    private Task UpsertAsync(WorkerConnection w, string state, CancellationToken ct) => store.UpsertWorkerAsync(new Domain.WorkerRecord
+    {
+        Id = w.Id,
+        Name = w.Name,
+        Device = w.Capabilities.Device,
+        Gpus = w.Capabilities.Gpus,
+        MemoryBytes = w.Capabilities.MemoryBytes,
+        CpuCores = w.Capabilities.CpuCores,
+        Version = w.Capabilities.Version,
+        Host = w.Capabilities.Host,
+        State = state == "busy" ? (w.Trials.Count > 0 ? "busy" : "idle") : state,
+        TrialId = w.Trials.Keys.FirstOrDefault(),
+        ConnectedAt = w.ConnectedAt,
+        LastHeartbeat = w.LastHeartbeat,
+    }, ct);
+
+    public override async Task<UploadCheckpointResponse> UploadCheckpoint(IAsyncStreamReader<CheckpointUpload> requestStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        if (!await requestStream.MoveNext(ct).ConfigureAwait(false) || requestStream.Current.PartCase != CheckpointUpload.PartOneofCase.Header)
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "a checkpoint upload starts with its header"));
+        var header = requestStream.Current.Header;
+        var trial = await sweeps.CurrentAsync(header.Lease.TrialId, header.Lease.FencingToken, ct).ConfigureAwait(false)
+                    ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {header.Lease.TrialId}: stale fencing token or trial not running"));
+        var slot = header.Best ? CheckpointSlot.Best : CheckpointSlot.Latest;
+        await using var upload = checkpoints.BeginUpload(trial.SweepId, trial.Id, slot);
+        string? sha = null;
+        while (await requestStream.MoveNext(ct).ConfigureAwait(false))
+        {
+            var part = requestStream.Current;
+            if (part.PartCase == CheckpointUpload.PartOneofCase.Data)
+            {
+                if (upload.Length + part.Data.Length > header.Size)
+                    throw new RpcException(new Status(StatusCode.InvalidArgument, $"upload exceeds the announced {header.Size} bytes"));
+                await upload.WriteAsync(part.Data.Memory, ct).ConfigureAwait(false);
+            }
+            else if (part.PartCase == CheckpointUpload.PartOneofCase.Trailer)
+            {
+                sha = part.Trailer.Sha256;
+                break;
+            }
+        }
+        if (sha is null) throw new RpcException(new Status(StatusCode.InvalidArgument, "the upload ended without its trailer"));
+        if (upload.Length != header.Size) throw new RpcException(new Status(StatusCode.DataLoss, $"received {upload.Length} of {header.Size} bytes"));
+        if (!await upload.CommitAsync(sha, ct).ConfigureAwait(false))
+            throw new RpcException(new Status(StatusCode.DataLoss, "checksum mismatch: the checkpoint was damaged in transit"));
+        // The token may have changed while the bytes travelled; the file is then harmless (the new
+        // owner overwrites it), but the epoch is recorded only for the current owner.
+        if (slot == CheckpointSlot.Latest)
+            await sweeps.CheckpointStoredAsync(trial.Id, header.Lease.FencingToken, header.Epoch, ct).ConfigureAwait(false);
+        return new UploadCheckpointResponse { Size = header.Size };
+    }
+
+    public override async Task DownloadTrialCheckpoint(DownloadTrialCheckpointRequest request, IServerStreamWriter<CheckpointChunk> responseStream, ServerCallContext context)
+    {
+        var trial = await sweeps.CurrentAsync(request.Lease.TrialId, request.Lease.FencingToken, context.CancellationToken).ConfigureAwait(false)
+                    ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {request.Lease.TrialId}: stale fencing token"));
+        if (!checkpoints.Exists(trial.SweepId, trial.Id, CheckpointSlot.Latest))
+            throw new RpcException(new Status(StatusCode.NotFound, $"trial {trial.Id} has no stored checkpoint"));
+        await StreamFileAsync(checkpoints.OpenRead(trial.SweepId, trial.Id, CheckpointSlot.Latest), $"{trial.Id}.ckpt", responseStream, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Streams a file in chunks; the last chunk carries the SHA-256.</summary>
+    internal static async Task StreamFileAsync(FileStream file, string name, IServerStreamWriter<CheckpointChunk> stream, CancellationToken ct)
+    {
+        await using var _ = file;
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        var buffer = new byte[ChunkSize];
+        var total = file.Length;
+        long offset = 0;
+        while (true)
+        {
+            var n = await file.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, ct).ConfigureAwait(false);
+            sha.AppendData(buffer, 0, n);
+            var chunk = new CheckpointChunk
+            {
+                Data = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n),
+                Offset = offset,
+                TotalSize = total,
+                FileName = offset == 0 ? name : "",
+            };
+            offset += n;
+            var last = offset >= total || n == 0;
+            if (last) chunk.Sha256 = Convert.ToHexStringLower(sha.GetHashAndReset());
+            await stream.WriteAsync(chunk, ct).ConfigureAwait(false);
+            if (last) break;
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(30, LogLevel.Information, "Worker {WorkerId} ({Name}) connected, re-attaching {Running} trials")]
+        public static partial void WorkerConnected(ILogger logger, string workerId, string name, int running);
+
+        [LoggerMessage(31, LogLevel.Information, "Worker {WorkerId} disconnected")]
+        public static partial void WorkerDisconnected(ILogger logger, string workerId);
+    }
+}

@@ -1,0 +1,196 @@
+using Grpc.Net.Client;
+using Orchestrator.Coordinator.State.Redis;
+using Orchestrator.Protocol.V1;
+using Orchestrator.TestSupport;
+
+namespace Orchestrator.Cli.FunctionalTests;
+
+/// <summary>
+/// The multi-process path: a real redis-server, an `orch coordinator` process and `orch worker`
+/// processes on loopback, running a small grid on a Fashion-MNIST subset. Failures are real
+/// SIGKILLs of workers and of the coordinator.
+/// </summary>
+[Collection(EndToEnd.Name)]
+public sealed class SweepEndToEndTests : IAsyncLifetime
+{
+    private const string SweepYaml = """
+        name: e2e-grid
+        data: { name: fashion-mnist, limitTrain: 1200, limitTest: 300 }
+        model: { name: simple-cnn }
+        trial:
+          epochs: 3
+          batchSize: 64
+          optimizer: { name: sgd, momentum: 0.9 }
+        parameters:
+          optimizer.lr: { values: [0.02, 0.05] }
+          model.dropout: { values: [0.0, 0.2] }
+        search: { method: grid, parallelTrials: 2 }
+        objective: { metric: val_accuracy, goal: maximize }
+        """;
+
+    private readonly string _dir = Directory.CreateTempSubdirectory("orch-e2e-").FullName;
+    private readonly string _prefix = "e2e" + Guid.NewGuid().ToString("N")[..8];
+    private readonly List<OrchService> _services = [];
+    private RedisServer _redis = null!;
+    private int _port;
+    private OrchService _coordinator = null!;
+
+    private string Address => $"http://127.0.0.1:{_port}";
+
+    public async Task InitializeAsync()
+    {
+        _redis = await RedisServer.StartAsync(CancellationToken.None);
+        _port = RedisServer.FreePort();
+        _coordinator = StartCoordinator();
+        File.WriteAllText(Path.Combine(_dir, "sweep.yaml"), SweepYaml);
+    }
+
+    private OrchService StartCoordinator()
+    {
+        var c = OrchService.Start(_dir, "coordinator", "--redis", _redis.Configuration, "--redis-prefix", _prefix, "--port", _port.ToString(),
+            "--state-dir", Path.Combine(_dir, "state"), "--lease-timeout", "3");
+        _services.Add(c);
+        return c;
+    }
+
+    private OrchService StartWorker(string id)
+    {
+        var w = OrchService.Start(_dir, "worker", "--coordinator", Address, "--id", id, "--threads", "1", "--work-dir", Path.Combine(_dir, id));
+        _services.Add(w);
+        return w;
+    }
+
+    private async Task<string> SubmitAsync()
+    {
+        var r = await Task.Run(() => OrchProcess.Run(_dir, "submit", "sweep.yaml", "--coordinator", Address, "--json"));
+        Assert.True(r.ExitCode == 0, r + "\ncoordinator:\n" + _coordinator.Output);
+        return r.LastJson.GetProperty("sweep").GetString()!;
+    }
+
+    private async Task<T> WithClientAsync<T>(Func<Protocol.V1.Sweeps.SweepsClient, Task<T>> call)
+    {
+        using var channel = GrpcChannel.ForAddress(Address);
+        return await call(new Protocol.V1.Sweeps.SweepsClient(channel));
+    }
+
+    private async Task<Sweep> SweepAsync(string id) =>
+        await WithClientAsync(c => c.GetSweepAsync(new GetSweepRequest { SweepId = id }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+
+    private async Task<IReadOnlyList<Trial>> TrialsAsync(string id) =>
+        (await WithClientAsync(c => c.ListTrialsAsync(new ListTrialsRequest { SweepId = id }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync)).Trials;
+
+    /// <summary>Polls until the condition holds (coordinator restarts make single calls fail: those count as "not yet").</summary>
+    private async Task<T> EventuallyAsync<T>(Func<Task<T?>> probe, TimeSpan timeout, string what) where T : class
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                if (await probe() is { } value) return value;
+            }
+            catch (Grpc.Core.RpcException) { }
+            await Task.Delay(300);
+        }
+        throw new TimeoutException($"{what} did not happen within {timeout}.\ncoordinator:\n{_coordinator.Output}\n" +
+                                   string.Join("\n", _services.Select(s => s.Output)));
+    }
+
+    private Task<Sweep> CompletedAsync(string id) => EventuallyAsync(async () =>
+    {
+        var s = await SweepAsync(id);
+        Assert.NotEqual(SweepState.Failed, s.State);
+        return s.State == SweepState.Completed ? s : null;
+    }, TimeSpan.FromMinutes(4), $"sweep {id} completing");
+
+    /// <summary>Every trial completed, with exactly one metric point per epoch 1..3: nothing lost, nothing twice.</summary>
+    private async Task AssertEveryEpochRecordedOnceAsync(string sweepId)
+    {
+        await using var store = await RedisStateStore.ConnectAsync(_redis.Configuration, _prefix, CancellationToken.None);
+        var trials = await store.ListTrialsAsync(sweepId, CancellationToken.None);
+        Assert.Equal(4, trials.Count);
+        foreach (var t in trials)
+        {
+            Assert.Equal(Orchestrator.Coordinator.Domain.TrialStatus.Completed, t.State);
+            var points = await store.GetMetricsAsync(t.Id, CancellationToken.None);
+            Assert.Equal([1, 2, 3], points.Select(p => p.Epoch));
+            Assert.Equal(points.Select(p => p.Step).Distinct().Count(), points.Count);
+        }
+    }
+
+    [Fact]
+    public async Task A_grid_runs_on_two_worker_processes_and_the_best_checkpoint_evaluates_to_the_reported_metric()
+    {
+        StartWorker("w1");
+        StartWorker("w2");
+        var id = await SubmitAsync();
+        var sweep = await CompletedAsync(id);
+        Assert.Equal(4, sweep.TrialsCompleted);
+        Assert.True(sweep.BestMetric > 0.5, $"best accuracy {sweep.BestMetric}");
+        await AssertEveryEpochRecordedOnceAsync(id);
+
+        var best = await Task.Run(() => OrchProcess.Run(_dir, "best", id, "--coordinator", Address, "--download", "best.ckpt", "--json"));
+        Assert.True(best.ExitCode == 0, best.ToString());
+        Assert.Equal(sweep.BestTrialId, best.LastJson.GetProperty("trial").GetString());
+        var eval = await Task.Run(() => OrchProcess.Run(_dir, "eval", "--checkpoint", "best.ckpt", "--json"));
+        Assert.True(eval.ExitCode == 0, eval.ToString());
+        Assert.Equal(sweep.BestMetric, eval.LastJson.GetProperty("accuracy").GetDouble(), 6);
+
+        var pt = await Task.Run(() => OrchProcess.Run(_dir, "best", id, "--coordinator", Address, "--download", "best.pt", "--format", "pytorch"));
+        Assert.True(pt.ExitCode == 0, pt.ToString());
+        Assert.True(new FileInfo(Path.Combine(_dir, "best.pt")).Length > 1_000_000);
+
+        var trials = await Task.Run(() => OrchProcess.Run(_dir, "trials", id, "--coordinator", Address, "--json"));
+        Assert.True(trials.ExitCode == 0, trials.ToString());
+        // Sorted by the objective: the first row is the best trial.
+        Assert.Equal(sweep.BestTrialId, System.Text.Json.JsonDocument.Parse(trials.StdOut).RootElement[0].GetProperty("trial").GetString());
+    }
+
+    [Fact]
+    public async Task A_killed_worker_loses_its_trial_which_resumes_elsewhere_with_no_lost_or_duplicated_steps()
+    {
+        var w1 = StartWorker("w1");
+        StartWorker("w2");
+        var id = await SubmitAsync();
+        // Wait until w1 has trained at least one epoch of a trial (so a checkpoint exists), then SIGKILL it.
+        var victim = await EventuallyAsync(async () => (await TrialsAsync(id))
+            .FirstOrDefault(t => t.State == TrialState.Running && t.Epoch >= 1 && t.WorkerIds.Contains("w1")), TimeSpan.FromMinutes(2), "w1 finishing an epoch");
+        await w1.KillAsync();
+
+        var sweep = await CompletedAsync(id);
+        Assert.Equal(4, sweep.TrialsCompleted);
+        var resumed = (await TrialsAsync(id)).Single(t => t.Id == victim.Id);
+        Assert.True(resumed.Attempt >= 2, $"trial {victim.Id} ran {resumed.Attempt} time(s)");
+        await AssertEveryEpochRecordedOnceAsync(id);
+    }
+
+    [Fact]
+    public async Task A_restarted_coordinator_reloads_everything_from_redis_and_every_trial_completes_once()
+    {
+        StartWorker("w1");
+        StartWorker("w2");
+        var id = await SubmitAsync();
+        await EventuallyAsync(async () => (await TrialsAsync(id)).FirstOrDefault(t => t.Epoch >= 1), TimeSpan.FromMinutes(2), "a first epoch");
+        await _coordinator.KillAsync();
+        await Task.Delay(1000);
+        _coordinator = StartCoordinator();
+
+        var sweep = await CompletedAsync(id);
+        Assert.Equal(4, sweep.TrialsCompleted);
+        await AssertEveryEpochRecordedOnceAsync(id);
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var s in _services) await s.DisposeAsync();
+        await _redis.DisposeAsync();
+        Directory.Delete(_dir, recursive: true);
+    }
+}
+
+/// <summary>End-to-end tests start several training processes: run them one at a time.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class EndToEnd
+{
+    public const string Name = "end to end (processes)";
+}
