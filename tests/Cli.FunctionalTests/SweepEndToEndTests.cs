@@ -42,8 +42,14 @@ public sealed class SweepEndToEndTests : IAsyncLifetime
         _redis = await RedisServer.StartAsync(CancellationToken.None);
         _port = RedisServer.FreePort();
         _coordinator = StartCoordinator();
+        await ReadyAsync();
         File.WriteAllText(Path.Combine(_dir, "sweep.yaml"), SweepYaml);
     }
+
+    /// <summary>Waits until the coordinator answers.</summary>
+    private Task ReadyAsync() => EventuallyAsync(async () =>
+        await WithClientAsync(c => c.ListSweepsAsync(new ListSweepsRequest(), deadline: DateTime.UtcNow.AddSeconds(2)).ResponseAsync),
+        TimeSpan.FromSeconds(60), "the coordinator starting");
 
     private OrchService StartCoordinator()
     {
@@ -174,6 +180,7 @@ public sealed class SweepEndToEndTests : IAsyncLifetime
         await _coordinator.KillAsync();
         await Task.Delay(1000);
         _coordinator = StartCoordinator();
+        await ReadyAsync();
 
         var sweep = await CompletedAsync(id);
         Assert.Equal(4, sweep.TrialsCompleted);
