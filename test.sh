@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of the solution and ends with one line: "N passed, N failed, N skipped".
-# Needs the Debian package dataset-fashion-mnist (real data for the training tests);
-# .ci/run installs it.
+# Needs the Debian packages dataset-fashion-mnist (real data for the training tests) and
+# redis-server (the tests start their own servers on free ports); .ci/run installs both.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   echo "test.sh: Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (or run .ci/run)" >&2
+  exit 1
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "test.sh: redis-server is missing (the tests start their own): apt-get install redis-server (or run .ci/run)" >&2
   exit 1
 fi
 results="$root/artifacts/test-results"

@@ -1,0 +1,62 @@
+namespace Orchestrator.Cli.FunctionalTests;
+
+[Collection(EndToEnd.Name)]
+public sealed class LocalSweepTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("orch-local-").FullName;
+
+    private const string Sweep = """
+        name: local-test
+        data: { name: fashion-mnist, limitTrain: 800, limitTest: 200 }
+        model: { name: simple-cnn }
+        trial: { epochs: 1, batchSize: 64 }
+        parameters:
+          optimizer.lr: { values: [0.02, 0.05] }
+        search: { method: grid, parallelTrials: 2 }
+        """;
+
+    [Fact]
+    public void Orch_local_runs_a_real_sweep_and_its_best_checkpoint_evaluates_to_the_reported_metric()
+    {
+        File.WriteAllText(Path.Combine(_dir, "sweep.yaml"), Sweep);
+        var r = OrchProcess.Run(_dir, "local", "sweep.yaml", "--workers", "2", "--state-dir", "state", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var summary = r.LastJson;
+        Assert.Equal("summary", summary.GetProperty("type").GetString());
+        Assert.Equal(2, summary.GetProperty("trials_completed").GetInt32());
+        var best = summary.GetProperty("best_metric").GetDouble();
+        Assert.True(best > 0.4, $"best accuracy {best} (chance is 0.1)");
+        var checkpoint = summary.GetProperty("checkpoint").GetString()!;
+        Assert.True(File.Exists(checkpoint), checkpoint);
+        Assert.StartsWith(summary.GetProperty("sweep").GetString()!, summary.GetProperty("best_trial").GetString()!);
+
+        var eval = OrchProcess.Run(_dir, "eval", "--checkpoint", checkpoint, "--json");
+        Assert.True(eval.ExitCode == 0, eval.ToString());
+        Assert.Equal(best, eval.LastJson.GetProperty("accuracy").GetDouble(), 6);
+    }
+
+    [Fact]
+    public void A_sweep_file_error_names_the_file_line_and_field_before_anything_runs()
+    {
+        File.WriteAllText(Path.Combine(_dir, "bad.yaml"), Sweep.Replace("optimizer.lr", "optimizer.learningRate", StringComparison.Ordinal));
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "local", "bad.yaml", "--state-dir", "state"), 2);
+        Assert.Contains("bad.yaml:6:", line);
+        Assert.Contains("optimizer.learningRate", line);
+    }
+
+    [Fact]
+    public void An_unreachable_coordinator_is_one_line()
+    {
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "sweeps", "--coordinator", "http://127.0.0.1:9"), 1);
+        Assert.Contains("cannot reach the coordinator at http://127.0.0.1:9", line);
+    }
+
+    [Fact]
+    public void A_malformed_coordinator_address_is_one_line()
+    {
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "sweeps", "--coordinator", "coordinator:5000"), 2);
+        Assert.Contains("expected a URL", line);
+    }
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+}
