@@ -57,8 +57,10 @@ internal static class ServeCommands
         var workDir = new Option<string?>("--work-dir") { Description = "Scratch folder for trial runs.", HelpName = "DIR" };
         var threads = new Option<int?>("--threads") { Description = "libtorch CPU threads (default: all cores).", HelpName = "N" };
         var libTorch = CommonOptions.LibTorchDir();
+        var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://<host>:PORT/metrics (throughput, step time, data wait, GPU memory).", HelpName = "PORT" };
+        var metricsBind = new Option<string>("--metrics-bind") { Description = "Address for --metrics-port (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
         var command = new Command("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\nExample: orch worker --coordinator http://127.0.0.1:5000")
-        { coordinator, id, device, dataDir, workDir, threads, libTorch };
+        { coordinator, id, device, dataDir, workDir, threads, libTorch, metricsPort, metricsBind };
         command.SetAction(async (parse, ct) =>
         {
             using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
@@ -74,6 +76,7 @@ internal static class ServeCommands
             };
             if (parse.GetValue(id) is { } workerId) options = options with { WorkerId = workerId };
             if (parse.GetValue(workDir) is { } w) options = options with { WorkDir = w };
+            await using var telemetry = parse.GetValue(metricsPort) is { } mp ? await WorkerTelemetry.StartAsync(mp, parse.GetValue(metricsBind)!, ct) : null;
             await using var agent = new WorkerAgent(options, loggers);
             await agent.RunAsync(ct);
             return ExitCodes.Ok;

@@ -20,6 +20,8 @@ public sealed partial class WorkerGatewayService(
     IStateStore store,
     IOptions<CoordinatorOptions> options,
     TimeProvider clock,
+    Metrics.CoordinatorMetrics metrics,
+    Metrics.MetricsSnapshotService snapshots,
     ILogger<WorkerGatewayService> logger) : WorkerGateway.WorkerGatewayBase
 {
     private const int ChunkSize = 256 * 1024;
@@ -109,8 +111,11 @@ public sealed partial class WorkerGatewayService(
                 var m = message.Metric;
                 if (m.Lease is null || m.Point is null) break;
                 var point = Mapping.FromProto(m.Point, clock.GetUtcNow());
+                metrics.MetricReported(point.Values);
                 if (!await sweeps.ReportMetricAsync(m.Lease.TrialId, m.Lease.FencingToken, point, ct).ConfigureAwait(false))
                     connection.Send(new CoordinatorMessage { Stop = new StopTrial { TrialId = m.Lease.TrialId, Reason = "stale fencing token" } });
+                else
+                    snapshots.TrialReported(m.Lease.TrialId, point.Values);
                 break;
             case WorkerMessage.KindOneofCase.Status:
                 var s = message.Status;
@@ -147,6 +152,7 @@ public sealed partial class WorkerGatewayService(
         var trial = await sweeps.CurrentAsync(header.Lease.TrialId, header.Lease.FencingToken, ct).ConfigureAwait(false)
                     ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {header.Lease.TrialId}: stale fencing token or trial not running"));
         var slot = header.Best ? CheckpointSlot.Best : CheckpointSlot.Latest;
+        var started = clock.GetTimestamp();
         await using var upload = checkpoints.BeginUpload(trial.SweepId, trial.Id, slot);
         string? sha = null;
         while (await requestStream.MoveNext(ct).ConfigureAwait(false))
@@ -172,6 +178,7 @@ public sealed partial class WorkerGatewayService(
         // owner overwrites it), but the epoch is recorded only for the current owner.
         if (slot == CheckpointSlot.Latest)
             await sweeps.CheckpointStoredAsync(trial.Id, header.Lease.FencingToken, header.Epoch, ct).ConfigureAwait(false);
+        metrics.CheckpointUploaded(header.Size, clock.GetElapsedTime(started));
         return new UploadCheckpointResponse { Size = header.Size };
     }
 

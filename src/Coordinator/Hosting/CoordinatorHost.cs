@@ -1,4 +1,5 @@
 using System.Net;
+using OpenTelemetry.Metrics;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Events;
@@ -91,6 +92,15 @@ public static class CoordinatorHost
             o.Interceptors.Add<ExceptionInterceptor>();
         });
         services.AddHealthChecks();
+        services.AddSingleton<Metrics.CoordinatorMetrics>();
+        services.AddSingleton<Metrics.MetricsSnapshotService>();
+        services.AddHostedService(sp => sp.GetRequiredService<Metrics.MetricsSnapshotService>());
+        services.AddOpenTelemetry().WithMetrics(m => m
+            .AddMeter(Metrics.CoordinatorMetrics.MeterName)
+            .AddAspNetCoreInstrumentation()
+            .AddRuntimeInstrumentation()
+            .AddProcessInstrumentation()
+            .AddPrometheusExporter());
         return services;
     }
 
@@ -99,6 +109,8 @@ public static class CoordinatorHost
         app.MapGrpcService<SweepsService>();
         app.MapGrpcService<WorkerGatewayService>();
         app.MapHealthChecks("/healthz");
+        // Prometheus scrapes over HTTP/1.1: the endpoint answers on the HTTP port only.
+        app.MapPrometheusScrapingEndpoint("/metrics");
         return app;
     }
 }

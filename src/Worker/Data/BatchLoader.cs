@@ -101,7 +101,9 @@ public sealed class BatchLoader : IDisposable
                     if (!queue.TryTake(out next, Timeout.Infinite, ct)) break;
                 }
                 catch (InvalidOperationException) { break; } // completed
-                Interlocked.Add(ref _waitTicks, Stopwatch.GetElapsedTime(started).Ticks);
+                var waited = Stopwatch.GetElapsedTime(started);
+                Interlocked.Add(ref _waitTicks, waited.Ticks);
+                Training.TrainingMetrics.WaitedForData(waited);
                 yield return next;
             }
             if (failure is not null) throw new InvalidDataException(failure.Message, failure);

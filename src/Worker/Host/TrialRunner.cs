@@ -118,6 +118,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
             ["images_per_second"] = m.ImagesPerSecond,
             ["epoch_seconds"] = m.Seconds,
             ["data_wait_seconds"] = m.DataWaitSeconds,
+            ["step_seconds"] = m.MeanStepSeconds,
         }.Where(kv => double.IsFinite(kv.Value)).ToDictionary());
         var report = new WorkerMessage { Metric = new MetricReport { Lease = Lease, Point = point } };
         _reports.Enqueue(report);

@@ -25,7 +25,8 @@ public sealed record EpochMetrics(
     long[][]? ConfusionMatrix,
     double Seconds,
     double ImagesPerSecond,
-    double DataWaitSeconds);
+    double DataWaitSeconds,
+    double MeanStepSeconds = double.NaN);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false,
     NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]

@@ -142,16 +142,21 @@ public sealed partial class TrainingSession : IDisposable
         var clock = Stopwatch.StartNew();
         _trainLoader.TakeWaitTime();
         var b = 0;
+        var lastStep = Stopwatch.GetTimestamp();
         foreach (var batch in _trainLoader.Epoch(epoch, ct))
         {
             lr = _schedule.At(_step);
             OptimizerFactory.SetLearningRate(_optimizer, lr);
-            seen += batch.Count;
+            var count = batch.Count;
+            seen += count;
             TrainStep(batch, lossSum, correctSum);
             _step++;
             b++;
+            TrainingMetrics.StepCompleted(count, Stopwatch.GetElapsedTime(lastStep));
+            lastStep = Stopwatch.GetTimestamp();
             if (b % LogEvery == 0 || b == batches)
             {
+                TrainingMetrics.Throughput(seen / clock.Elapsed.TotalSeconds);
                 _observer.OnBatches(new BatchProgress(epoch, b, batches, lossSum.ToDouble() / seen,
                     (double)correctSum.ToInt64() / seen, seen / clock.Elapsed.TotalSeconds, lr));
             }
@@ -162,7 +167,8 @@ public sealed partial class TrainingSession : IDisposable
         var trainAcc = (double)correctSum.ToInt64() / Math.Max(1, seen);
         var eval = Evaluator.Evaluate(_model, _valLoader, _transform, _data.Info.NumClasses, ct);
         return new EpochMetrics(epoch, _step, lr, trainLoss, trainAcc, eval.Loss, eval.Top1, eval.Top5, eval.PerClassAccuracy,
-            _data.Info.NumClasses <= 100 ? eval.ConfusionMatrix : null, clock.Elapsed.TotalSeconds, seen / trainSeconds, wait);
+            _data.Info.NumClasses <= 100 ? eval.ConfusionMatrix : null, clock.Elapsed.TotalSeconds, seen / trainSeconds, wait,
+            trainSeconds / Math.Max(1, b));
     }
 
     /// <summary>One optimiser step. Every tensor it makes dies with its scope.</summary>

@@ -1,0 +1,118 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Orchestrator.Coordinator.Domain;
+using Orchestrator.Coordinator.State;
+using Orchestrator.Coordinator.Sweeps;
+using Orchestrator.Coordinator.Workers;
+
+namespace Orchestrator.Coordinator.Metrics;
+
+/// <summary>
+/// Refreshes the gauges' snapshot from the store every couple of seconds. Per-trial series exist
+/// for unfinished sweeps and for <see cref="RetainFinished"/> after a sweep ends, then disappear,
+/// which bounds label cardinality (docs/metrics.md). Trial counts of long-finished sweeps are
+/// cached: they cannot change.
+/// </summary>
+public sealed partial class MetricsSnapshotService(
+    IStateStore store,
+    WorkerRegistry workers,
+    SweepManager sweeps,
+    CoordinatorMetrics metrics,
+    TimeProvider clock,
+    ILogger<MetricsSnapshotService> logger) : BackgroundService
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(2);
+    public static readonly TimeSpan RetainFinished = TimeSpan.FromMinutes(15);
+
+    private readonly ConcurrentDictionary<string, IReadOnlyDictionary<string, double>> _latest = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Dictionary<string, long>> _finishedCounts = new(StringComparer.Ordinal);
+
+    /// <summary>Remembers a trial's latest reported values (loss, accuracy, throughput) for its gauges.</summary>
+    public void TrialReported(string trialId, IReadOnlyDictionary<string, double> values) => _latest[trialId] = values;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                metrics.Publish(await BuildAsync(stoppingToken).ConfigureAwait(false));
+            }
+            catch (Exception e) when (e is StateStoreUnavailableException or TimeoutException or InvalidOperationException)
+            {
+                Log.RefreshFailed(logger, e.Message);
+            }
+            try
+            {
+                await Task.Delay(Interval, clock, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    internal async Task<MetricsSnapshot> BuildAsync(CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        var sweepStates = MetricsSnapshot.Zeroed<SweepStatus>();
+        var trialStates = MetricsSnapshot.Zeroed<TrialStatus>();
+        long pending = 0, demand = 0;
+        List<Measurement<double>> sweepBest = [], objective = [], best = [], epoch = [], loss = [], accuracy = [], samples = [];
+        var live = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var sweep in await store.ListSweepsAsync(ct).ConfigureAwait(false))
+        {
+            sweepStates[sweep.State.ToString().ToLowerInvariant()]++;
+            var finished = sweep.State is not (SweepStatus.Pending or SweepStatus.Running);
+            var showSeries = !finished || (sweep.FinishedAt is { } f && now - f < RetainFinished);
+            if (finished && !showSeries && _finishedCounts.TryGetValue(sweep.Id, out var cached))
+            {
+                foreach (var (k, v) in cached) trialStates[k] += v;
+                continue;
+            }
+            var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
+            var counts = trials.GroupBy(t => t.State.ToString().ToLowerInvariant()).ToDictionary(g => g.Key, g => (long)g.LongCount());
+            foreach (var (k, v) in counts) trialStates[k] += v;
+            if (finished && !showSeries) _finishedCounts[sweep.Id] = counts;
+            var spec = sweeps.TrySpecOf(sweep);
+            var metricName = spec?.ObjectiveMetric ?? "objective";
+            if (!finished && spec is not null)
+            {
+                var waiting = trials.Count(t => t.State == TrialStatus.Pending);
+                var running = trials.Count(t => t.State == TrialStatus.Running);
+                pending += waiting;
+                demand += (long)Math.Min(waiting, Math.Max(0, spec.ParallelTrials - running)) * Math.Max(1, spec.Workers);
+            }
+            if (!showSeries) continue;
+            if (sweep.BestMetric is { } sb) sweepBest.Add(new(sb, Tag("sweep", sweep.Id), Tag("metric", metricName)));
+            foreach (var t in trials)
+            {
+                if (t.State == TrialStatus.Pending && t.Attempt == 0) continue; // nothing to show yet
+                live.Add(t.Id);
+                KeyValuePair<string, object?>[] tags = [Tag("sweep", sweep.Id), Tag("trial", t.Id)];
+                epoch.Add(new(t.Epoch, tags));
+                if (t.LatestMetric is { } lm) objective.Add(new(lm, [.. tags, Tag("metric", metricName)]));
+                if (t.BestMetric is { } bm) best.Add(new(bm, [.. tags, Tag("metric", metricName)]));
+                if (!_latest.TryGetValue(t.Id, out var v)) continue;
+                if (v.TryGetValue("train_loss", out var tl)) loss.Add(new(tl, [.. tags, Tag("split", "train")]));
+                if (v.TryGetValue("val_loss", out var vl)) loss.Add(new(vl, [.. tags, Tag("split", "val")]));
+                if (v.TryGetValue("train_accuracy", out var ta)) accuracy.Add(new(ta, [.. tags, Tag("split", "train")]));
+                if (v.TryGetValue("val_accuracy", out var va)) accuracy.Add(new(va, [.. tags, Tag("split", "val")]));
+                if (v.TryGetValue("images_per_second", out var ips)) samples.Add(new(ips, tags));
+            }
+        }
+        foreach (var id in _latest.Keys.Where(id => !live.Contains(id)).ToList()) _latest.TryRemove(id, out _);
+        var workerStates = new Dictionary<string, long> { ["idle"] = 0, ["busy"] = 0, ["draining"] = 0 };
+        foreach (var w in workers.All) workerStates[w.Draining ? "draining" : w.Trials.Count > 0 ? "busy" : "idle"]++;
+        return new MetricsSnapshot(sweepStates, trialStates, workerStates, pending, demand, sweepBest, objective, best, epoch, loss, accuracy, samples);
+    }
+
+    private static KeyValuePair<string, object?> Tag(string key, string value) => new(key, value);
+
+    private static partial class Log
+    {
+        [LoggerMessage(40, LogLevel.Debug, "Metrics snapshot not refreshed: {Message}")]
+        public static partial void RefreshFailed(ILogger logger, string message);
+    }
+}

@@ -1,0 +1,54 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
+using Orchestrator.Worker.Training;
+
+namespace Orchestrator.Worker.Host;
+
+/// <summary>
+/// Serves a worker's metrics for Prometheus at http://&lt;bind&gt;:&lt;port&gt;/metrics: training
+/// (throughput, step time, data wait), GPU memory where an NVIDIA driver is present, and the .NET
+/// runtime and process metrics. A small Kestrel endpoint, as on the coordinator.
+/// </summary>
+public sealed class WorkerTelemetry : IAsyncDisposable
+{
+    private static readonly Meter GpuMeter = new("Orchestrator.Worker.Gpu", "1.0");
+    private readonly WebApplication _app;
+
+    static WorkerTelemetry()
+    {
+        GpuMeter.CreateObservableGauge("orch_worker_gpu_memory_used",
+            () => Native.Nvml.UsedMemory().Select(g => new Measurement<long>(g.UsedBytes, new KeyValuePair<string, object?>("gpu", g.Gpu))),
+            "By", "GPU memory in use, per GPU (NVML); absent without an NVIDIA driver.");
+    }
+
+    private WorkerTelemetry(WebApplication app) => _app = app;
+
+    /// <summary>Starts serving on <paramref name="bind"/>:<paramref name="port"/> (0.0.0.0 for every interface).</summary>
+    public static async Task<WorkerTelemetry> StartAsync(int port, string bind, CancellationToken ct)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(bind), port, l => l.Protocols = HttpProtocols.Http1));
+        builder.Services.AddOpenTelemetry().WithMetrics(m => m
+            .AddMeter(TrainingMetrics.MeterName, GpuMeter.Name)
+            .AddRuntimeInstrumentation()
+            .AddProcessInstrumentation()
+            .AddPrometheusExporter());
+        var app = builder.Build();
+        app.MapPrometheusScrapingEndpoint("/metrics");
+        await app.StartAsync(ct).ConfigureAwait(false);
+        return new WorkerTelemetry(app);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync().ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}
