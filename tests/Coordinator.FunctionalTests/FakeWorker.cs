@@ -163,6 +163,24 @@ public sealed class FakeWorker : IAsyncDisposable
         return message.Stop;
     }
 
+    /// <summary>
+    /// Waits until the coordinator has handled everything this worker sent so far: messages on a
+    /// stream are handled in order, and a report for a trial that does not exist is answered with
+    /// StopTrial. Returns the messages that arrived before that answer.
+    /// </summary>
+    public async Task<IReadOnlyList<CoordinatorMessage>> SyncAsync()
+    {
+        var probe = new TrialLease { TrialId = "probe-" + Guid.NewGuid().ToString("N"), FencingToken = 1 };
+        await ReportAsync(probe, step: 1, epoch: 1, valAccuracy: 0);
+        var before = new List<CoordinatorMessage>();
+        while (true)
+        {
+            var message = await NextAsync();
+            if (message.KindCase == CoordinatorMessage.KindOneofCase.Stop && message.Stop.TrialId == probe.TrialId) return before;
+            before.Add(message);
+        }
+    }
+
     /// <summary>Asserts that the coordinator sends nothing for <paramref name="quiet"/>.</summary>
     public async Task ExpectNothingAsync(TimeSpan quiet)
     {
