@@ -92,7 +92,9 @@ public sealed partial class TrialScheduler(
             }
         }
 
-        var idle = workers.Idle().ToList();
+        // A worker silent for a lease timeout is presumed hung even if its stream is open: its
+        // trials were just re-queued, and handing them (or others) back to it would burn attempts.
+        var idle = workers.Idle().Where(w => now - w.LastHeartbeat < options.Value.LeaseTimeout).ToList();
         foreach (var sweep in active)
         {
             if (idle.Count == 0) break;

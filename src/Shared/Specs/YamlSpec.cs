@@ -56,7 +56,16 @@ public static class YamlSpec
         try
         {
             var stream = new YamlStream();
-            stream.Load(new StringReader(text));
+            try
+            {
+                stream.Load(new StringReader(text));
+            }
+            catch (InvalidOperationException)
+            {
+                // YamlDotNet's scanner throws a bare InvalidOperationException (no position) on some
+                // broken flow collections, e.g. an unclosed '{'; point at where scanning stopped.
+                throw new SpecException(file, LastScannedMark(text), "", "malformed YAML: an unclosed '{' or '[', or a value cut short");
+            }
             if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" })
                 throw new SpecException(file, null, "", "the file is empty");
             if (stream.Documents[0].RootNode is not YamlMappingNode)
@@ -79,6 +88,20 @@ public static class YamlSpec
     }
 
     private static SpecMark Mark(Mark m) => new((int)m.Line, (int)m.Column);
+
+    private static SpecMark? LastScannedMark(string text)
+    {
+        var scanner = new Scanner(new StringReader(text));
+        SpecMark? last = null;
+        try
+        {
+            while (scanner.MoveNext()) last = Mark(scanner.Current!.End);
+        }
+        catch (Exception e) when (e is InvalidOperationException or YamlException)
+        {
+        }
+        return last;
+    }
 
     private static void Walk(YamlNode node, string path, SpecLocations locations)
     {

@@ -1,0 +1,101 @@
+using System.Security.Cryptography;
+using Google.Protobuf;
+using Grpc.Core;
+using Orchestrator.Protocol.V1;
+using Orchestrator.TestSupport;
+
+namespace Orchestrator.Coordinator.FunctionalTests;
+
+/// <summary>Checkpoint upload and download through the worker gateway, checked by token and SHA-256.</summary>
+public sealed class CheckpointTests
+{
+    private static async Task<UploadCheckpointResponse> UploadAsync(TestCoordinator coordinator, TrialLease lease, byte[] bytes, string sha256)
+    {
+        using var call = coordinator.Gateway().UploadCheckpoint();
+        await call.RequestStream.WriteAsync(new CheckpointUpload { Header = new CheckpointHeader { Lease = lease, Epoch = 1, Size = bytes.Length } }).DefaultTimeout();
+        for (var offset = 0; offset < bytes.Length; offset += 100_000)
+            await call.RequestStream.WriteAsync(new CheckpointUpload { Data = ByteString.CopyFrom(bytes, offset, Math.Min(100_000, bytes.Length - offset)) }).DefaultTimeout();
+        await call.RequestStream.WriteAsync(new CheckpointUpload { Trailer = new CheckpointTrailer { Sha256 = sha256 } }).DefaultTimeout();
+        await call.RequestStream.CompleteAsync().DefaultTimeout();
+        return await call.ResponseAsync.DefaultTimeout();
+    }
+
+    private static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    [Fact]
+    public async Task A_checkpoint_uploaded_with_the_current_token_and_checksum_downloads_byte_for_byte()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        await using var worker = await coordinator.ConnectWorkerAsync("w1");
+        var sweep = await coordinator.SubmitAsync(Specs.Grid("ckpt", [0.05]));
+        var assign = await worker.NextAssignmentAsync();
+        var bytes = new byte[600_000]; // several upload and download chunks
+        new Random(7).NextBytes(bytes);
+
+        var response = await UploadAsync(coordinator, assign.Lease, bytes, Sha(bytes));
+
+        Assert.Equal(bytes.Length, response.Size);
+        using var download = coordinator.Gateway().DownloadTrialCheckpoint(new DownloadTrialCheckpointRequest { Lease = assign.Lease });
+        var received = new MemoryStream();
+        var last = "";
+        await foreach (var chunk in download.ResponseStream.ReadAllAsync().WithCancellation(CancellationToken.None))
+        {
+            Assert.Equal(received.Length, chunk.Offset);
+            chunk.Data.WriteTo(received);
+            last = chunk.Sha256;
+        }
+        Assert.Equal(bytes, received.ToArray());
+        Assert.Equal(Sha(bytes), last);
+        Assert.True((await coordinator.TrialAsync(sweep.Id, assign.Lease.TrialId)).HasCheckpoint);
+    }
+
+    [Fact]
+    public async Task A_checkpoint_with_a_wrong_checksum_is_refused_with_DATA_LOSS_and_leaves_no_file()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        await using var worker = await coordinator.ConnectWorkerAsync("w1");
+        var sweep = await coordinator.SubmitAsync(Specs.Grid("ckpt-bad", [0.05]));
+        var assign = await worker.NextAssignmentAsync();
+        var bytes = new byte[50_000];
+        new Random(8).NextBytes(bytes);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => UploadAsync(coordinator, assign.Lease, bytes, Sha([1, 2, 3])));
+
+        Assert.Equal(StatusCode.DataLoss, e.StatusCode);
+        var trialDir = Path.Combine(coordinator.StateDir, "checkpoints", sweep.Id, assign.Lease.TrialId);
+        Assert.Empty(Directory.Exists(trialDir) ? Directory.GetFiles(trialDir) : []);
+        Assert.False((await coordinator.TrialAsync(sweep.Id, assign.Lease.TrialId)).HasCheckpoint);
+        var download = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            using var call = coordinator.Gateway().DownloadTrialCheckpoint(new DownloadTrialCheckpointRequest { Lease = assign.Lease });
+            await call.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout();
+        });
+        Assert.Equal(StatusCode.NotFound, download.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_checkpoint_upload_or_download_with_a_stale_token_is_refused_with_FAILED_PRECONDITION()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        await using var worker = await coordinator.ConnectWorkerAsync("w1");
+        var sweep = await coordinator.SubmitAsync(Specs.Grid("ckpt-stale", [0.05]));
+        var first = await worker.NextAssignmentAsync();
+        await worker.StatusAsync(first.Lease, TrialStatus.Types.Outcome.Failed, "transient");
+        var next = await worker.NextAsync();
+        while (next.KindCase != CoordinatorMessage.KindOneofCase.Assign) next = await worker.NextAsync();
+        Assert.True(next.Assign.Lease.FencingToken > first.Lease.FencingToken);
+        var bytes = new byte[1000];
+
+        var upload = await Assert.ThrowsAsync<RpcException>(() => UploadAsync(coordinator, first.Lease, bytes, Sha(bytes)));
+        var download = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            using var call = coordinator.Gateway().DownloadTrialCheckpoint(new DownloadTrialCheckpointRequest { Lease = first.Lease });
+            await call.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout();
+        });
+
+        Assert.Equal(StatusCode.FailedPrecondition, upload.StatusCode);
+        Assert.Equal(StatusCode.FailedPrecondition, download.StatusCode);
+        var trialDir = Path.Combine(coordinator.StateDir, "checkpoints", sweep.Id, first.Lease.TrialId);
+        Assert.Empty(Directory.Exists(trialDir) ? Directory.GetFiles(trialDir) : []);
+    }
+}
