@@ -45,8 +45,12 @@ public sealed class RingAllReduceOptions
     /// </summary>
     public int ChunkBytes { get; set; } = 1 << 20;
 
-    /// <summary>SO_SNDBUF / SO_RCVBUF per socket; 0 leaves the kernel's default (and autotuning).</summary>
-    public int SocketBufferBytes { get; set; } = 4 << 20;
+    /// <summary>
+    /// SO_SNDBUF / SO_RCVBUF per socket; 0 (default) leaves the kernel's default. Setting it turns
+    /// off Linux's buffer autotuning, and on the 2-core loopback benchmark 4 MB fixed buffers were
+    /// about twice as slow as autotuned ones (bench/README.md); set it for long fat links only.
+    /// </summary>
+    public int SocketBufferBytes { get; set; }
 
     internal void Validate()
     {
