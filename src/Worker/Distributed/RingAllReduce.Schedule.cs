@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
@@ -116,8 +117,15 @@ public sealed partial class RingAllReduce
     {
         while (!bytes.IsEmpty)
         {
-            var sent = socket.Send(bytes, SocketFlags.None);
-            bytes = bytes[sent..];
+            var started = Stopwatch.GetTimestamp();
+            try
+            {
+                bytes = bytes[socket.Send(bytes, SocketFlags.None)..];
+            }
+            catch (SocketException e) when (IsEarlyTimeout(e, socket.SendTimeout, started))
+            {
+                throw new EndOfStreamException("The peer reset the connection.", e);
+            }
         }
     }
 
@@ -125,11 +133,29 @@ public sealed partial class RingAllReduce
     {
         while (!bytes.IsEmpty)
         {
-            var received = socket.Receive(bytes, SocketFlags.None);
+            var started = Stopwatch.GetTimestamp();
+            int received;
+            try
+            {
+                received = socket.Receive(bytes, SocketFlags.None);
+            }
+            catch (SocketException e) when (IsEarlyTimeout(e, socket.ReceiveTimeout, started))
+            {
+                throw new EndOfStreamException("The peer reset the connection.", e);
+            }
             if (received == 0) throw new EndOfStreamException();
             bytes = bytes[received..];
         }
     }
+
+    /// <summary>
+    /// Linux can report ETIMEDOUT for a connection the peer tore down (a reset while data was in
+    /// flight), long before our own send/receive timeout: that is a closed peer, not a stall.
+    /// </summary>
+    private static bool IsEarlyTimeout(SocketException e, int timeoutMilliseconds, long started) =>
+        e.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock
+        && timeoutMilliseconds > 0
+        && Stopwatch.GetElapsedTime(started).TotalMilliseconds < 0.9 * timeoutMilliseconds;
 }
 
 /// <summary>The bytes ranks exchange besides gradient values.</summary>
