@@ -1,0 +1,149 @@
+// All-reduce time of gradient-sized buffers: our ring (TCP and Unix sockets, fp32 and bf16) against
+// PyTorch's Gloo, every rank a separate process on this machine, measured in one run. Medians after
+// warm-up; each timed collective starts after a barrier; a configuration's figure is its slowest rank.
+//
+//   bash bench/AllReduce/run.sh [--iters N] [--warmup N] [--worlds 2,4] [--floats 11200000,2150000] [--no-gloo] [--chunk-bytes B] [--socket-buffer B] [--python /usr/bin/python3]
+//   (a rank: --rank R --endpoints E0,E1,.. --floats N --iters N --warmup N --wire fp32|bf16)
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Orchestrator.Worker.Distributed;
+
+var options = Args.Parse(args);
+if (options.Rank is { } rank) return await RankAsync(rank, options);
+
+Console.WriteLine($"{Environment.ProcessorCount} cores, {options.Iterations} timed iterations after {options.Warmup} warm-up, median of the slowest rank; ms");
+Console.WriteLine();
+Console.WriteLine("| buffer | ranks | Gloo fp32 | ring TCP fp32 | ring Unix fp32 | ring TCP bf16 | ring Unix bf16 | TCP/Gloo | Unix/Gloo |");
+Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
+foreach (var floats in options.Floats)
+foreach (var world in options.Worlds)
+{
+    var gloo = options.Gloo ? RunGloo(world, floats) : double.NaN;
+    var tcp = RunRing(world, floats, unix: false, "fp32");
+    var unix = RunRing(world, floats, unix: true, "fp32");
+    var tcpBf16 = RunRing(world, floats, unix: false, "bf16");
+    var unixBf16 = RunRing(world, floats, unix: true, "bf16");
+    Console.WriteLine($"| {floats * 4 / 1e6:0.#} MB | {world} | {gloo:0.0} | {tcp:0.0} | {unix:0.0} | {tcpBf16:0.0} | {unixBf16:0.0} | {tcp / gloo:0.00} | {unix / gloo:0.00} |");
+}
+return 0;
+
+double RunRing(int world, int floats, bool unix, string wire)
+{
+    var directory = unix ? Directory.CreateTempSubdirectory("orch-ring-bench-").FullName : null;
+    try
+    {
+        var endpoints = Enumerable.Range(0, world)
+            .Select(r => unix ? $"unix:{Path.Combine(directory!, $"r{r}.sock")}" : $"127.0.0.1:{FreePort()}").ToArray();
+        var self = Environment.ProcessPath!;
+        var prefix = Path.GetFileNameWithoutExtension(self) == "dotnet" ? new[] { typeof(Args).Assembly.Location } : [];
+        return RunRanks(world, r => Start(self, [.. prefix, "--rank", $"{r}", "--endpoints", string.Join(',', endpoints),
+            "--floats", $"{floats}", "--iters", $"{options.Iterations}", "--warmup", $"{options.Warmup}", "--wire", wire,
+            "--chunk-bytes", $"{options.ChunkBytes}", "--socket-buffer", $"{options.SocketBuffer}"]));
+    }
+    finally
+    {
+        if (directory is not null) Directory.Delete(directory, recursive: true);
+    }
+}
+
+double RunGloo(int world, int floats) =>
+    RunRanks(1, _ => Start(options.Python, [options.GlooScript, "--world", $"{world}", "--floats", $"{floats}",
+        "--iters", $"{options.Iterations}", "--warmup", $"{options.Warmup}", "--port", $"{FreePort()}"]));
+
+// Starts the processes, waits (bounded), and returns the largest 'median_ms' any rank printed.
+static double RunRanks(int count, Func<int, Process> start)
+{
+    var processes = Enumerable.Range(0, count).Select(start).ToArray();
+    var outputs = processes.Select(p => p.StandardOutput.ReadToEndAsync()).ToArray();
+    var errors = processes.Select(p => p.StandardError.ReadToEndAsync()).ToArray();
+    foreach (var p in processes)
+    {
+        if (!p.WaitForExit(TimeSpan.FromMinutes(3))) p.Kill(entireProcessTree: true);
+        p.WaitForExit();
+    }
+    var medians = outputs.SelectMany(o => o.Result.Split('\n'))
+        .Where(l => l.Contains("median_ms", StringComparison.Ordinal))
+        .Select(l => double.Parse(l.Split(' ')[^1], CultureInfo.InvariantCulture)).ToList();
+    if (processes.Any(p => p.ExitCode != 0) || medians.Count == 0)
+    {
+        Console.Error.WriteLine(string.Join('\n', errors.Select(e => e.Result)));
+        return double.NaN;
+    }
+    return medians.Max();
+}
+
+static Process Start(string file, string[] arguments)
+{
+    var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+    foreach (var a in arguments) info.ArgumentList.Add(a);
+    return Process.Start(info)!;
+}
+
+static int FreePort()
+{
+    using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+    socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+    return ((IPEndPoint)socket.LocalEndPoint!).Port;
+}
+
+static async Task<int> RankAsync(int rank, Args options)
+{
+    var ringOptions = new RingAllReduceOptions
+    {
+        Rank = rank,
+        Endpoints = options.Endpoints.Select(RingEndpoint.Parse).ToArray(),
+        Wire = options.Wire,
+        Timeout = TimeSpan.FromSeconds(30),
+        ChunkBytes = options.ChunkBytes,
+        SocketBufferBytes = options.SocketBuffer,
+    };
+    await using var ring = await RingAllReduce.ConnectAsync(ringOptions, CancellationToken.None);
+    var floats = options.Floats[0];
+    var buffer = new float[floats];
+    var random = new Random(rank);
+    for (var i = 0; i < floats; i++) buffer[i] = (float)(random.NextDouble() - 0.5);
+    var barrier = new float[1];
+    var times = new List<double>();
+    for (var i = 0; i < options.Warmup + options.Iterations; i++)
+    {
+        await ring.AllReduceAsync(barrier, CancellationToken.None);
+        var start = Stopwatch.GetTimestamp();
+        await ring.AllReduceAsync(buffer, CancellationToken.None);
+        if (i >= options.Warmup) times.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+    }
+    times.Sort();
+    var median = times.Count % 2 == 1 ? times[times.Count / 2] : (times[times.Count / 2 - 1] + times[times.Count / 2]) / 2;
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"rank {rank} median_ms {median:0.000}"));
+    return 0;
+}
+
+internal sealed record Args(int? Rank, string[] Endpoints, int[] Floats, int[] Worlds, int Iterations, int Warmup, WireFormat Wire, bool Gloo, string GlooScript, int ChunkBytes, int SocketBuffer, string Python)
+{
+    public static Args Parse(string[] args)
+    {
+        var a = new Args(null, [], [11_200_000, 2_150_000], [2, 4], 15, 3, WireFormat.Fp32, true, "bench/AllReduce/gloo_allreduce.py",
+            new RingAllReduceOptions().ChunkBytes, new RingAllReduceOptions().SocketBufferBytes, "/usr/bin/python3");
+        for (var i = 0; i < args.Length; i++)
+        {
+            a = args[i] switch
+            {
+                "--rank" => a with { Rank = int.Parse(args[++i], CultureInfo.InvariantCulture) },
+                "--endpoints" => a with { Endpoints = args[++i].Split(',') },
+                "--floats" => a with { Floats = args[++i].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray() },
+                "--worlds" => a with { Worlds = args[++i].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray() },
+                "--iters" => a with { Iterations = int.Parse(args[++i], CultureInfo.InvariantCulture) },
+                "--warmup" => a with { Warmup = int.Parse(args[++i], CultureInfo.InvariantCulture) },
+                "--wire" => a with { Wire = args[++i] == "bf16" ? WireFormat.Bf16 : WireFormat.Fp32 },
+                "--chunk-bytes" => a with { ChunkBytes = int.Parse(args[++i], CultureInfo.InvariantCulture) },
+                "--socket-buffer" => a with { SocketBuffer = int.Parse(args[++i], CultureInfo.InvariantCulture) },
+                "--python" => a with { Python = args[++i] },
+                "--no-gloo" => a with { Gloo = false },
+                "--gloo-script" => a with { GlooScript = args[++i] },
+                _ => throw new ArgumentException($"unknown argument '{args[i]}'"),
+            };
+        }
+        return a;
+    }
+}
