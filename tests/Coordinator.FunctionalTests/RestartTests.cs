@@ -70,9 +70,10 @@ public sealed class RestartTests(RedisFixture redis) : IClassFixture<RedisFixtur
             await r1.ReportAsync(a1.Lease, step: 2, epoch: 2, valAccuracy: 0.5);
             await r2.ReportAsync(a2.Lease, step: 1, epoch: 1, valAccuracy: 0.4);
             await r2.ReportAsync(a2.Lease, step: 2, epoch: 2, valAccuracy: 0.6);
+            // r1 finishes first while r2 is still busy, so the last trial can only go to r1.
             await r1.StatusAsync(a1.Lease, Outcome.Completed);
-            await r2.StatusAsync(a2.Lease, Outcome.Completed);
             var a3 = await r1.NextAssignmentAsync();
+            await r2.StatusAsync(a2.Lease, Outcome.Completed);
             Assert.Equal($"{sweep.Id}-t0002", a3.Lease.TrialId);
             await r1.ReportAsync(a3.Lease, step: 1, epoch: 1, valAccuracy: 0.55);
             await r1.StatusAsync(a3.Lease, Outcome.Completed);

@@ -13,6 +13,8 @@ public sealed class SweepEvents
 {
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<Guid, Channel<SweepEvent>>> _watchers = new();
 
+    public bool HasWatchers(string sweepId) => _watchers.TryGetValue(sweepId, out var set) && !set.IsEmpty;
+
     public void Publish(string sweepId, SweepEvent e)
     {
         if (!_watchers.TryGetValue(sweepId, out var set)) return;

@@ -200,9 +200,14 @@ public sealed partial class SweepManager(
 
         var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
         if (trial is null) return false;
-        var sweep = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
-        if (sweep is null) return false;
-        var runtime = Runtime(sweep);
+        // The sweep's runtime is cached; the sweep record (spec, searcher state) is read only on a miss.
+        if (!_runtimes.TryGetValue(trial.SweepId, out var runtime))
+        {
+            var record = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
+            if (record is null || record.State is not (SweepStatus.Pending or SweepStatus.Running)) return true;
+            runtime = Runtime(record);
+        }
+        var sweepId = trial.SweepId;
         var spec = runtime.Spec;
         double? objective = point.Values.TryGetValue(spec.ObjectiveMetric, out var v) && double.IsFinite(v) ? v : null;
         var updated = await UpdateTrialAsync(trialId, t => t.FencingToken != token ? null : t with
@@ -212,7 +217,7 @@ public sealed partial class SweepManager(
             BestMetric = objective is { } o && spec.IsBetter(o, t.BestMetric) ? o : t.BestMetric,
         }, ct).ConfigureAwait(false);
         if (updated is null) return false;
-        events.Publish(sweep.Id, new Proto.SweepEvent { Metric = Mapping.ToProto(trialId, point) });
+        if (events.HasWatchers(sweepId)) events.Publish(sweepId, new Proto.SweepEvent { Metric = Mapping.ToProto(trialId, point) });
         PublishTrial(updated);
         if (objective is not { } value) return true;
 
@@ -220,7 +225,7 @@ public sealed partial class SweepManager(
         try
         {
             var actions = runtime.Searcher.OnValidation(updated.Index, point.Epoch, value);
-            var fresh = await UpdateSweepAsync(sweep.Id, s => s with
+            var fresh = await UpdateSweepAsync(sweepId, s => s with
             {
                 BestTrialId = spec.IsBetter(value, s.BestMetric) ? trialId : s.BestTrialId,
                 BestMetric = spec.IsBetter(value, s.BestMetric) ? value : s.BestMetric,
@@ -228,7 +233,7 @@ public sealed partial class SweepManager(
             }, ct).ConfigureAwait(false);
             if (fresh is not null) PublishSweep(fresh);
             // The searcher decides when the sweep is over (target reached, budget spent).
-            await ApplyActionsAsync(sweep.Id, runtime, actions, ct).ConfigureAwait(false);
+            await ApplyActionsAsync(sweepId, runtime, actions, ct).ConfigureAwait(false);
         }
         finally
         {
@@ -274,7 +279,8 @@ public sealed partial class SweepManager(
                 // A stop we asked for: the trial was already moved on (cancelled or re-queued).
                 break;
         }
-        workers.Find(workerId)?.Detach(trialId);
+        // Only this assignment: the trial may already have been given back to the same worker.
+        workers.Find(workerId)?.Detach(trialId, token);
         workers.Signal();
     }
 
@@ -465,7 +471,11 @@ public sealed partial class SweepManager(
         }
     }
 
-    private void PublishTrial(TrialRecord t) => events.Publish(t.SweepId, new Proto.SweepEvent { Trial = Mapping.ToProto(t, checkpoints) });
+    private void PublishTrial(TrialRecord t)
+    {
+        // Building the event checks the checkpoint files: skip it when nobody watches.
+        if (events.HasWatchers(t.SweepId)) events.Publish(t.SweepId, new Proto.SweepEvent { Trial = Mapping.ToProto(t, checkpoints) });
+    }
 
     private void PublishSweep(SweepRecord s) => events.Publish(s.Id, new Proto.SweepEvent { Sweep = Mapping.ToProto(s, null, null) });
 

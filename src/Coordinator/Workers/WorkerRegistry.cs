@@ -40,6 +40,9 @@ public sealed class WorkerConnection
 
     public void Detach(string trialId) => _trials.TryRemove(trialId, out _);
 
+    /// <summary>Detaches only the assignment with this token (a newer assignment of the same trial stays).</summary>
+    public void Detach(string trialId, long token) => _trials.TryRemove(new KeyValuePair<string, long>(trialId, token));
+
     public void Close() => _outbox.Writer.TryComplete();
 }
 
