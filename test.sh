@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the solution and ends with one line: "N passed, N failed, N skipped".
-# Needs the Debian packages dataset-fashion-mnist (real data for the training tests) and
-# redis-server (the tests start their own servers on free ports); .ci/run installs both.
+# Needs the Debian packages dataset-fashion-mnist (real data for the training tests), redis-server
+# and prometheus (the tests start their own servers on free ports); .ci/run installs them.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
@@ -10,10 +10,12 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   echo "test.sh: Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (or run .ci/run)" >&2
   exit 1
 fi
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "test.sh: redis-server is missing (the tests start their own): apt-get install redis-server (or run .ci/run)" >&2
-  exit 1
-fi
+for tool in redis-server prometheus; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "test.sh: $tool is missing (the tests start their own): apt-get install $tool (or run .ci/run)" >&2
+    exit 1
+  fi
+done
 results="$root/artifacts/test-results"
 rm -rf "$results"
 dotnet build Orchestrator.sln -c Release -nologo -v q -clp:ErrorsOnly || { echo "0 passed, 1 failed (build)"; exit 1; }
