@@ -23,7 +23,8 @@ public sealed record BatchPlan(
     bool Flip = false,
     int Rank = 0,
     int WorldSize = 1,
-    int PrefetchBatches = 3);
+    int PrefetchBatches = 3,
+    bool PadShards = true);
 
 /// <summary>
 /// Produces host batches for an epoch on a background thread while the training thread computes:
@@ -45,7 +46,7 @@ public sealed class BatchLoader : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(plan.BatchSize);
         _data = data;
         _plan = plan;
-        _sampler = new EpochSampler(data.Count, plan.Shuffle, plan.Seed, plan.Rank, plan.WorldSize);
+        _sampler = new EpochSampler(data.Count, plan.Shuffle, plan.Seed, plan.Rank, plan.WorldSize, plan.PadShards);
         var side = plan.CropSize ?? data.Shape.Height;
         if (side > data.Shape.Height + 2 * plan.CropPadding || side > data.Shape.Width + 2 * plan.CropPadding)
             throw new ArgumentException($"crop size {side} is larger than the {data.Shape} images plus padding {plan.CropPadding}");

@@ -12,7 +12,7 @@ public sealed class EpochSampler
     private readonly bool _shuffle;
     private readonly long _seed;
 
-    public EpochSampler(int count, bool shuffle, long seed, int rank = 0, int worldSize = 1)
+    public EpochSampler(int count, bool shuffle, long seed, int rank = 0, int worldSize = 1, bool pad = true)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(count);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(worldSize);
@@ -23,13 +23,20 @@ public sealed class EpochSampler
         _seed = seed;
         Rank = rank;
         WorldSize = worldSize;
+        Pad = pad;
     }
+
+    /// <summary>
+    /// True (training): shards are padded to equal length by wrapping around. False (evaluation):
+    /// every item is seen exactly once, so shards may differ in length by one.
+    /// </summary>
+    public bool Pad { get; }
 
     public int Rank { get; }
     public int WorldSize { get; }
 
     /// <summary>Items per rank per epoch.</summary>
-    public int ItemsPerRank => (_count + WorldSize - 1) / WorldSize;
+    public int ItemsPerRank => Pad ? (_count + WorldSize - 1) / WorldSize : (_count - Rank + WorldSize - 1) / WorldSize;
 
     public int[] Indices(int epoch)
     {

@@ -26,7 +26,9 @@ public sealed record EpochMetrics(
     double Seconds,
     double ImagesPerSecond,
     double DataWaitSeconds,
-    double MeanStepSeconds = double.NaN);
+    double MeanStepSeconds = double.NaN,
+    double AggregationSeconds = double.NaN,
+    double AggregationBytes = double.NaN);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false,
     NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]

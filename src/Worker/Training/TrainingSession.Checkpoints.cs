@@ -37,14 +37,14 @@ public sealed partial class TrainingSession
     /// have been without the interruption.
     /// </summary>
     public static TrainingSession Resume(string checkpoint, DatasetSplits data, Device device, string runDir,
-        ITrainingObserver? observer = null, int? epochs = null)
+        ITrainingObserver? observer = null, int? epochs = null, DistributedContext? distributed = null)
     {
         var (header, sections) = CheckpointFile.Read(checkpoint);
         var spec = TrialSpecYaml.Parse(header.TrialYaml, checkpoint + " (trial)");
         if (epochs is { } e) spec.Epochs = e;
         // The pretrained file's weights are already inside the checkpoint.
         spec.Pretrained = null;
-        var session = new TrainingSession(spec, data, device, runDir, observer);
+        var session = new TrainingSession(spec, data, device, runDir, observer, distributed);
         try
         {
             Deserialize(sections[ModelSection], r => session._model.load(r));

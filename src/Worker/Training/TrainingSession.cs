@@ -38,8 +38,14 @@ public sealed partial class TrainingSession : IDisposable
     private double _bestAccuracy = double.NegativeInfinity;
     private int _bestEpoch;
 
-    public TrainingSession(TrialSpec spec, DatasetSplits data, Device device, string runDir, ITrainingObserver? observer = null)
+    private readonly DistributedContext? _dist;
+    private CancellationToken _runToken;
+
+    public TrainingSession(TrialSpec spec, DatasetSplits data, Device device, string runDir, ITrainingObserver? observer = null,
+        DistributedContext? distributed = null)
     {
+        _dist = distributed;
+        int rank = distributed?.Rank ?? 0, world = distributed?.WorldSize ?? 1;
         _spec = spec;
         _data = data;
         _device = device;
@@ -50,9 +56,9 @@ public sealed partial class TrainingSession : IDisposable
         Native.TorchRuntime.Seed(spec.Seed);
         var a = spec.Augment;
         var trainPlan = new BatchPlan(spec.BatchSize, Shuffle: true, DropLast: data.Train.Count > spec.BatchSize, spec.Seed,
-            CropSize: a.RandomResizedCrop ? null : a.CropSize, CropPadding: a.CropPadding, Flip: a.Flip);
+            CropSize: a.RandomResizedCrop ? null : a.CropSize, CropPadding: a.CropPadding, Flip: a.Flip, Rank: rank, WorldSize: world);
         var valPlan = new BatchPlan(Math.Max(spec.BatchSize, 256), Shuffle: false, DropLast: false, spec.Seed,
-            CropSize: a.ResizeTo is null ? a.CropSize : null);
+            CropSize: a.ResizeTo is null ? a.CropSize : null, Rank: rank, WorldSize: world, PadShards: false);
         _trainLoader = new BatchLoader(data.Train, trainPlan);
         _valLoader = new BatchLoader(data.Validation, valPlan);
         _transform = new DeviceTransform(DeviceTransform.For(data.Info, a), device);
@@ -85,6 +91,9 @@ public sealed partial class TrainingSession : IDisposable
     public TrainingResult Run(int? untilEpoch = null, CancellationToken ct = default)
     {
         var stopAt = Math.Min(untilEpoch ?? _spec.Epochs, _spec.Epochs);
+        _runToken = ct;
+        // In a data-parallel trial the replicas are identical: rank 0 alone writes checkpoints.
+        var writesCheckpoints = _dist is null || _dist.Rank == 0;
         var total = Stopwatch.StartNew();
         _observer.OnRunStart(new RunInfo(_spec.Model.Name, _model.parameters().Sum(p => p.numel()), _data.Info.Name,
             _data.Train.Count, _data.Validation.Count, _device.ToString(), _epochsCompleted, _spec.Epochs, RunDir));
@@ -110,13 +119,13 @@ public sealed partial class TrainingSession : IDisposable
                 _bestEpoch = epoch;
             }
             var isLast = epoch == stopAt;
-            if (epoch % _spec.Checkpoint.EveryEpochs == 0 || isLast)
+            if (writesCheckpoints && (epoch % _spec.Checkpoint.EveryEpochs == 0 || isLast))
             {
                 SaveCheckpoint(LastCheckpointPath);
                 lastSaved = LastCheckpointPath;
                 _observer.OnCheckpoint(lastSaved, CheckpointKind.Last);
             }
-            if (isBest && _spec.Checkpoint.KeepBest)
+            if (writesCheckpoints && isBest && _spec.Checkpoint.KeepBest)
             {
                 SaveCheckpoint(BestCheckpointPath);
                 bestSaved = BestCheckpointPath;
@@ -163,12 +172,20 @@ public sealed partial class TrainingSession : IDisposable
         }
         var trainSeconds = clock.Elapsed.TotalSeconds;
         var wait = _trainLoader.TakeWaitTime().TotalSeconds;
-        var trainLoss = lossSum.ToDouble() / Math.Max(1, seen);
-        var trainAcc = (double)correctSum.ToInt64() / Math.Max(1, seen);
-        var eval = Evaluator.Evaluate(_model, _valLoader, _transform, _data.Info.NumClasses, ct);
+        double lossTotal = lossSum.ToDouble(), correctTotal = correctSum.ToInt64(), seenTotal = seen;
+        var (aggregationSeconds, aggregationBytes) = _dist?.TakeStats() ?? (double.NaN, double.NaN);
+        if (_dist is not null)
+        {
+            // Train loss and accuracy over every rank's shard, not just this one's.
+            var sums = _dist.Sum([lossTotal, correctTotal, seenTotal], ct);
+            (lossTotal, correctTotal, seenTotal) = (sums[0], Math.Round(sums[1]), Math.Round(sums[2]));
+        }
+        var trainLoss = lossTotal / Math.Max(1, seenTotal);
+        var trainAcc = correctTotal / Math.Max(1, seenTotal);
+        var eval = Evaluate(ct);
         return new EpochMetrics(epoch, _step, lr, trainLoss, trainAcc, eval.Loss, eval.Top1, eval.Top5, eval.PerClassAccuracy,
-            _data.Info.NumClasses <= 100 ? eval.ConfusionMatrix : null, clock.Elapsed.TotalSeconds, seen / trainSeconds, wait,
-            trainSeconds / Math.Max(1, b));
+            _data.Info.NumClasses <= 100 ? eval.ConfusionMatrix : null, clock.Elapsed.TotalSeconds, seenTotal / trainSeconds, wait,
+            trainSeconds / Math.Max(1, b), aggregationSeconds, aggregationBytes);
     }
 
     /// <summary>One optimiser step. Every tensor it makes dies with its scope.</summary>
@@ -190,6 +207,7 @@ public sealed partial class TrainingSession : IDisposable
         var logits = _model.forward(x);
         var loss = _loss.Compute(logits, y);
         loss.backward();
+        _dist?.AverageGradients(_trainable, _runToken);
         if (_spec.GradClip > 0) nn.utils.clip_grad_norm_(_trainable, _spec.GradClip);
         _optimizer.step();
         using (torch.no_grad())
@@ -199,9 +217,12 @@ public sealed partial class TrainingSession : IDisposable
         }
     }
 
-    /// <summary>Evaluates the current model on the validation split.</summary>
-    public EvalResult Evaluate(CancellationToken ct = default) =>
-        Evaluator.Evaluate(_model, _valLoader, _transform, _data.Info.NumClasses, ct);
+    /// <summary>Evaluates the current model on the validation split (each rank its shard, then combined).</summary>
+    public EvalResult Evaluate(CancellationToken ct = default)
+    {
+        var local = Evaluator.Evaluate(_model, _valLoader, _transform, _data.Info.NumClasses, ct);
+        return _dist is null ? local : _dist.Reduce(local, ct);
+    }
 
     public void Dispose()
     {
