@@ -17,10 +17,11 @@ public sealed partial class PrometheusTests : IAsyncLifetime
         name: metrics
         data: { name: fashion-mnist, limitTrain: 1000, limitTest: 200 }
         model: { name: simple-cnn }
-        trial: { epochs: 2, batchSize: 50 }
+        trial: { epochs: 2, batchSize: 25 }
         parameters:
           optimizer.lr: { values: [0.02, 0.05] }
         search: { method: grid, parallelTrials: 1 }
+        resources: { workers: 2 }
         """;
 
     private readonly string _dir = Directory.CreateTempSubdirectory("orch-prom-").FullName;
@@ -37,11 +38,15 @@ public sealed partial class PrometheusTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        int grpc = RedisServer.FreePort(), http = RedisServer.FreePort(), workerMetrics = RedisServer.FreePort();
+        int grpc = RedisServer.FreePort(), http = RedisServer.FreePort();
+        var workerMetrics = new[] { RedisServer.FreePort(), RedisServer.FreePort() };
         _services.Add(OrchService.Start(_dir, "coordinator", "--port", grpc.ToString(CultureInfo.InvariantCulture), "--http-port", http.ToString(CultureInfo.InvariantCulture), "--state-dir", "state"));
-        _services.Add(OrchService.Start(_dir, "worker", "--coordinator", $"http://127.0.0.1:{grpc}", "--id", "w1", "--threads", "2",
-            "--metrics-port", workerMetrics.ToString(CultureInfo.InvariantCulture), "--work-dir", "work"));
-        _prometheus = await PrometheusServer.StartAsync([("coordinator", $"127.0.0.1:{http}"), ("worker", $"127.0.0.1:{workerMetrics}")], CancellationToken.None);
+        // Two workers and trials that use both: a data-parallel trial, so gradient aggregation has data too.
+        for (var i = 0; i < 2; i++)
+            _services.Add(OrchService.Start(_dir, "worker", "--coordinator", $"http://127.0.0.1:{grpc}", "--id", $"w{i}", "--threads", "1",
+                "--metrics-port", workerMetrics[i].ToString(CultureInfo.InvariantCulture), "--work-dir", $"work{i}"));
+        _prometheus = await PrometheusServer.StartAsync(
+            [("coordinator", $"127.0.0.1:{http}"), ("worker", $"127.0.0.1:{workerMetrics[0]}"), ("worker", $"127.0.0.1:{workerMetrics[1]}")], CancellationToken.None);
 
         File.WriteAllText(Path.Combine(_dir, "sweep.yaml"), Sweep);
         OrchProcess.Result submit = null!;
@@ -121,8 +126,12 @@ public sealed partial class PrometheusTests : IAsyncLifetime
         Assert.InRange(accuracy!.Value, 0.3, 1.0);
         Assert.Equal(2, Scalar(await q($"count(orch_trial_epoch{{sweep=\"{_sweepId}\"}} == 2)")));
         Assert.InRange(Scalar(await q("max(orch_trial_accuracy{split=\"val\"})"))!.Value, 0.3, 1.0);
-        // 2 trials × 2 epochs × 1000 images went through the worker.
+        // 2 trials × 2 epochs × 1000 images went through the two workers, each rank its half.
         Assert.Equal(4000, Scalar(await q("sum(orch_worker_samples_total)")));
+        Assert.Equal(2000, Scalar(await q("sum(orch_worker_samples_total{instance=~\".*\"}) / 2")));
+        // Rank 0 reports each epoch; every step averaged the gradients of both ranks.
+        Assert.Equal(4, Scalar(await q("sum(orch_gradient_aggregation_duration_seconds_count)")));
+        Assert.True(Scalar(await q("max(orch_gradient_aggregation_size_bytes_sum) / max(orch_gradient_aggregation_size_bytes_count)")) > 1_000_000);
         Assert.Equal(4, Scalar(await q("sum(orch_epoch_duration_seconds_count)")));
         Assert.True(Scalar(await q("sum(orch_checkpoint_upload_size_bytes_sum)")) > 1_000_000);
         Assert.True(Scalar(await q("sum(http_server_request_duration_seconds_count{http_route=\"/orchestrator.v1.Sweeps/SubmitSweep\"})")) >= 1);

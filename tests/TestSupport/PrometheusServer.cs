@@ -39,8 +39,8 @@ public sealed class PrometheusServer : IAsyncDisposable
             ?? throw new InvalidOperationException("prometheus was not found on PATH. These tests need a real Prometheus: apt-get install prometheus (or run .ci/run).");
         var dir = System.IO.Directory.CreateTempSubdirectory("orch-prometheus-").FullName;
         var config = new StringBuilder("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n");
-        foreach (var (job, target) in targets)
-            config.Append($"  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n");
+        foreach (var job in targets.GroupBy(t => t.Job))
+            config.Append($"  - job_name: {job.Key}\n    static_configs:\n      - targets: [{string.Join(", ", job.Select(t => $"'{t.Target}'"))}]\n");
         await File.WriteAllTextAsync(Path.Combine(dir, "prometheus.yml"), config.ToString(), ct);
         var port = RedisServer.FreePort();
         var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir };

@@ -58,9 +58,11 @@ internal static class ServeCommands
         var threads = new Option<int?>("--threads") { Description = "libtorch CPU threads (default: all cores).", HelpName = "N" };
         var libTorch = CommonOptions.LibTorchDir();
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://<host>:PORT/metrics (throughput, step time, data wait, GPU memory).", HelpName = "PORT" };
+        var dataPort = new Option<int>("--data-port") { Description = "Port for exchanging gradients with peers in data-parallel trials (default: a free port).", HelpName = "PORT" };
+        var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name).", HelpName = "HOST" };
         var metricsBind = new Option<string>("--metrics-bind") { Description = "Address for --metrics-port (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
         var command = new Command("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\nExample: orch worker --coordinator http://127.0.0.1:5000")
-        { coordinator, id, device, dataDir, workDir, threads, libTorch, metricsPort, metricsBind };
+        { coordinator, id, device, dataDir, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise };
         command.SetAction(async (parse, ct) =>
         {
             using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
@@ -73,6 +75,8 @@ internal static class ServeCommands
                 TorchThreads = parse.GetValue(threads),
                 LibTorchDir = parse.GetValue(libTorch),
                 Token = Environment.GetEnvironmentVariable("ORCH_TOKEN"),
+                DataPort = parse.GetValue(dataPort),
+                AdvertiseHost = parse.GetValue(advertise) ?? Environment.GetEnvironmentVariable("ORCH_ADVERTISE_HOST"),
             };
             if (parse.GetValue(id) is { } workerId) options = options with { WorkerId = workerId };
             if (parse.GetValue(workDir) is { } w) options = options with { WorkDir = w };

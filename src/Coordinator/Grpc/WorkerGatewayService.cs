@@ -35,7 +35,7 @@ public sealed partial class WorkerGatewayService(
         if (string.IsNullOrWhiteSpace(hello.WorkerId) || hello.WorkerId.Length > 128)
             throw new RpcException(new Status(StatusCode.InvalidArgument, "Hello.worker_id must be 1 to 128 characters"));
 
-        var connection = new WorkerConnection(hello.WorkerId, string.IsNullOrEmpty(hello.Name) ? hello.WorkerId : hello.Name, hello.Capabilities ?? new WorkerCapabilities());
+        var connection = new WorkerConnection(hello.WorkerId, string.IsNullOrEmpty(hello.Name) ? hello.WorkerId : hello.Name, hello.Capabilities ?? new WorkerCapabilities(), hello.DataEndpoint);
         var welcome = new Welcome
         {
             HeartbeatIntervalMs = (int)options.Value.HeartbeatInterval.TotalMilliseconds,

@@ -104,7 +104,10 @@ public sealed partial class TrialScheduler(
             foreach (var trial in trials.Where(t => t.State == TrialStatus.Pending).OrderBy(t => t.Index))
             {
                 if (running >= spec.ParallelTrials) break;
+                // The whole gang at once; a re-queued trial may restart on fewer ranks, down to minWorkers.
                 var gang = Math.Max(1, spec.Workers);
+                if (idle.Count < gang && trial.Attempt > 0 && idle.Count >= Math.Max(1, spec.MinWorkers)) gang = idle.Count;
+                if (gang > 1 && idle.Take(gang).Any(w => string.IsNullOrEmpty(w.DataEndpoint))) break; // a worker without a data endpoint cannot join a gang
                 if (idle.Count < gang) break;
                 var chosen = idle.Take(gang).ToList();
                 var assigned = await sweeps.AssignAsync(trial, chosen, ct).ConfigureAwait(false);

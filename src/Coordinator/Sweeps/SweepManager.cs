@@ -173,6 +173,7 @@ public sealed partial class SweepManager(
                 CheckpointEveryEpochs = 1,
             };
             message.PeerWorkerIds.AddRange(gang.Select(w => w.Id));
+            message.PeerEndpoints.AddRange(gang.Select(w => w.DataEndpoint));
             worker.Send(new Proto.CoordinatorMessage { Assign = message });
         }
         Log.TrialAssigned(logger, assigned.Id, assigned.Attempt, string.Join(',', assigned.WorkerIds), resume);
@@ -277,6 +278,9 @@ public sealed partial class SweepManager(
                 break;
             case Proto.TrialStatus.Types.Outcome.Stopped:
                 // A stop we asked for: the trial was already moved on (cancelled or re-queued).
+                break;
+            case Proto.TrialStatus.Types.Outcome.RankDone:
+                // A non-zero rank is free again; the trial itself ends when rank 0 reports.
                 break;
         }
         // Only this assignment: the trial may already have been given back to the same worker.

@@ -10,8 +10,9 @@ public sealed class WorkerConnection
     private readonly Channel<CoordinatorMessage> _outbox = Channel.CreateUnbounded<CoordinatorMessage>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<string, long> _trials = new(StringComparer.Ordinal);
 
-    public WorkerConnection(string id, string name, WorkerCapabilities capabilities)
+    public WorkerConnection(string id, string name, WorkerCapabilities capabilities, string dataEndpoint = "")
     {
+        DataEndpoint = dataEndpoint;
         Id = id;
         Name = name;
         Capabilities = capabilities;
@@ -20,6 +21,9 @@ public sealed class WorkerConnection
     }
 
     public string Id { get; }
+
+    /// <summary>Where peers reach this worker's gradient exchange ("host:port").</summary>
+    public string DataEndpoint { get; }
     public string Name { get; }
     public WorkerCapabilities Capabilities { get; }
     public DateTimeOffset ConnectedAt { get; }

@@ -9,6 +9,7 @@ using Orchestrator.Protocol.V1;
 using Orchestrator.Specs;
 using Orchestrator.Trials;
 using Orchestrator.Worker.Training;
+using Orchestrator.Worker.Distributed;
 
 namespace Orchestrator.Worker.Host;
 
@@ -43,6 +44,9 @@ internal sealed partial class TrialRunner : ITrainingObserver
 
     private string TrialId => Lease.TrialId;
 
+    /// <summary>Rank 0 speaks for a data-parallel trial: metrics and checkpoints come from it alone.</summary>
+    private bool Reports => _assignment.Rank == 0;
+
     public void Start() => _thread.Start();
 
     public void Stop(string reason)
@@ -73,9 +77,11 @@ internal sealed partial class TrialRunner : ITrainingObserver
             var runDir = Path.Combine(_agent.Options.WorkDir, TrialId);
             if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
             Directory.CreateDirectory(runDir);
+            using var ring = _assignment.WorldSize > 1 ? new RingLease(JoinRing(ct)) : null;
+            var distributed = ring is null ? null : new DistributedContext(_assignment.Rank, _assignment.WorldSize, ring.Ring);
             using var session = _assignment.Resume
-                ? TrainingSession.Resume(DownloadCheckpoint(runDir, ct), data, device, runDir, this)
-                : new TrainingSession(spec, data, device, runDir, this);
+                ? TrainingSession.Resume(DownloadCheckpoint(runDir, ct), data, device, runDir, this, distributed: distributed)
+                : new TrainingSession(spec, data, device, runDir, this, distributed);
             _agent.Send(Status(TrialStatus.Types.Outcome.Started, session.EpochsCompleted > 0 ? $"resumed after epoch {session.EpochsCompleted}" : ""));
             Log.TrialStarted(_agent.Logger, TrialId, _assignment.Attempt, session.EpochsCompleted);
             session.Run(ct: ct);
@@ -91,14 +97,45 @@ internal sealed partial class TrialRunner : ITrainingObserver
             outcome = TrialStatus.Types.Outcome.FailedPermanently;
             message = e.Message;
         }
-        catch (Exception e) when (!ct.IsCancellationRequested)
+        catch (Exception) when (ct.IsCancellationRequested)
         {
+            // Whatever broke while stopping (a cancelled upload, a closed ring) is part of the stop.
+            outcome = TrialStatus.Types.Outcome.Stopped;
+            message = _stopReason ?? "stopped";
+        }
+        catch (Exception e)
+        {
+            // Nothing may escape a trial thread: an unhandled exception would end the whole worker.
             outcome = TrialStatus.Types.Outcome.Failed;
             message = $"{e.GetType().Name}: {e.Message}";
         }
+        // Only rank 0 completes a data-parallel trial (after its final checkpoint upload).
+        if (outcome == TrialStatus.Types.Outcome.Completed && !Reports) outcome = TrialStatus.Types.Outcome.RankDone;
         Log.TrialEnded(_agent.Logger, TrialId, outcome.ToString(), message);
         _agent.Send(Status(outcome, message));
         _agent.Finished(this);
+    }
+
+    /// <summary>Forms the gradient ring with the other ranks of this trial (every rank does this at the same time).</summary>
+    private Distributed.RingAllReduce JoinRing(CancellationToken ct)
+    {
+        var endpoints = _assignment.PeerEndpoints.Select(Distributed.RingEndpoint.Parse).ToList();
+        if (endpoints.Count != _assignment.WorldSize)
+            throw new InvalidOperationException($"assignment lists {endpoints.Count} peer endpoints for world size {_assignment.WorldSize}");
+        var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        // The port is reused trial after trial; connections of the last ring may still be in TIME_WAIT.
+        listener.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReuseAddress, true);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Any, _agent.DataPort));
+        listener.Listen(8);
+        var options = new Distributed.RingAllReduceOptions { Rank = _assignment.Rank, Endpoints = endpoints };
+        return Distributed.RingAllReduce.ConnectAsync(options, listener, ct).GetAwaiter().GetResult();
+    }
+
+    /// <summary>Disposes the ring synchronously at the end of the trial thread.</summary>
+    private sealed class RingLease(Distributed.RingAllReduce ring) : IDisposable
+    {
+        public Distributed.RingAllReduce Ring { get; } = ring;
+        public void Dispose() => Ring.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 
     private WorkerMessage Status(TrialStatus.Types.Outcome outcome, string message) =>
@@ -106,6 +143,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
 
     public void OnEpochEnd(EpochMetrics m)
     {
+        if (!Reports) return;
         var point = new MetricPoint { TrialId = TrialId, Step = m.Step, Epoch = m.Epoch, Time = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };
         point.Values.Add(new Dictionary<string, double>
         {
@@ -119,6 +157,9 @@ internal sealed partial class TrialRunner : ITrainingObserver
             ["epoch_seconds"] = m.Seconds,
             ["data_wait_seconds"] = m.DataWaitSeconds,
             ["step_seconds"] = m.MeanStepSeconds,
+            ["aggregation_seconds"] = m.AggregationSeconds,
+            ["aggregation_bytes"] = m.AggregationBytes,
+            ["world_size"] = _assignment.WorldSize,
         }.Where(kv => double.IsFinite(kv.Value)).ToDictionary());
         var report = new WorkerMessage { Metric = new MetricReport { Lease = Lease, Point = point } };
         _reports.Enqueue(report);
@@ -127,6 +168,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
 
     public void OnCheckpoint(string path, CheckpointKind kind)
     {
+        if (!Reports) return;
         // Blocks the training thread until the checkpoint is stored (or the trial is stopped).
         UploadAsync(path, kind == CheckpointKind.Best, _stop.Token).GetAwaiter().GetResult();
     }

@@ -57,6 +57,23 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             },
         }).Build();
         Directory.CreateDirectory(options.WorkDir);
+        DataPort = options.DataPort != 0 ? options.DataPort : FreePort();
+        var host = options.AdvertiseHost
+                   ?? (Uri.TryCreate(options.CoordinatorUrl, UriKind.Absolute, out var u) && (u.IsLoopback || u.Host == "127.0.0.1") ? "127.0.0.1" : System.Net.Dns.GetHostName());
+        DataEndpoint = $"{host}:{DataPort}";
+    }
+
+    /// <summary>The port this worker's gradient exchange listens on during data-parallel trials.</summary>
+    public int DataPort { get; }
+
+    /// <summary>"host:port" peers connect to.</summary>
+    public string DataEndpoint { get; }
+
+    private static int FreePort()
+    {
+        using var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Any, 0);
+        l.Start();
+        return ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
     }
 
     public string WorkerId => _options.WorkerId;
@@ -105,6 +122,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             WorkerId = _options.WorkerId,
             Name = _options.Name ?? _options.WorkerId,
             Capabilities = Capabilities(),
+            DataEndpoint = DataEndpoint,
         };
         hello.Running.AddRange(_trials.Values.Select(t => t.Lease));
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = hello }, ct).ConfigureAwait(false);

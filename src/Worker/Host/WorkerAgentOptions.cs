@@ -20,6 +20,11 @@ public sealed record WorkerAgentOptions
     public int? TorchThreads { get; init; }
     /// <summary>Optional explicit libtorch folder (see TorchRuntime).</summary>
     public string? LibTorchDir { get; init; }
+    /// <summary>Port for gradient exchange with peers in data-parallel trials; 0 picks a free one at start.</summary>
+    public int DataPort { get; init; }
+    /// <summary>Host name or address peers use to reach <see cref="DataPort"/> (a pod IP on Kubernetes);
+    /// default: 127.0.0.1 when the coordinator is on loopback, else this machine's host name.</summary>
+    public string? AdvertiseHost { get; init; }
     /// <summary>Longest wait between reconnection attempts.</summary>
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(5);
 }
