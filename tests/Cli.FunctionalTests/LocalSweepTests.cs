@@ -36,6 +36,18 @@ public sealed class LocalSweepTests : IDisposable
     }
 
     [Fact]
+    public void Orch_local_runs_data_parallel_trials_on_two_workers_each()
+    {
+        File.WriteAllText(Path.Combine(_dir, "ddp.yaml"), Sweep + "\nresources: { workers: 2 }\n");
+        var r = OrchProcess.Run(_dir, "local", "ddp.yaml", "--workers", "4", "--state-dir", "state", "--json");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var summary = r.LastJson;
+        Assert.Equal(2, summary.GetProperty("trials_completed").GetInt32());
+        Assert.True(summary.GetProperty("best_metric").GetDouble() > 0.4, r.StdOut);
+        Assert.True(File.Exists(summary.GetProperty("checkpoint").GetString()!));
+    }
+
+    [Fact]
     public void A_sweep_file_error_names_the_file_line_and_field_before_anything_runs()
     {
         File.WriteAllText(Path.Combine(_dir, "bad.yaml"), Sweep.Replace("optimizer.lr", "optimizer.learningRate", StringComparison.Ordinal));

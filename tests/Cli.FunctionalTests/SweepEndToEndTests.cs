@@ -187,6 +187,45 @@ public sealed class SweepEndToEndTests : IAsyncLifetime
         await AssertEveryEpochRecordedOnceAsync(id);
     }
 
+    [Fact]
+    public async Task A_data_parallel_trial_survives_the_SIGKILL_of_one_rank_by_resuming_on_fewer_ranks()
+    {
+        File.WriteAllText(Path.Combine(_dir, "ddp.yaml"), """
+            name: e2e-data-parallel
+            data: { name: fashion-mnist, limitTrain: 1600, limitTest: 300 }
+            model: { name: simple-cnn }
+            trial: { epochs: 3, batchSize: 32 }
+            parameters:
+              optimizer.lr: { values: [0.03] }
+            search: { method: grid }
+            resources: { workers: 2, minWorkers: 1 }
+            """);
+        var w1 = StartWorker("w1");
+        StartWorker("w2");
+        var r = await Task.Run(() => OrchProcess.Run(_dir, "submit", "ddp.yaml", "--coordinator", Address, "--json"));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var id = r.LastJson.GetProperty("sweep").GetString()!;
+        // Both ranks train; after the first epoch (a checkpoint exists), SIGKILL one of them.
+        var trial = await EventuallyAsync(async () => (await TrialsAsync(id))
+            .FirstOrDefault(t => t.State == TrialState.Running && t.Epoch >= 1 && t.WorkerIds.Count == 2), TimeSpan.FromMinutes(2), "both ranks finishing an epoch");
+        await w1.KillAsync();
+
+        // The survivor's all-reduce fails instead of hanging; the trial restarts from its checkpoint on one rank.
+        var sweep = await EventuallyAsync(async () =>
+        {
+            var s = await SweepAsync(id);
+            return s.State is SweepState.Completed or SweepState.Failed ? s : null;
+        }, TimeSpan.FromMinutes(4), "the sweep ending");
+        Assert.Equal(SweepState.Completed, sweep.State);
+        var final = (await TrialsAsync(id)).Single();
+        Assert.True(final.Attempt >= 2, $"attempt {final.Attempt}");
+        await using var store = await RedisStateStore.ConnectAsync(_redis.Configuration, _prefix, CancellationToken.None);
+        var points = await store.GetMetricsAsync(trial.Id, CancellationToken.None);
+        Assert.Equal([1, 2, 3], points.Select(p => p.Epoch));
+        Assert.Equal(2, points[0].Values["world_size"]);
+        Assert.Equal(1, points[^1].Values["world_size"]);
+    }
+
     public async Task DisposeAsync()
     {
         foreach (var s in _services) await s.DisposeAsync();
