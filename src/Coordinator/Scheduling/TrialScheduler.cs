@@ -24,6 +24,7 @@ public sealed partial class TrialScheduler(
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     // After a restart, workers need a moment to reconnect and re-attach before their leases count.
     private readonly DateTimeOffset _startedAt = clock.GetUtcNow();
+    private DateTimeOffset _lastLeaseScan = DateTimeOffset.MinValue;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -82,8 +83,11 @@ public sealed partial class TrialScheduler(
             .Where(s => s.State is SweepStatus.Pending or SweepStatus.Running)
             .OrderBy(s => s.CreatedAt)
             .ToList();
-        var leasesCount = now - _startedAt >= options.Value.LeaseTimeout;
-        foreach (var sweep in leasesCount ? active : [])
+        // Leases are checked a few times per timeout, not on every pass: listing the trials of a
+        // large sweep is the expensive part of a pass.
+        var leaseScanDue = now - _startedAt >= options.Value.LeaseTimeout && now - _lastLeaseScan >= options.Value.LeaseTimeout / 4;
+        if (leaseScanDue) _lastLeaseScan = now;
+        foreach (var sweep in leaseScanDue ? active : [])
         {
             var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
             foreach (var t in trials.Where(t => t.State == TrialStatus.Running && t.LeaseExpiresAt < now))
