@@ -205,9 +205,11 @@ public sealed class SweepEndToEndTests : IAsyncLifetime
         var r = await Task.Run(() => OrchProcess.Run(_dir, "submit", "ddp.yaml", "--coordinator", Address, "--json"));
         Assert.True(r.ExitCode == 0, r.ToString());
         var id = r.LastJson.GetProperty("sweep").GetString()!;
-        // Both ranks train; after the first epoch (a checkpoint exists), SIGKILL one of them.
+        // Both ranks train; once the first epoch's checkpoint is stored, SIGKILL one of them. (Killed
+        // earlier, the trial restarts from scratch on one rank, whose steps differ: epoch 1 would
+        // then be recorded twice under different step numbers.)
         var trial = await EventuallyAsync(async () => (await TrialsAsync(id))
-            .FirstOrDefault(t => t.State == TrialState.Running && t.Epoch >= 1 && t.WorkerIds.Count == 2), TimeSpan.FromMinutes(2), "both ranks finishing an epoch");
+            .FirstOrDefault(t => t.State == TrialState.Running && t.Epoch >= 1 && t.HasCheckpoint && t.WorkerIds.Count == 2), TimeSpan.FromMinutes(2), "both ranks finishing an epoch");
         await w1.KillAsync();
 
         // The survivor's all-reduce fails instead of hanging; the trial restarts from its checkpoint on one rank.

@@ -122,13 +122,30 @@ internal sealed partial class TrialRunner : ITrainingObserver
         var endpoints = _assignment.PeerEndpoints.Select(Distributed.RingEndpoint.Parse).ToList();
         if (endpoints.Count != _assignment.WorldSize)
             throw new InvalidOperationException($"assignment lists {endpoints.Count} peer endpoints for world size {_assignment.WorldSize}");
+        if (endpoints.All(e => e.Host == endpoints[0].Host))
+        {
+            // Every rank on one host: Unix domain sockets (measured faster than loopback TCP,
+            // bench/README.md). Paths derive from the lease, so every rank computes the same ones.
+            var options = new Distributed.RingAllReduceOptions { Rank = _assignment.Rank, Endpoints = UnixEndpoints() };
+            return Distributed.RingAllReduce.ConnectAsync(options, ct).GetAwaiter().GetResult();
+        }
         var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
         // The port is reused trial after trial; connections of the last ring may still be in TIME_WAIT.
         listener.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReuseAddress, true);
         listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Any, _agent.DataPort));
         listener.Listen(8);
-        var options = new Distributed.RingAllReduceOptions { Rank = _assignment.Rank, Endpoints = endpoints };
-        return Distributed.RingAllReduce.ConnectAsync(options, listener, ct).GetAwaiter().GetResult();
+        var tcp = new Distributed.RingAllReduceOptions { Rank = _assignment.Rank, Endpoints = endpoints };
+        return Distributed.RingAllReduce.ConnectAsync(tcp, listener, ct).GetAwaiter().GetResult();
+    }
+
+    private List<Distributed.RingEndpoint> UnixEndpoints()
+    {
+        // Short names: a Unix socket path is limited to 107 bytes.
+        var key = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+            System.Text.Encoding.UTF8.GetBytes($"{Lease.TrialId}/{Lease.FencingToken}")))[..16];
+        return Enumerable.Range(0, _assignment.WorldSize)
+            .Select(r => Distributed.RingEndpoint.Unix(Path.Combine(Path.GetTempPath(), $"orch-{key}-{r}.sock")))
+            .ToList();
     }
 
     /// <summary>Disposes the ring synchronously at the end of the trial thread.</summary>
