@@ -60,6 +60,10 @@ internal static class LocalCommand
             {
                 using var c = new CoordinatorConnection(address);
                 CliErrors.CurrentAddress = address;
+                var unfinished = (await c.Client.ListSweepsAsync(new ListSweepsRequest(), c.Call(ct))).Sweeps
+                    .Where(s => s.State is SweepState.Pending or SweepState.Running).ToList();
+                if (unfinished.Count > 0 && !jsonMode)
+                    AnsiConsole.MarkupLine($"[yellow]note[/] {unfinished.Count} unfinished sweep(s) in {Markup.Escape(state)} resume alongside this one ({string.Join(", ", unfinished.Select(s => s.Id))}); `orch cancel` them or use another --state-dir");
                 var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = await File.ReadAllTextAsync(path.FullName, ct), FileName = path.Name }, c.Call(ct));
                 if (!jsonMode)
                     AnsiConsole.MarkupLine($"sweep [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}): {sweep.TrialsTotal} trials on {n} local workers; state in {Markup.Escape(state)}");
