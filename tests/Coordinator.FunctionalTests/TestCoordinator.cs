@@ -67,7 +67,8 @@ public sealed class TestCoordinator : IAsyncDisposable
         Action<CoordinatorOptions>? configure = null,
         string? stateDir = null,
         string? redis = null,
-        string redisPrefix = "orch")
+        string redisPrefix = "orch",
+        string? dataDir = null)
     {
         var owns = stateDir is null;
         stateDir ??= Path.Combine(Path.GetTempPath(), "orch-ftest-" + Guid.NewGuid().ToString("N"));
@@ -79,6 +80,7 @@ public sealed class TestCoordinator : IAsyncDisposable
             StateDir = stateDir,
             Redis = redis,
             RedisPrefix = redisPrefix,
+            DataDir = dataDir,
             LogLevel = LogLevel.Warning,
             Configure = o =>
             {
@@ -109,6 +111,13 @@ public sealed class TestCoordinator : IAsyncDisposable
 
     /// <summary>A WorkerGateway client carrying the test headers.</summary>
     public WorkerGateway.WorkerGatewayClient Gateway() => new(Channel.Intercept(m =>
+    {
+        foreach (var h in Headers) m.Add(h);
+        return m;
+    }));
+
+    /// <summary>A DataSets client carrying the test headers.</summary>
+    public DataSets.DataSetsClient DataSets() => new(Channel.Intercept(m =>
     {
         foreach (var h in Headers) m.Add(h);
         return m;

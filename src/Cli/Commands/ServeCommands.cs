@@ -18,9 +18,10 @@ internal static class ServeCommands
         var bind = new Option<string>("--bind") { Description = "Address to listen on (0.0.0.0 for all interfaces).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
         var port = new Option<int>("--port") { Description = "gRPC port (workers and the CLI connect here).", DefaultValueFactory = _ => 5000 };
         var httpPort = new Option<int?>("--http-port") { Description = "HTTP port for /healthz.", HelpName = "PORT" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Serve data sets to workers from this folder: catalog data sets (searched before the cache and /usr/share/datasets) and imagefolder data (data.dir relative to it).", HelpName = "DIR" };
         var leaseTimeout = new Option<double>("--lease-timeout") { Description = "Seconds without a heartbeat before a worker's trials are re-queued.", DefaultValueFactory = _ => 10 };
         var command = new Command("coordinator", "Run the coordinator: accepts sweeps, schedules trials on workers, keeps state (Redis or embedded).\nExample: orch coordinator --redis 127.0.0.1:6379")
-        { redis, redisPrefix, stateDir, checkpointDir, bind, port, httpPort, leaseTimeout };
+        { redis, redisPrefix, stateDir, checkpointDir, bind, port, httpPort, leaseTimeout, dataDir };
         command.SetAction(async (parse, ct) =>
         {
             var lease = TimeSpan.FromSeconds(parse.GetValue(leaseTimeout));
@@ -34,6 +35,7 @@ internal static class ServeCommands
                 RedisPrefix = parse.GetValue(redisPrefix)!,
                 StateDir = parse.GetValue(stateDir)!,
                 CheckpointDir = parse.GetValue(checkpointDir),
+                DataDir = parse.GetValue(dataDir),
                 Configure = o =>
                 {
                     o.LeaseTimeout = lease;
@@ -54,6 +56,7 @@ internal static class ServeCommands
         var id = new Option<string?>("--id") { Description = "Stable worker id (default: host name and process id).", HelpName = "ID" };
         var device = CommonOptions.Device();
         var dataDir = new Option<string?>("--data-dir") { Description = "Read data sets from this folder for every trial (a shared volume).", HelpName = "DIR" };
+        var fetchData = new Option<bool?>("--fetch-data") { Description = "Fetch each trial's data set from the coordinator into <work-dir>/datasets (default: on unless --data-dir is given; false resolves data sets on this machine).", HelpName = "true|false" };
         var workDir = new Option<string?>("--work-dir") { Description = "Scratch folder for trial runs.", HelpName = "DIR" };
         var threads = new Option<int?>("--threads") { Description = "libtorch CPU threads (default: all cores).", HelpName = "N" };
         var libTorch = CommonOptions.LibTorchDir();
@@ -62,7 +65,7 @@ internal static class ServeCommands
         var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name).", HelpName = "HOST" };
         var metricsBind = new Option<string>("--metrics-bind") { Description = "Address for --metrics-port (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
         var command = new Command("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\nExample: orch worker --coordinator http://127.0.0.1:5000")
-        { coordinator, id, device, dataDir, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise };
+        { coordinator, id, device, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise };
         command.SetAction(async (parse, ct) =>
         {
             using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
@@ -72,6 +75,7 @@ internal static class ServeCommands
                 CoordinatorUrl = parse.GetValue(coordinator)!,
                 Device = parse.GetValue(device)!,
                 DataDir = parse.GetValue(dataDir),
+                FetchData = parse.GetValue(fetchData) ?? (parse.GetValue(dataDir) is null),
                 TorchThreads = parse.GetValue(threads),
                 LibTorchDir = parse.GetValue(libTorch),
                 Token = Environment.GetEnvironmentVariable("ORCH_TOKEN"),

@@ -2,6 +2,7 @@ using System.Net;
 using OpenTelemetry.Metrics;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Orchestrator.Coordinator.Checkpoints;
+using Orchestrator.Coordinator.Data;
 using Orchestrator.Coordinator.Events;
 using Orchestrator.Coordinator.Grpc;
 using Orchestrator.Coordinator.Scheduling;
@@ -30,6 +31,8 @@ public sealed record CoordinatorHostSettings
     public string StateDir { get; init; } = ".orch";
     /// <summary>Checkpoint folder (default: &lt;StateDir&gt;/checkpoints).</summary>
     public string? CheckpointDir { get; init; }
+    /// <summary>Data sets served to workers: searched first for catalog data, the root of imagefolder data (docs/data.md, "Data delivery").</summary>
+    public string? DataDir { get; init; }
     public Action<CoordinatorOptions>? Configure { get; init; }
     /// <summary>Log level for the coordinator's own categories.</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Information;
@@ -76,6 +79,7 @@ public static class CoordinatorHost
             ? RedisStateStore.ConnectAsync(redis, settings.RedisPrefix, CancellationToken.None).GetAwaiter().GetResult()
             : SqliteStateStore.OpenAsync(settings.StateDir, CancellationToken.None).GetAwaiter().GetResult());
         services.AddSingleton<CheckpointStore>();
+        services.AddDataDelivery(settings);
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<SweepEvents>();
         services.AddSingleton<SweepManager>();
@@ -108,6 +112,7 @@ public static class CoordinatorHost
     {
         app.MapGrpcService<SweepsService>();
         app.MapGrpcService<WorkerGatewayService>();
+        app.MapGrpcService<DataSetsService>();
         app.MapHealthChecks("/healthz");
         // Prometheus scrapes over HTTP/1.1: the endpoint answers on the HTTP port only.
         app.MapPrometheusScrapingEndpoint("/metrics");

@@ -99,7 +99,20 @@ public static class DatasetLoader
         if (string.IsNullOrEmpty(spec.Dir))
             throw new DatasetNotFoundException("imagefolder data needs data.dir (--data-dir): a folder with one subfolder of images per class");
         var size = spec.ImageSize ?? DefaultImageFolderSize;
-        var (train, validation) = ImageFolderDataset.OpenSplits(spec.Dir, size);
+        IImageDataset train;
+        IImageDataset? validation;
+        if (PackedImageDataset.IsPacked(spec.Dir))
+        {
+            // Shards the coordinator packed (data delivery): already decoded at the trial's size.
+            var (packedTrain, packedValidation) = PackedImageDataset.OpenSplits(spec.Dir);
+            if (packedTrain.Shape.Height != size || packedTrain.Shape.Width != size)
+                throw new DataFormatException(packedTrain.Files[0], $"shards hold {packedTrain.Shape} images but data.imageSize is {size}");
+            (train, validation) = (packedTrain, packedValidation);
+        }
+        else
+        {
+            (train, validation) = ImageFolderDataset.OpenSplits(spec.Dir, size);
+        }
         var info = new DatasetInfo("imagefolder", train.Shape, train.Classes,
             DatasetCatalog.ImageNetMean, DatasetCatalog.ImageNetStd, []);
         return (train, validation, info);

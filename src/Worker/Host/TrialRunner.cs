@@ -72,6 +72,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
         {
             var spec = TrialSpecYaml.Parse(_assignment.TrialYaml, TrialId);
             if (_agent.Options.DataDir is { } dataDir) spec.Data.Dir = dataDir;
+            else if (_agent.Options.FetchData && RemoteDatasetCache.CanFetch(spec.Data))
+                spec.Data.Dir = FetchData(spec.Data, ct);
             var data = DatasetLoader.Load(spec.Data, spec.Seed, null, ct);
             var device = Native.TorchRuntime.ResolveDevice(_agent.Options.Device);
             var runDir = Path.Combine(_agent.Options.WorkDir, TrialId);
@@ -114,6 +116,15 @@ internal sealed partial class TrialRunner : ITrainingObserver
         Log.TrialEnded(_agent.Logger, TrialId, outcome.ToString(), message);
         _agent.Send(Status(outcome, message));
         _agent.Finished(this);
+    }
+
+    /// <summary>Brings the trial's data set from the coordinator into the worker's cache and returns its folder.</summary>
+    private string FetchData(DataSpec data, CancellationToken ct)
+    {
+        // The trial thread waits for its data anyway; nothing else runs on it.
+        var fetched = _agent.Datasets.FetchAsync(data, null, ct).GetAwaiter().GetResult();
+        Log.DataFetched(_agent.Logger, TrialId, data.Name, fetched.BytesReceived, fetched.Directory);
+        return fetched.Directory;
     }
 
     /// <summary>Forms the gradient ring with the other ranks of this trial (every rank does this at the same time).</summary>
@@ -261,5 +272,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
 
         [LoggerMessage(112, LogLevel.Warning, "Trial {TrialId}: checkpoint upload attempt {Attempt} failed ({Reason}); retrying")]
         public static partial void UploadRetry(ILogger logger, string trialId, int attempt, string reason);
+
+        [LoggerMessage(113, LogLevel.Information, "Trial {TrialId}: data set {Name} ready in {Dir} ({Bytes} bytes fetched from the coordinator)")]
+        public static partial void DataFetched(ILogger logger, string trialId, string name, long bytes, string dir);
     }
 }

@@ -39,6 +39,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             LoggerFactory = loggers,
         });
         _client = new WorkerGateway.WorkerGatewayClient(_channel);
+        Datasets = new Orchestrator.Data.RemoteDatasetCache(new DataSets.DataSetsClient(_channel), Path.Combine(options.WorkDir, "datasets"), Headers);
         _reconnect = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = new PredicateBuilder()
@@ -83,6 +84,9 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     internal WorkerAgentOptions Options => _options;
 
     internal ILogger Logger => _logger;
+
+    /// <summary>Fetches data sets from the coordinator into &lt;work dir&gt;/datasets (used when <see cref="WorkerAgentOptions.FetchData"/>).</summary>
+    internal Orchestrator.Data.RemoteDatasetCache Datasets { get; }
 
     internal Metadata Headers => _options.Token is { } t ? new Metadata { { "authorization", "Bearer " + t } } : [];
 

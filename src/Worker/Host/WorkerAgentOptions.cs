@@ -12,6 +12,13 @@ public sealed record WorkerAgentOptions
     public string Device { get; init; } = "auto";
     /// <summary>Overrides the data folder of every trial (a shared volume with the data sets).</summary>
     public string? DataDir { get; init; }
+    /// <summary>
+    /// Without <see cref="DataDir"/>: fetch each trial's data set from the coordinator into
+    /// &lt;WorkDir&gt;/datasets (docs/data.md, "Data delivery") instead of resolving it on this machine.
+    /// Off by default here, because in-process workers (orch local) share the coordinator's disk;
+    /// `orch worker` turns it on unless --data-dir is given.
+    /// </summary>
+    public bool FetchData { get; init; }
     /// <summary>Scratch folder for run folders and downloaded checkpoints.</summary>
     public string WorkDir { get; init; } = Path.Combine(Path.GetTempPath(), "orch-worker");
     /// <summary>Bearer token when the coordinator requires one.</summary>
