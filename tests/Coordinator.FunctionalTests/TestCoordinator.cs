@@ -67,7 +67,8 @@ public sealed class TestCoordinator : IAsyncDisposable
         Action<CoordinatorOptions>? configure = null,
         string? stateDir = null,
         string? redis = null,
-        string redisPrefix = "orch")
+        string redisPrefix = "orch",
+        string[]? args = null)
     {
         var owns = stateDir is null;
         stateDir ??= Path.Combine(Path.GetTempPath(), "orch-ftest-" + Guid.NewGuid().ToString("N"));
@@ -90,7 +91,7 @@ public sealed class TestCoordinator : IAsyncDisposable
                 configure?.Invoke(o);
                 token = string.IsNullOrEmpty(o.AuthToken) ? null : o.AuthToken;
             },
-        });
+        }, args);
         try
         {
             await app.StartAsync().DefaultTimeout();
