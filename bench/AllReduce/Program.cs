@@ -1,17 +1,29 @@
-// All-reduce time of gradient-sized buffers: our ring (TCP and Unix sockets, fp32 and bf16) against
-// PyTorch's Gloo, every rank a separate process on this machine, measured in one run. Medians after
-// warm-up; each timed collective starts after a barrier; a configuration's figure is its slowest rank.
+// All-reduce time of gradient-sized buffers: our ring (TCP and Unix sockets, fp32 and bf16) and the
+// coordinator mode (gRPC streams to a GradientExchange service hosted by this parent process)
+// against PyTorch's Gloo, every rank a separate process on this machine, measured in one run.
+// Medians after warm-up; each timed collective starts after a barrier; a configuration's figure is
+// its slowest rank.
 //
-//   bash bench/AllReduce/run.sh [--iters N] [--warmup N] [--worlds 2,4] [--floats 11200000,2150000] [--no-gloo] [--chunk-bytes B] [--socket-buffer B] [--python /usr/bin/python3]
-//   (a rank: --rank R --endpoints E0,E1,.. --floats N --iters N --warmup N --wire fp32|bf16)
+//   bash bench/AllReduce/run.sh [--iters N] [--warmup N] [--worlds 2,4] [--floats 11200000,2150000] [--no-gloo] [--no-ring] [--no-coordinator] [--chunk-bytes B] [--socket-buffer B] [--python /usr/bin/python3]
+//   (a rank: --rank R --endpoints E0,E1,.. --floats N --iters N --warmup N --wire fp32|bf16, or --coordinator URL --trial T instead of --endpoints)
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Orchestrator.Coordinator.Aggregation;
 using Orchestrator.Worker.Distributed;
 
 var options = Args.Parse(args);
 if (options.Rank is { } rank) return await RankAsync(rank, options);
+if (options.Coordinator) await CoordinatorTableAsync();
+if (!options.Ring) return 0;
 
 Console.WriteLine($"{Environment.ProcessorCount} cores, {options.Iterations} timed iterations after {options.Warmup} warm-up, median of the slowest rank; ms");
 Console.WriteLine();
@@ -46,6 +58,41 @@ double RunRing(int world, int floats, bool unix, string wire)
     {
         if (directory is not null) Directory.Delete(directory, recursive: true);
     }
+}
+
+// The coordinator mode: this process hosts the coordinator's GradientExchange service (Kestrel,
+// HTTP/2 on loopback, the coordinator's message limit and Kestrel defaults), the ranks are
+// separate processes using CoordinatorAllReduce. Every rank and the service share the 2 cores.
+async Task CoordinatorTableAsync()
+{
+    var builder = WebApplication.CreateSlimBuilder();
+    builder.Logging.SetMinimumLevel(LogLevel.Warning);
+    builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2));
+    builder.Services.AddSingleton<ITrialLeaseCheck, AnyLease>();
+    builder.Services.AddGradientAggregation();
+    builder.Services.AddGrpc(o => o.MaxReceiveMessageSize = o.MaxSendMessageSize = new Orchestrator.Coordinator.Hosting.CoordinatorOptions().MaxMessageBytes);
+    await using var app = builder.Build();
+    app.MapGrpcService<GradientExchangeService>();
+    await app.StartAsync();
+    var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+
+    Console.WriteLine($"{Environment.ProcessorCount} cores, {options.Iterations} timed iterations after {options.Warmup} warm-up, median of the slowest rank; ms");
+    Console.WriteLine();
+    Console.WriteLine("| buffer | ranks | Gloo fp32 | coordinator gRPC fp32 | coordinator/Gloo |");
+    Console.WriteLine("|---|---|---|---|---|");
+    foreach (var floats in options.Floats)
+    foreach (var world in options.Worlds)
+    {
+        var gloo = options.Gloo ? RunGloo(world, floats) : double.NaN;
+        var self = Environment.ProcessPath!;
+        var prefix = Path.GetFileNameWithoutExtension(self) == "dotnet" ? new[] { typeof(Args).Assembly.Location } : [];
+        var trial = "bench-" + Guid.NewGuid().ToString("N");
+        var coordinator = RunRanks(world, r => Start(self, [.. prefix, "--rank", $"{r}", "--world", $"{world}", "--coordinator", url, "--trial", trial,
+            "--floats", $"{floats}", "--iters", $"{options.Iterations}", "--warmup", $"{options.Warmup}", "--chunk-bytes", $"{options.ChunkBytes}"]));
+        Console.WriteLine($"| {floats * 4 / 1e6:0.#} MB | {world} | {gloo:0.0} | {coordinator:0.0} | {coordinator / gloo:0.00} |");
+    }
+    Console.WriteLine();
+    await app.StopAsync();
 }
 
 double RunGloo(int world, int floats) =>
@@ -90,16 +137,16 @@ static int FreePort()
 
 static async Task<int> RankAsync(int rank, Args options)
 {
-    var ringOptions = new RingAllReduceOptions
-    {
-        Rank = rank,
-        Endpoints = options.Endpoints.Select(RingEndpoint.Parse).ToArray(),
-        Wire = options.Wire,
-        Timeout = TimeSpan.FromSeconds(30),
-        ChunkBytes = options.ChunkBytes,
-        SocketBufferBytes = options.SocketBuffer,
-    };
-    await using var ring = await RingAllReduce.ConnectAsync(ringOptions, CancellationToken.None);
+    await using IAllReduce ring = (options.CoordinatorUrl is { } url)
+        ? await CoordinatorAllReduce.ConnectAsync(new CoordinatorAllReduceOptions
+        {
+            TrialId = options.Trial,
+            FencingToken = 1,
+            Rank = rank,
+            WorldSize = options.World,
+            ChunkBytes = options.ChunkBytes,
+        }, new Uri(url), CancellationToken.None)
+        : await ConnectRingAsync(rank, options);
     var floats = options.Floats[0];
     var buffer = new float[floats];
     var random = new Random(rank);
@@ -119,8 +166,34 @@ static async Task<int> RankAsync(int rank, Args options)
     return 0;
 }
 
+static async Task<IAllReduce> ConnectRingAsync(int rank, Args options)
+{
+    var ringOptions = new RingAllReduceOptions
+    {
+        Rank = rank,
+        Endpoints = options.Endpoints.Select(RingEndpoint.Parse).ToArray(),
+        Wire = options.Wire,
+        Timeout = TimeSpan.FromSeconds(30),
+        ChunkBytes = options.ChunkBytes,
+        SocketBufferBytes = options.SocketBuffer,
+    };
+    return await RingAllReduce.ConnectAsync(ringOptions, CancellationToken.None);
+}
+
+/// <summary>The benchmark has no sweeps: every token is current.</summary>
+internal sealed class AnyLease : ITrialLeaseCheck
+{
+    public Task<bool> IsCurrentAsync(string trialId, long fencingToken, CancellationToken cancellationToken) => Task.FromResult(true);
+}
+
 internal sealed record Args(int? Rank, string[] Endpoints, int[] Floats, int[] Worlds, int Iterations, int Warmup, WireFormat Wire, bool Gloo, string GlooScript, int ChunkBytes, int SocketBuffer, string Python)
 {
+    public bool Ring { get; init; } = true;
+    public bool Coordinator { get; init; } = true;
+    public string? CoordinatorUrl { get; init; }
+    public string Trial { get; init; } = "bench";
+    public int World { get; init; }
+
     public static Args Parse(string[] args)
     {
         var a = new Args(null, [], [11_200_000, 2_150_000], [2, 4], 15, 3, WireFormat.Fp32, true, "bench/AllReduce/gloo_allreduce.py",
@@ -140,6 +213,11 @@ internal sealed record Args(int? Rank, string[] Endpoints, int[] Floats, int[] W
                 "--socket-buffer" => a with { SocketBuffer = int.Parse(args[++i], CultureInfo.InvariantCulture) },
                 "--python" => a with { Python = args[++i] },
                 "--no-gloo" => a with { Gloo = false },
+                "--no-ring" => a with { Ring = false },
+                "--no-coordinator" => a with { Coordinator = false },
+                "--coordinator" => a with { CoordinatorUrl = args[++i] },
+                "--trial" => a with { Trial = args[++i] },
+                "--world" => a with { World = int.Parse(args[++i], CultureInfo.InvariantCulture) },
                 "--gloo-script" => a with { GlooScript = args[++i] },
                 _ => throw new ArgumentException($"unknown argument '{args[i]}'"),
             };

@@ -47,6 +47,8 @@ public sealed class FakeWorker : IAsyncDisposable
             WorkerId = id,
             Name = id,
             Capabilities = new WorkerCapabilities { Device = "cpu", CpuCores = 1, Host = "test", Version = "test" },
+            // Gangs need one; fake workers never form a ring, so nothing listens there.
+            DataEndpoint = "127.0.0.1:9",
         };
         foreach (var lease in running ?? [])
         {

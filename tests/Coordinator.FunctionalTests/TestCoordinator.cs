@@ -68,7 +68,8 @@ public sealed class TestCoordinator : IAsyncDisposable
         string? stateDir = null,
         string? redis = null,
         string redisPrefix = "orch",
-        string? dataDir = null)
+        string? dataDir = null,
+        string[]? args = null)
     {
         var owns = stateDir is null;
         stateDir ??= Path.Combine(Path.GetTempPath(), "orch-ftest-" + Guid.NewGuid().ToString("N"));
@@ -92,7 +93,7 @@ public sealed class TestCoordinator : IAsyncDisposable
                 configure?.Invoke(o);
                 token = string.IsNullOrEmpty(o.AuthToken) ? null : o.AuthToken;
             },
-        });
+        }, args);
         try
         {
             await app.StartAsync().DefaultTimeout();

@@ -1,6 +1,7 @@
 using System.Net;
 using OpenTelemetry.Metrics;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Orchestrator.Coordinator.Aggregation;
 using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Data;
 using Orchestrator.Coordinator.Events;
@@ -83,6 +84,7 @@ public static class CoordinatorHost
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<SweepEvents>();
         services.AddSingleton<SweepManager>();
+        services.AddGradientAggregation();
         services.AddSingleton<TrialScheduler>();
         services.AddHostedService(sp => sp.GetRequiredService<TrialScheduler>());
         services.AddSingleton<AuthInterceptor>();
@@ -113,6 +115,7 @@ public static class CoordinatorHost
         app.MapGrpcService<SweepsService>();
         app.MapGrpcService<WorkerGatewayService>();
         app.MapGrpcService<DataSetsService>();
+        app.MapGrpcService<GradientExchangeService>();
         app.MapHealthChecks("/healthz");
         // Prometheus scrapes over HTTP/1.1: the endpoint answers on the HTTP port only.
         app.MapPrometheusScrapingEndpoint("/metrics");

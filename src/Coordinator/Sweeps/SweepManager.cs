@@ -171,6 +171,7 @@ public sealed partial class SweepManager(
                 Resume = resume,
                 Attempt = assigned.Attempt,
                 CheckpointEveryEpochs = 1,
+                Aggregation = (sweep is null ? null : TrySpecOf(sweep))?.Aggregation ?? SweepNames.Aggregations[0],
             };
             message.PeerWorkerIds.AddRange(gang.Select(w => w.Id));
             message.PeerEndpoints.AddRange(gang.Select(w => w.DataEndpoint));

@@ -40,4 +40,5 @@ internal sealed class ResourcesSection
     public int? Workers { get; set; }
     public int? MinWorkers { get; set; }
     public int? GpusPerWorker { get; set; }
+    public string? Aggregation { get; set; }
 }

@@ -28,6 +28,9 @@ public static class SweepNames
     /// <summary>Distributions of a range parameter.</summary>
     public static readonly IReadOnlyList<string> Distributions = ["uniform", "log-uniform"];
 
+    /// <summary>How the ranks of a data-parallel trial average gradients; the first is the default.</summary>
+    public static readonly IReadOnlyList<string> Aggregations = ["ring", "coordinator"];
+
     /// <summary>Value types of a range parameter.</summary>
     public static readonly IReadOnlyList<string> Types = ["float", "int"];
 }

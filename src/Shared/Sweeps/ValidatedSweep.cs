@@ -16,7 +16,7 @@ public sealed class ValidatedSweep
 
     private ValidatedSweep(string specYaml, string? fileName, string name, TrialSpec baseTrial, SearchSpace space,
         string method, int maxTrials, int parallelTrials, int maxFailedTrials, int seed,
-        string metric, bool maximize, double? target, int workers, int minWorkers, int gpusPerWorker)
+        string metric, bool maximize, double? target, int workers, int minWorkers, int gpusPerWorker, string aggregation)
     {
         SpecYaml = specYaml;
         FileName = fileName;
@@ -34,6 +34,7 @@ public sealed class ValidatedSweep
         Workers = workers;
         MinWorkers = minWorkers;
         GpusPerWorker = gpusPerWorker;
+        Aggregation = aggregation;
     }
 
     /// <summary>The sweep's name (letters, digits, '.', '_', '-').</summary>
@@ -64,6 +65,8 @@ public sealed class ValidatedSweep
     public int MinWorkers { get; }
     /// <summary>GPUs each worker of a trial needs (0: CPU is fine).</summary>
     public int GpusPerWorker { get; }
+    /// <summary>How the ranks of a trial average gradients: "ring" (default) or "coordinator".</summary>
+    public string Aggregation { get; }
     /// <summary>The searched and fixed parameters.</summary>
     public SearchSpace Space { get; }
 
@@ -158,6 +161,9 @@ public sealed class ValidatedSweep
         Check(minWorkers <= workers, "resources.minWorkers", $"must be ≤ resources.workers ({workers})");
         var gpus = resources.GpusPerWorker ?? 0;
         Check(gpus >= 0, "resources.gpusPerWorker", "must be ≥ 0");
+        var aggregation = resources.Aggregation ?? SweepNames.Aggregations[0];
+        Check(SweepNames.Aggregations.Contains(aggregation), "resources.aggregation",
+              $"unknown aggregation '{aggregation}': {KnownNames.OneOf(SweepNames.Aggregations)}");
 
         var parameters = ParameterParser.ParseAll(file.Parameters, at);
         foreach (var p in parameters.Where(p => p.Kind == ParameterKind.Fixed))
@@ -183,7 +189,7 @@ public sealed class ValidatedSweep
         }
 
         return new ValidatedSweep(yaml, at.File, name, trial, space, method, maxTrials, parallel, maxFailed,
-            search.Seed ?? 0, metric, goal == "maximize", objective.Target, workers, minWorkers, gpus);
+            search.Seed ?? 0, metric, goal == "maximize", objective.Target, workers, minWorkers, gpus, aggregation);
     }
 
     private static string Count(BigInteger n) => n.ToString("N0", CultureInfo.InvariantCulture);

@@ -79,7 +79,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
             var runDir = Path.Combine(_agent.Options.WorkDir, TrialId);
             if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
             Directory.CreateDirectory(runDir);
-            using var ring = _assignment.WorldSize > 1 ? new RingLease(JoinRing(ct)) : null;
+            using var ring = _assignment.WorldSize > 1 ? new RingLease(JoinCollective(ct)) : null;
             var distributed = ring is null ? null : new DistributedContext(_assignment.Rank, _assignment.WorldSize, ring.Ring);
             using var session = _assignment.Resume
                 ? TrainingSession.Resume(DownloadCheckpoint(runDir, ct), data, device, runDir, this, distributed: distributed)
@@ -127,6 +127,24 @@ internal sealed partial class TrialRunner : ITrainingObserver
         return fetched.Directory;
     }
 
+    /// <summary>The trial's aggregation mode (resources.aggregation): the ring, unless the sweep asks for the coordinator.</summary>
+    private IAllReduce JoinCollective(CancellationToken ct) =>
+        _assignment.Aggregation == "coordinator" ? JoinCoordinator(ct) : JoinRing(ct);
+
+    /// <summary>Opens this rank's gradient stream to the coordinator (every rank does this at the same time).</summary>
+    private CoordinatorAllReduce JoinCoordinator(CancellationToken ct)
+    {
+        var options = new CoordinatorAllReduceOptions
+        {
+            TrialId = TrialId,
+            FencingToken = Lease.FencingToken,
+            Rank = _assignment.Rank,
+            WorldSize = _assignment.WorldSize,
+            Headers = _agent.Headers,
+        };
+        return CoordinatorAllReduce.ConnectAsync(options, new Uri(_agent.Options.CoordinatorUrl), ct).GetAwaiter().GetResult();
+    }
+
     /// <summary>Forms the gradient ring with the other ranks of this trial (every rank does this at the same time).</summary>
     private Distributed.RingAllReduce JoinRing(CancellationToken ct)
     {
@@ -159,10 +177,10 @@ internal sealed partial class TrialRunner : ITrainingObserver
             .ToList();
     }
 
-    /// <summary>Disposes the ring synchronously at the end of the trial thread.</summary>
-    private sealed class RingLease(Distributed.RingAllReduce ring) : IDisposable
+    /// <summary>Disposes the collective (ring or coordinator stream) synchronously at the end of the trial thread.</summary>
+    private sealed class RingLease(IAllReduce ring) : IDisposable
     {
-        public Distributed.RingAllReduce Ring { get; } = ring;
+        public IAllReduce Ring { get; } = ring;
         public void Dispose() => Ring.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 

@@ -93,6 +93,7 @@ public class SweepValidationTests
     [InlineData("resources: { workers: 0 }", "resources.workers", "must be ≥ 1")]
     [InlineData("resources: { workers: 2, minWorkers: 3 }", "resources.minWorkers", "must be ≤ resources.workers (2)")]
     [InlineData("resources: { gpusPerWorker: -1 }", "resources.gpusPerWorker", "must be ≥ 0")]
+    [InlineData("resources: { aggregation: allgather }", "resources.aggregation", "unknown aggregation 'allgather': one of ring, coordinator")]
     public void Search_objective_and_resource_settings_are_checked(string body, string field, string problem) =>
         Rejected(body + "\n", field, 2, problem);
 

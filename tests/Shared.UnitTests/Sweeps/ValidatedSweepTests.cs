@@ -32,7 +32,7 @@ public class ValidatedSweepTests
               optimizer.name: adamw
             search: { method: random, maxTrials: 20, parallelTrials: 2, maxFailedTrials: 3, seed: 5 }
             objective: { metric: val_accuracy, goal: maximize, target: 0.95 }
-            resources: { workers: 2, minWorkers: 1, gpusPerWorker: 1 }
+            resources: { workers: 2, minWorkers: 1, gpusPerWorker: 1, aggregation: coordinator }
             """);
         Assert.Equal("fashion-quickstart", sweep.Name);
         Assert.Equal("random", sweep.Method);
@@ -44,6 +44,7 @@ public class ValidatedSweepTests
         Assert.True(sweep.Maximize);
         Assert.Equal(0.95, sweep.Target);
         Assert.Equal((2, 1, 1), (sweep.Workers, sweep.MinWorkers, sweep.GpusPerWorker));
+        Assert.Equal("coordinator", sweep.Aggregation);
         var trial = sweep.BaseTrial;
         Assert.Equal(6000, trial.Data.LimitTrain);
         Assert.Equal(1000, trial.Data.LimitTest);
@@ -57,6 +58,7 @@ public class ValidatedSweepTests
     {
         var sweep = SweepYaml.Parse("name: minimal\n");
         Assert.Equal("random", sweep.Method);
+        Assert.Equal("ring", sweep.Aggregation);
         Assert.Equal(10, sweep.MaxTrials);
         Assert.Equal(1, sweep.ParallelTrials);
         Assert.Equal(3, sweep.MaxFailedTrials);

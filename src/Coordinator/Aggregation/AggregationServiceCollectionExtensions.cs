@@ -1,0 +1,21 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Orchestrator.Coordinator.Aggregation;
+
+/// <summary>Registers the <c>coordinator</c> aggregation mode.</summary>
+public static class AggregationServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the session registry, its options (section "GradientAggregation") and the lease check
+    /// against the sweep manager; a host without sweeps (the benchmark) registers its own
+    /// <see cref="ITrialLeaseCheck"/> first. Map <see cref="GradientExchangeService"/> next to it.
+    /// </summary>
+    public static IServiceCollection AddGradientAggregation(this IServiceCollection services)
+    {
+        services.AddOptions<GradientAggregationOptions>().BindConfiguration("GradientAggregation");
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<ITrialLeaseCheck, SweepLeaseCheck>();
+        services.TryAddSingleton<AggregationSessions>();
+        return services;
+    }
+}

@@ -1,0 +1,21 @@
+namespace Orchestrator.Coordinator.Aggregation;
+
+/// <summary>
+/// Settings of the coordinator's gradient aggregation (configuration section
+/// "GradientAggregation"), used by trials whose sweep sets <c>resources.aggregation: coordinator</c>.
+/// </summary>
+public sealed class GradientAggregationOptions
+{
+    /// <summary>
+    /// How long a rank may send nothing while the other ranks of its trial wait for its chunks.
+    /// Past it the step fails for every rank (ABORTED, naming the rank). It must exceed the skew
+    /// between ranks' arrivals at a step, as the ring's timeout does.
+    /// </summary>
+    public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long the first rank of a trial waits for the others to open their streams.</summary>
+    public TimeSpan JoinTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Largest buffer (floats) one step may carry: 1 GiB of fp32 by default.</summary>
+    public long MaxBufferFloats { get; set; } = 1L << 28;
+}

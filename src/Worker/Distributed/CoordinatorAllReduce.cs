@@ -1,0 +1,349 @@
+using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Orchestrator.Protocol.V1;
+
+namespace Orchestrator.Worker.Distributed;
+
+/// <summary>
+/// All-reduce through the coordinator (the <c>coordinator</c> aggregation mode): each rank streams
+/// its buffer in chunks to the coordinator's GradientExchange service and receives the mean of
+/// each chunk as soon as every rank has sent it.
+/// </summary>
+/// <remarks>
+/// <para>One long-lived bidirectional stream per rank per trial attempt. Chunks are sent straight
+/// from the caller's buffer (<see cref="UnsafeByteOperations.UnsafeWrap"/>, no copy) while the
+/// means of earlier chunks are written back into it; that is safe in place because the mean of
+/// chunk k exists only after the coordinator has received this rank's chunk k.</para>
+/// <para>The coordinator sums in rank order and sends every rank the same bytes, so replicas stay
+/// bit-identical. It also watches the ranks: a peer that disconnects or stalls fails the step for
+/// everyone with a status naming that rank, which this class turns into a
+/// <see cref="CollectiveException"/>. <see cref="CoordinatorAllReduceOptions.Timeout"/> bounds the
+/// case the coordinator itself cannot report (it hangs or is unreachable).</para>
+/// <para>Compared with <see cref="RingAllReduce"/> the coordinator's link carries W times the
+/// buffer each way per step, and every byte pays gRPC's framing (bench/README.md); it needs no
+/// worker-to-worker connectivity.</para>
+/// </remarks>
+public sealed class CoordinatorAllReduce : IAllReduce
+{
+    private readonly CoordinatorAllReduceOptions _options;
+    private readonly AsyncDuplexStreamingCall<GradientChunk, GradientChunk> _call;
+    private readonly CancellationTokenSource _life;
+    private readonly GrpcChannel? _ownedChannel;
+    private long _step;
+    private int _busy;
+    private Exception? _failure;
+    private bool _disposed;
+
+    private CoordinatorAllReduce(CoordinatorAllReduceOptions options, AsyncDuplexStreamingCall<GradientChunk, GradientChunk> call,
+        CancellationTokenSource life, GrpcChannel? ownedChannel)
+    {
+        _options = options;
+        _call = call;
+        _life = life;
+        _ownedChannel = ownedChannel;
+        Rank = options.Rank;
+        WorldSize = options.WorldSize;
+    }
+
+    /// <inheritdoc />
+    public int Rank { get; }
+
+    /// <inheritdoc />
+    public int WorldSize { get; }
+
+    /// <summary>
+    /// A channel for gradient traffic only: its own HTTP/2 connection, so that gradient bytes never
+    /// queue behind (or ahead of) the worker's control stream, with large flow-control windows so
+    /// that a chunk in flight never waits for a window update.
+    /// </summary>
+    public static GrpcChannel CreateChannel(Uri coordinator) => GrpcChannel.ForAddress(coordinator, new GrpcChannelOptions
+    {
+        MaxSendMessageSize = 8 * 1024 * 1024,
+        MaxReceiveMessageSize = 8 * 1024 * 1024,
+        HttpHandler = new SocketsHttpHandler
+        {
+            InitialHttp2StreamWindowSize = 16 * 1024 * 1024,
+            KeepAlivePingDelay = TimeSpan.FromSeconds(20),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(20),
+        },
+    });
+
+    /// <summary>
+    /// Opens this rank's stream on its own channel to <paramref name="coordinator"/> and waits until
+    /// every rank of the trial has joined (bounded by <see cref="CoordinatorAllReduceOptions.ConnectTimeout"/>).
+    /// </summary>
+    /// <exception cref="CollectiveException">Refused (stale fencing token, inconsistent ranks) or not every rank joined.</exception>
+    public static async Task<CoordinatorAllReduce> ConnectAsync(CoordinatorAllReduceOptions options, Uri coordinator, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var channel = CreateChannel(coordinator);
+        try
+        {
+            return await ConnectCoreAsync(options, channel.CreateCallInvoker(), channel, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            channel.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>As <see cref="ConnectAsync(CoordinatorAllReduceOptions, Uri, CancellationToken)"/>, on a channel the caller owns.</summary>
+    public static Task<CoordinatorAllReduce> ConnectAsync(CoordinatorAllReduceOptions options, CallInvoker callInvoker, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        return ConnectCoreAsync(options, callInvoker, null, cancellationToken);
+    }
+
+    private static async Task<CoordinatorAllReduce> ConnectCoreAsync(CoordinatorAllReduceOptions options, CallInvoker callInvoker,
+        GrpcChannel? ownedChannel, CancellationToken ct)
+    {
+        var life = new CancellationTokenSource();
+        // No deadline: the stream lives as long as the trial. Each collective bounds itself instead
+        // (Timeout), and joining is bounded by ConnectTimeout below.
+        var call = new GradientExchange.GradientExchangeClient(callInvoker).AllReduce(options.Headers, cancellationToken: life.Token);
+        using var join = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        join.CancelAfter(options.ConnectTimeout);
+        try
+        {
+            await call.RequestStream.WriteAsync(new GradientChunk
+            {
+                Header = new GradientStreamHeader
+                {
+                    TrialId = options.TrialId,
+                    FencingToken = options.FencingToken,
+                    Rank = options.Rank,
+                    WorldSize = options.WorldSize,
+                    ChunkFloats = options.ChunkFloats,
+                },
+            }, join.Token).ConfigureAwait(false);
+            // The coordinator echoes the header once every rank of the trial has joined.
+            if (!await call.ResponseStream.MoveNext(join.Token).ConfigureAwait(false) || call.ResponseStream.Current.Header is null)
+                throw new CollectiveException(CollectiveFailure.ConnectFailed, options.Rank, null,
+                    $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}: the coordinator ended the stream without admitting it.");
+            return new CoordinatorAllReduce(options, call, life, ownedChannel);
+        }
+        catch (Exception e)
+        {
+            call.Dispose();
+            life.Dispose();
+            ct.ThrowIfCancellationRequested();
+            if (e is CollectiveException) throw;
+            var timedOut = join.IsCancellationRequested;
+            throw Describe(e, options, timedOut ? options.ConnectTimeout : null, joining: true);
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask AllReduceAsync(Memory<float> buffer, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0) ThrowConcurrentCall();
+        if (_failure is { } failure)
+        {
+            Volatile.Write(ref _busy, 0);
+            return ValueTask.FromException(Broken(failure));
+        }
+        if (cancellationToken.IsCancellationRequested)
+        {
+            Volatile.Write(ref _busy, 0);
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+        if (WorldSize == 1 || buffer.IsEmpty)
+        {
+            // One rank's mean is its own values; an empty buffer has nothing to average.
+            Volatile.Write(ref _busy, 0);
+            return ValueTask.CompletedTask;
+        }
+        return RunAsync(buffer, cancellationToken);
+    }
+
+    private async ValueTask RunAsync(Memory<float> buffer, CancellationToken ct)
+    {
+        var step = _step++;
+        // Restarted at every message from the coordinator: bounds silence, not the whole step.
+        using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        idle.CancelAfter(_options.Timeout);
+        var send = SendAsync(buffer, step, idle);
+        try
+        {
+            await ReceiveAsync(buffer, step, idle).ConfigureAwait(false);
+            await send.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // Stop the other half (a send blocked on flow control, a read waiting for a mean).
+            await idle.CancelAsync().ConfigureAwait(false);
+            Exception? sendError = null;
+            try { await send.ConfigureAwait(false); } catch (Exception s) { sendError = s; }
+            var failure = ct.IsCancellationRequested
+                ? new OperationCanceledException(ct)
+                : Describe(Informative(e, sendError), _options, IdleTimedOut(e, sendError) ? _options.Timeout : null, joining: false);
+            Volatile.Write(ref _failure, failure);
+            // The stream no longer agrees with the other ranks about where it stands.
+            _call.Dispose();
+            throw failure;
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    private async Task SendAsync(Memory<float> buffer, long step, CancellationTokenSource idle)
+    {
+        try
+        {
+            using var bytes = new FloatBytes(buffer);
+            var memory = bytes.Memory;
+            var chunk = _options.ChunkFloats * sizeof(float);
+            for (int offset = 0, index = 0; offset < memory.Length; offset += chunk, index++)
+            {
+                var message = new GradientChunk
+                {
+                    Step = step,
+                    Index = index,
+                    StepFloats = buffer.Length,
+                    Data = UnsafeByteOperations.UnsafeWrap(memory.Slice(offset, Math.Min(chunk, memory.Length - offset))),
+                };
+                await _call.RequestStream.WriteAsync(message, idle.Token).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            // Wake the receiver at once rather than after the timeout.
+            await idle.CancelAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task ReceiveAsync(Memory<float> buffer, long step, CancellationTokenSource idle)
+    {
+        var chunk = _options.ChunkFloats;
+        var chunks = (buffer.Length + chunk - 1) / chunk;
+        var responses = _call.ResponseStream;
+        for (var index = 0; index < chunks; index++)
+        {
+            if (!await responses.MoveNext(idle.Token).ConfigureAwait(false))
+                throw new CollectiveException(CollectiveFailure.PeerClosed, Rank, null,
+                    $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator ended the gradient stream mid-collective.");
+            var mean = responses.Current;
+            var offset = index * chunk;
+            var length = Math.Min(chunk, buffer.Length - offset);
+            if (mean.Step != step || mean.Index != index || mean.Data.Length != length * sizeof(float))
+                ThrowUnexpectedChunk(mean, step, index, length);
+            mean.Data.Span.CopyTo(MemoryMarshal.AsBytes(buffer.Span.Slice(offset, length)));
+            idle.CancelAfter(_options.Timeout);
+        }
+    }
+
+    /// <summary>
+    /// Leaves the exchange: between steps the coordinator takes that as this rank finishing;
+    /// mid-collective (or after a failure) the other ranks fail, as with a ring.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (_failure is null && Volatile.Read(ref _busy) == 0)
+        {
+            try
+            {
+                // A clean close: end our half, then let the coordinator end its half (bounded).
+                using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                await _call.RequestStream.CompleteAsync().WaitAsync(bound.Token).ConfigureAwait(false);
+                while (await _call.ResponseStream.MoveNext(bound.Token).ConfigureAwait(false)) { }
+            }
+            catch (Exception e) when (e is RpcException or OperationCanceledException or InvalidOperationException or IOException)
+            {
+                // Already gone; disposing below is all that is left to do.
+            }
+        }
+        _call.Dispose();
+        await _life.CancelAsync().ConfigureAwait(false);
+        _life.Dispose();
+        _ownedChannel?.Dispose();
+    }
+
+    /// <summary>The error that says most: the coordinator's status over our own cancellation of the other half.</summary>
+    private static Exception Informative(Exception receive, Exception? send)
+    {
+        static bool Secondary(Exception e) => e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled };
+        return Secondary(receive) && send is not null && !Secondary(send) ? send : receive;
+    }
+
+    private static bool IdleTimedOut(Exception receive, Exception? send) =>
+        (receive is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
+        && (send is null or OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled });
+
+    /// <summary>Turns what the call threw into the failure a user can act on; the coordinator's trailers name the rank.</summary>
+    private static Exception Describe(Exception error, CoordinatorAllReduceOptions options, TimeSpan? timedOut, bool joining)
+    {
+        if (error is CollectiveException) return error;
+        var where = joining
+            ? $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}"
+            : $"All-reduce failed on rank {options.Rank} of {options.WorldSize}";
+        if (timedOut is { } t)
+            return new CollectiveException(joining ? CollectiveFailure.ConnectFailed : CollectiveFailure.Timeout, options.Rank, null,
+                joining
+                    ? $"{where}: not every rank joined within {t.TotalSeconds:0.###} s (or the coordinator is unreachable)."
+                    : $"{where}: the coordinator sent nothing for {t.TotalSeconds:0.###} s (it hangs, or is unreachable).", error);
+        if (error is not RpcException rpc)
+            return new CollectiveException(CollectiveFailure.PeerClosed, options.Rank, null, $"{where}: {error.Message}", error);
+        var detail = rpc.Status.Detail;
+        var peer = int.TryParse(rpc.Trailers.GetValue(GradientExchange.FailedRankTrailer), NumberStyles.None, CultureInfo.InvariantCulture, out var r) ? r : (int?)null;
+        var failure = rpc.StatusCode switch
+        {
+            StatusCode.Aborted => rpc.Trailers.GetValue(GradientExchange.FailureTrailer) switch
+            {
+                "timeout" => joining ? CollectiveFailure.ConnectFailed : CollectiveFailure.Timeout,
+                "mismatch" => CollectiveFailure.Mismatch,
+                _ => joining ? CollectiveFailure.ConnectFailed : CollectiveFailure.PeerClosed,
+            },
+            StatusCode.InvalidArgument or StatusCode.AlreadyExists => CollectiveFailure.Mismatch,
+            _ => joining ? CollectiveFailure.ConnectFailed : CollectiveFailure.PeerClosed,
+        };
+        var message = rpc.StatusCode == StatusCode.Aborted
+            ? $"{where}: {detail}"
+            : $"{where}: the coordinator answered {rpc.StatusCode}: {detail}";
+        return new CollectiveException(failure, options.Rank, peer, message, error);
+    }
+
+    private CollectiveException Broken(Exception first) =>
+        new(CollectiveFailure.Broken, Rank, (first as CollectiveException)?.PeerRank,
+            $"The gradient exchange of rank {Rank} is broken by an earlier failure; connect a new one. First failure: {first.Message}", first);
+
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    private static void ThrowConcurrentCall() =>
+        throw new InvalidOperationException("AllReduceAsync is already running on this instance; collectives must be called one at a time, in the same order on every rank.");
+
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    private void ThrowUnexpectedChunk(GradientChunk mean, long step, int index, int floats) =>
+        throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
+            $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent chunk {mean.Index} of step {mean.Step} ({mean.Data.Length} bytes) where chunk {index} of step {step} ({floats * sizeof(float)} bytes) was due.");
+
+    /// <summary>The caller's floats seen as bytes, for <see cref="UnsafeByteOperations.UnsafeWrap"/> (no copy).</summary>
+    private sealed class FloatBytes(Memory<float> floats) : MemoryManager<byte>
+    {
+        public override Span<byte> GetSpan() => MemoryMarshal.AsBytes(floats.Span);
+
+        public override MemoryHandle Pin(int elementIndex = 0)
+        {
+            // Chunks start on float boundaries; an offset inside a float has no use here.
+            if (elementIndex % sizeof(float) != 0) throw new ArgumentOutOfRangeException(nameof(elementIndex));
+            return floats.Slice(elementIndex / sizeof(float)).Pin();
+        }
+
+        public override void Unpin() { }
+
+        protected override void Dispose(bool disposing) { }
+    }
+}
