@@ -35,10 +35,12 @@ public sealed class LocalSweepTests : IDisposable
         Assert.Equal(best, eval.LastJson.GetProperty("accuracy").GetDouble(), 6);
     }
 
-    [Fact]
-    public void Orch_local_runs_data_parallel_trials_on_two_workers_each()
+    [Theory]
+    [InlineData("ring")]
+    [InlineData("coordinator")]
+    public void Orch_local_runs_data_parallel_trials_on_two_workers_each(string aggregation)
     {
-        File.WriteAllText(Path.Combine(_dir, "ddp.yaml"), Sweep + "\nresources: { workers: 2 }\n");
+        File.WriteAllText(Path.Combine(_dir, "ddp.yaml"), Sweep + $"\nresources: {{ workers: 2, aggregation: {aggregation} }}\n");
         var r = OrchProcess.Run(_dir, "local", "ddp.yaml", "--workers", "4", "--state-dir", "state", "--json");
         Assert.True(r.ExitCode == 0, r.ToString());
         var summary = r.LastJson;
