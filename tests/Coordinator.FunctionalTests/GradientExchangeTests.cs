@@ -4,6 +4,7 @@ using Grpc.Core;
 using Orchestrator.Protocol.V1;
 using Orchestrator.TestSupport;
 using Orchestrator.Worker.Distributed;
+using TorchSharp;
 
 namespace Orchestrator.Coordinator.FunctionalTests;
 
@@ -163,6 +164,57 @@ public sealed class GradientExchangeTests
     }
 
     /// <summary>Submits a one-trial sweep in coordinator mode and returns its gang's assignments in rank order.</summary>
+    [Fact]
+    public async Task Two_ranks_averaging_through_the_coordinator_reach_the_same_weights_as_one_rank_with_twice_the_batch()
+    {
+        Worker.Native.TorchRuntime.Initialize();
+        var dir = Directory.CreateTempSubdirectory("orch-coord-ddp-").FullName;
+        var data = Worker.UnitTests.Support.TinyData.Splits(256, 64);
+        static Trials.TrialSpec Spec(int batch) => new()
+        {
+            Data = new Trials.DataSpec { Name = "synthetic" },
+            Model = new Trials.ModelSpec { Name = "simple-cnn", BatchNorm = false },
+            Epochs = 2,
+            BatchSize = batch,
+            Seed = 11,
+            Optimizer = new Trials.OptimizerSpec { Name = "sgd", Lr = 0.05, Momentum = 0.9 },
+        };
+        await using var coordinator = await TestCoordinator.StartAsync();
+        var (workers, assignments) = await StartTrialAsync(coordinator, 2);
+        var ranks = await ConnectAsync(coordinator, assignments);
+        try
+        {
+            using var single = new Worker.Training.TrainingSession(Spec(32), data, TorchSharp.torch.CPU, Path.Combine(dir, "single"));
+            single.Run();
+            // Built one after the other: each seeds libtorch's generator, so both start from the same weights.
+            var sessions = Enumerable.Range(0, 2).Select(r => new Worker.Training.TrainingSession(Spec(16), data, TorchSharp.torch.CPU,
+                Path.Combine(dir, $"rank{r}"), null, new Worker.Training.DistributedContext(r, 2, ranks[r]))).ToArray();
+            try
+            {
+                var threads = sessions.Select(s => new Thread(() => s.Run()) { IsBackground = true }).ToArray();
+                foreach (var t in threads) t.Start();
+                foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromMinutes(2)), "a rank did not finish");
+                var expected = single.Model.state_dict();
+                foreach (var session in sessions)
+                foreach (var (name, tensor) in session.Model.state_dict())
+                {
+                    using var diff = (tensor - expected[name]).abs().max();
+                    Assert.True(diff.ToSingle() < 2e-5f, $"{name} differs by {diff.ToSingle()}");
+                }
+            }
+            finally
+            {
+                foreach (var s in sessions) s.Dispose();
+            }
+        }
+        finally
+        {
+            await DisposeAllAsync(ranks);
+            foreach (var w in workers) await w.DisposeAsync();
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static async Task<(List<FakeWorker> Workers, List<AssignTrial> Assignments)> StartTrialAsync(TestCoordinator coordinator, int world)
     {
         var workers = new List<FakeWorker>();
