@@ -36,11 +36,12 @@ public sealed class LocalSweepTests : IDisposable
     }
 
     [Theory]
-    [InlineData("ring")]
-    [InlineData("coordinator")]
-    public void Orch_local_runs_data_parallel_trials_on_two_workers_each(string aggregation)
+    [InlineData("ring", "fp32")]
+    [InlineData("ring", "bf16")]
+    [InlineData("coordinator", "fp32")]
+    public void Orch_local_runs_data_parallel_trials_on_two_workers_each(string aggregation, string wire)
     {
-        File.WriteAllText(Path.Combine(_dir, "ddp.yaml"), Sweep + $"\nresources: {{ workers: 2, aggregation: {aggregation} }}\n");
+        File.WriteAllText(Path.Combine(_dir, "ddp.yaml"), Sweep + $"\nresources: {{ workers: 2, aggregation: {aggregation}, wire: {wire} }}\n");
         var r = OrchProcess.Run(_dir, "local", "ddp.yaml", "--workers", "4", "--state-dir", "state", "--json");
         Assert.True(r.ExitCode == 0, r.ToString());
         var summary = r.LastJson;

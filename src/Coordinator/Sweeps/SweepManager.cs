@@ -156,6 +156,7 @@ public sealed partial class SweepManager(
         if (sweep is { State: SweepStatus.Pending })
             await UpdateSweepAsync(sweep.Id, s => s.State == SweepStatus.Pending ? s with { State = SweepStatus.Running } : null, ct).ConfigureAwait(false);
 
+        var spec = sweep is null ? null : TrySpecOf(sweep);
         var resume = assigned.CheckpointEpoch > 0 && checkpoints.Exists(assigned.SweepId, assigned.Id, CheckpointSlot.Latest);
         for (var rank = 0; rank < gang.Count; rank++)
         {
@@ -171,7 +172,8 @@ public sealed partial class SweepManager(
                 Resume = resume,
                 Attempt = assigned.Attempt,
                 CheckpointEveryEpochs = 1,
-                Aggregation = (sweep is null ? null : TrySpecOf(sweep))?.Aggregation ?? SweepNames.Aggregations[0],
+                Aggregation = spec?.Aggregation ?? SweepNames.Aggregations[0],
+                Wire = spec?.Wire ?? SweepNames.WireFormats[0],
             };
             message.PeerWorkerIds.AddRange(gang.Select(w => w.Id));
             message.PeerEndpoints.AddRange(gang.Select(w => w.DataEndpoint));

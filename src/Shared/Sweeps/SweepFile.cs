@@ -41,4 +41,5 @@ internal sealed class ResourcesSection
     public int? MinWorkers { get; set; }
     public int? GpusPerWorker { get; set; }
     public string? Aggregation { get; set; }
+    public string? Wire { get; set; }
 }

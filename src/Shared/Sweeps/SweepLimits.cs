@@ -31,6 +31,9 @@ public static class SweepNames
     /// <summary>How the ranks of a data-parallel trial average gradients; the first is the default.</summary>
     public static readonly IReadOnlyList<string> Aggregations = ["ring", "coordinator"];
 
+    /// <summary>Number formats of gradients on the wire (resources.wire).</summary>
+    public static readonly IReadOnlyList<string> WireFormats = ["fp32", "bf16"];
+
     /// <summary>Value types of a range parameter.</summary>
     public static readonly IReadOnlyList<string> Types = ["float", "int"];
 }

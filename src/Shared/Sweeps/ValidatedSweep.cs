@@ -16,8 +16,9 @@ public sealed class ValidatedSweep
 
     private ValidatedSweep(string specYaml, string? fileName, string name, TrialSpec baseTrial, SearchSpace space,
         string method, int maxTrials, int parallelTrials, int maxFailedTrials, int seed,
-        string metric, bool maximize, double? target, int workers, int minWorkers, int gpusPerWorker, string aggregation)
+        string metric, bool maximize, double? target, int workers, int minWorkers, int gpusPerWorker, string aggregation, string wire)
     {
+        Wire = wire;
         SpecYaml = specYaml;
         FileName = fileName;
         Name = name;
@@ -67,6 +68,9 @@ public sealed class ValidatedSweep
     public int GpusPerWorker { get; }
     /// <summary>How the ranks of a trial average gradients: "ring" (default) or "coordinator".</summary>
     public string Aggregation { get; }
+
+    /// <summary>Gradient number format on the wire (resources.wire): fp32, or bf16 (half the bytes; ring only).</summary>
+    public string Wire { get; }
     /// <summary>The searched and fixed parameters.</summary>
     public SearchSpace Space { get; }
 
@@ -164,6 +168,9 @@ public sealed class ValidatedSweep
         var aggregation = resources.Aggregation ?? SweepNames.Aggregations[0];
         Check(SweepNames.Aggregations.Contains(aggregation), "resources.aggregation",
               $"unknown aggregation '{aggregation}': {KnownNames.OneOf(SweepNames.Aggregations)}");
+        var wire = resources.Wire ?? SweepNames.WireFormats[0];
+        Check(SweepNames.WireFormats.Contains(wire), "resources.wire", $"unknown wire format '{wire}': {KnownNames.OneOf(SweepNames.WireFormats)}");
+        Check(wire == "fp32" || aggregation == "ring", "resources.wire", "bf16 on the wire needs resources.aggregation: ring");
 
         var parameters = ParameterParser.ParseAll(file.Parameters, at);
         foreach (var p in parameters.Where(p => p.Kind == ParameterKind.Fixed))
@@ -189,7 +196,7 @@ public sealed class ValidatedSweep
         }
 
         return new ValidatedSweep(yaml, at.File, name, trial, space, method, maxTrials, parallel, maxFailed,
-            search.Seed ?? 0, metric, goal == "maximize", objective.Target, workers, minWorkers, gpus, aggregation);
+            search.Seed ?? 0, metric, goal == "maximize", objective.Target, workers, minWorkers, gpus, aggregation, wire);
     }
 
     private static string Count(BigInteger n) => n.ToString("N0", CultureInfo.InvariantCulture);

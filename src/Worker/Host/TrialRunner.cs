@@ -155,7 +155,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
         {
             // Every rank on one host: Unix domain sockets (measured faster than loopback TCP,
             // bench/README.md). Paths derive from the lease, so every rank computes the same ones.
-            var options = new Distributed.RingAllReduceOptions { Rank = _assignment.Rank, Endpoints = UnixEndpoints() };
+            var options = new Distributed.RingAllReduceOptions { Rank = _assignment.Rank, Endpoints = UnixEndpoints(), Wire = Wire };
             return Distributed.RingAllReduce.ConnectAsync(options, ct).GetAwaiter().GetResult();
         }
         var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
@@ -163,9 +163,11 @@ internal sealed partial class TrialRunner : ITrainingObserver
         listener.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReuseAddress, true);
         listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Any, _agent.DataPort));
         listener.Listen(8);
-        var tcp = new Distributed.RingAllReduceOptions { Rank = _assignment.Rank, Endpoints = endpoints };
+        var tcp = new Distributed.RingAllReduceOptions { Rank = _assignment.Rank, Endpoints = endpoints, Wire = Wire };
         return Distributed.RingAllReduce.ConnectAsync(tcp, listener, ct).GetAwaiter().GetResult();
     }
+
+    private Distributed.WireFormat Wire => _assignment.Wire == "bf16" ? Distributed.WireFormat.Bf16 : Distributed.WireFormat.Fp32;
 
     private List<Distributed.RingEndpoint> UnixEndpoints()
     {
