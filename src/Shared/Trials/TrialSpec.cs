@@ -22,12 +22,30 @@ public sealed class TrialSpec
     public CheckpointSpec Checkpoint { get; set; } = new();
     public PretrainedSpec? Pretrained { get; set; }
 
-    /// <summary>A deep copy (through the YAML form, so every field is covered).</summary>
-    public TrialSpec Clone() => TrialSpecYaml.Parse(TrialSpecYaml.Serialize(this), null);
+    /// <summary>
+    /// A deep copy. Sections hold only values and strings (plus one list), so a member-wise copy
+    /// per section is complete; it is ~100× cheaper than a YAML round trip, which matters when a
+    /// sweep expands thousands of trials.
+    /// </summary>
+    public TrialSpec Clone()
+    {
+        var copy = (TrialSpec)MemberwiseClone();
+        copy.Data = Data.Copy();
+        copy.Model = Model.Copy();
+        copy.Optimizer = Optimizer.Copy();
+        copy.Schedule = Schedule.Copy();
+        copy.Loss = Loss.Copy();
+        copy.Augment = Augment.Copy();
+        copy.Checkpoint = Checkpoint.Copy();
+        copy.Pretrained = Pretrained?.Copy();
+        return copy;
+    }
 }
 
 public sealed class DataSpec
 {
+    internal DataSpec Copy() => (DataSpec)MemberwiseClone();
+
     /// <summary>fashion-mnist, mnist, cifar10, cifar100, imagefolder or synthetic.</summary>
     public string Name { get; set; } = "fashion-mnist";
     /// <summary>Where the files are; when empty the usual places are searched (see docs/data.md).</summary>
@@ -46,6 +64,8 @@ public sealed class DataSpec
 
 public sealed class ModelSpec
 {
+    internal ModelSpec Copy() => (ModelSpec)MemberwiseClone();
+
     /// <summary>simple-cnn, resnet18, resnet34, resnet50.</summary>
     public string Name { get; set; } = "simple-cnn";
     /// <summary>Dropout probability before the classifier (0 = off).</summary>
@@ -59,6 +79,8 @@ public sealed class ModelSpec
 
 public sealed class OptimizerSpec
 {
+    internal OptimizerSpec Copy() => (OptimizerSpec)MemberwiseClone();
+
     /// <summary>sgd, adam, adamw, rmsprop.</summary>
     public string Name { get; set; } = "sgd";
     public double Lr { get; set; } = 0.05;
@@ -74,6 +96,8 @@ public sealed class OptimizerSpec
 
 public sealed class ScheduleSpec
 {
+    internal ScheduleSpec Copy() => (ScheduleSpec)MemberwiseClone();
+
     /// <summary>constant, step, cosine, onecycle, plateau.</summary>
     public string Name { get; set; } = "cosine";
     /// <summary>Linear warm-up from 0 over this many epochs (cosine, step, constant).</summary>
@@ -93,6 +117,13 @@ public sealed class ScheduleSpec
 
 public sealed class LossSpec
 {
+    internal LossSpec Copy()
+    {
+        var copy = (LossSpec)MemberwiseClone();
+        copy.ClassWeights = ClassWeights is null ? null : [.. ClassWeights];
+        return copy;
+    }
+
     /// <summary>cross-entropy or focal.</summary>
     public string Name { get; set; } = "cross-entropy";
     public double LabelSmoothing { get; set; }
@@ -104,6 +135,8 @@ public sealed class LossSpec
 
 public sealed class AugmentSpec
 {
+    internal AugmentSpec Copy() => (AugmentSpec)MemberwiseClone();
+
     /// <summary>Random crop after zero padding of this many pixels (0 = off).</summary>
     public int CropPadding { get; set; }
     public bool Flip { get; set; }
@@ -123,6 +156,8 @@ public sealed class AugmentSpec
 
 public sealed class CheckpointSpec
 {
+    internal CheckpointSpec Copy() => (CheckpointSpec)MemberwiseClone();
+
     /// <summary>Folder for checkpoints; default runs/&lt;name&gt;.</summary>
     public string? Dir { get; set; }
     /// <summary>Save every N epochs (and always at the end).</summary>
@@ -133,6 +168,8 @@ public sealed class CheckpointSpec
 
 public sealed class PretrainedSpec
 {
+    internal PretrainedSpec Copy() => (PretrainedSpec)MemberwiseClone();
+
     /// <summary>Weights file: a TorchSharp checkpoint or module file, a PyTorch .pt/.pth state dict, or .safetensors.</summary>
     public string Path { get; set; } = "";
     /// <summary>auto (by extension), torchsharp, pytorch or safetensors.</summary>

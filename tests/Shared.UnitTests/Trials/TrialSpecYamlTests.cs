@@ -105,6 +105,39 @@ public class TrialSpecYamlTests
     }
 
     [Fact]
+    public void Clone_copies_every_field_and_shares_nothing_mutable()
+    {
+        var spec = TrialSpecYaml.Parse("""
+            data: { name: cifar10, limitTrain: 10 }
+            model: { name: resnet18, dropout: 0.1 }
+            optimizer: { name: adam, lr: 0.002 }
+            schedule: { name: step, stepEpochs: 3 }
+            loss: { name: focal, classWeights: [1, 2] }
+            augment: { flip: true, cropPadding: 4 }
+            checkpoint: { everyEpochs: 2 }
+            pretrained: { path: w.pt }
+            """, "t.yaml");
+        var copy = spec.Clone();
+        Assert.Equal(TrialSpecYaml.Serialize(spec), TrialSpecYaml.Serialize(copy));
+        copy.Data.Name = "mnist";
+        copy.Model.Dropout = 0.5;
+        copy.Optimizer.Lr = 1;
+        copy.Schedule.StepEpochs = 9;
+        copy.Loss.ClassWeights!.Add("3");
+        copy.Augment.Flip = false;
+        copy.Checkpoint.EveryEpochs = 7;
+        copy.Pretrained!.Path = "other.pt";
+        Assert.Equal("cifar10", spec.Data.Name);
+        Assert.Equal(0.1, spec.Model.Dropout);
+        Assert.Equal(0.002, spec.Optimizer.Lr);
+        Assert.Equal(3, spec.Schedule.StepEpochs);
+        Assert.Equal(["1", "2"], spec.Loss.ClassWeights!);
+        Assert.True(spec.Augment.Flip);
+        Assert.Equal(2, spec.Checkpoint.EveryEpochs);
+        Assert.Equal("w.pt", spec.Pretrained!.Path);
+    }
+
+    [Fact]
     public void Serialize_then_parse_round_trips()
     {
         var spec = new TrialSpec { Epochs = 9, Seed = 4 };
