@@ -1,0 +1,41 @@
+{{/* Object name prefix: the release name, plus "-orchestrator" unless it already says so. */}}
+{{- define "orchestrator.fullname" -}}
+{{- if contains "orchestrator" .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-orchestrator" .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Selector labels of one component: include "orchestrator.selector" (list . "worker") */}}
+{{- define "orchestrator.selector" -}}
+app.kubernetes.io/name: orchestrator
+app.kubernetes.io/instance: {{ (index . 0).Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* All labels of one component's objects. */}}
+{{- define "orchestrator.labels" -}}
+{{ include "orchestrator.selector" . }}
+app.kubernetes.io/managed-by: {{ (index . 0).Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" (index . 0).Chart.Name (index . 0).Chart.Version }}
+{{- end -}}
+
+{{/* The Redis address the coordinator uses, empty for none. */}}
+{{- define "orchestrator.redisAddress" -}}
+{{- if .Values.redis.enabled -}}
+{{ include "orchestrator.fullname" . }}-redis:6379
+{{- else -}}
+{{ .Values.redis.externalAddress }}
+{{- end -}}
+{{- end -}}
+
+{{/* ORCH_TOKEN from the optional Secret. */}}
+{{- define "orchestrator.tokenEnv" -}}
+- name: ORCH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.token.secretName }}
+      key: {{ .Values.token.key }}
+      optional: true
+{{- end -}}
