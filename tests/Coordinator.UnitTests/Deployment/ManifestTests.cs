@@ -215,6 +215,9 @@ public sealed class ManifestTests
         // The embedded copy has not drifted from k8s/grafana/orchestrator-dashboard.json.
         using var file = JsonDocument.Parse(File.ReadAllText(Path.Combine(m.Directory, "grafana", "orchestrator-dashboard.json")));
         Assert.True(JsonElement.DeepEquals(file.RootElement, dashboard.RootElement));
+        // Nor has the Helm chart's copy (a chart cannot reach files outside its folder).
+        using var chart = JsonDocument.Parse(File.ReadAllText(Path.Combine(m.Directory, "..", "helm", "orchestrator", "files", "orchestrator-dashboard.json")));
+        Assert.True(JsonElement.DeepEquals(file.RootElement, chart.RootElement), "helm/orchestrator/files/orchestrator-dashboard.json differs from k8s/grafana/");
     }
 
     [Fact]
