@@ -52,7 +52,7 @@ void Measure(string name, DatasetSplits data, string model, AugmentSpec augment,
         Augment = augment,
     };
     using var session = new TrainingSession(spec, data, device, Path.Combine(workDir, "run-" + model), null);
-    var transform = new DeviceTransform(DeviceTransform.For(data.Info, augment), device);
+    using var transform = new DeviceTransform(DeviceTransform.For(data.Info, augment), device);
     using var loader = new BatchLoader(data.Train, new BatchPlan(batchSize, true, true, 0, CropPadding: augment.CropPadding, Flip: augment.Flip));
 
     // One batch, prepared once and kept on the device.

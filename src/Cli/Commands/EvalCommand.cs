@@ -46,7 +46,7 @@ internal static class EvalCommand
             using var loader = new BatchLoader(data.Validation, new BatchPlan(parse.GetValue(batch), false, false, spec.Seed,
                 CropSize: a.ResizeTo is null ? a.CropSize : null));
             // Normalise with the statistics the model was trained with.
-            var transform = new DeviceTransform(DeviceTransform.For(data.Info with { Mean = header.Mean, Std = header.Std }, a), dev);
+            using var transform = new DeviceTransform(DeviceTransform.For(data.Info with { Mean = header.Mean, Std = header.Std }, a), dev);
             var result = Evaluator.Evaluate(model, loader, transform, data.Info.NumClasses, ct);
             Print(result, data.Info, path, parse.GetValue(json));
             return Task.FromResult(ExitCodes.Ok);

@@ -33,9 +33,15 @@ public sealed record DeviceAugment(
 /// whole-batch operations. Random factors come from the batch's seed, so a resumed run replays them.
 /// Call inside the caller's dispose scope.
 /// </summary>
-public sealed class DeviceTransform(DeviceAugment augment, Device device)
+public sealed class DeviceTransform(DeviceAugment augment, Device device) : IDisposable
 {
     private static readonly float[] GrayWeights = [0.299f, 0.587f, 0.114f];
+
+    // Constants made once on the device (on first use, when the channel count is known) and kept
+    // outside every dispose scope: building them per batch cost two host→device copies a step.
+    private Tensor? _mean;
+    private Tensor? _std;
+    private Tensor? _grayWeights;
 
     /// <summary>Images [N, C, H, W] float32 on the device, and labels [N] int64.</summary>
     public (Tensor Images, Tensor Labels) Apply(HostBatch batch, bool train)
@@ -71,11 +77,22 @@ public sealed class DeviceTransform(DeviceAugment augment, Device device)
     private Tensor Normalize(Tensor x)
     {
         var c = x.shape[1];
-        var mean = augment.Mean.Length == c ? augment.Mean : Enumerable.Repeat(augment.Mean.Average(), (int)c).ToArray();
-        var std = augment.Std.Length == c ? augment.Std : Enumerable.Repeat(augment.Std.Average(), (int)c).ToArray();
-        using var m = torch.tensor(mean, [1, c, 1, 1]).to(x.device);
-        using var sd = torch.tensor(std, [1, c, 1, 1]).to(x.device);
-        return x.sub_(m).div_(sd);
+        if (_mean is null || _mean.shape[1] != c)
+        {
+            _mean?.Dispose();
+            _std?.Dispose();
+            var mean = augment.Mean.Length == c ? augment.Mean : Enumerable.Repeat(augment.Mean.Average(), (int)c).ToArray();
+            var std = augment.Std.Length == c ? augment.Std : Enumerable.Repeat(augment.Std.Average(), (int)c).ToArray();
+            _mean = Constant(mean, c, x.device);
+            _std = Constant(std, c, x.device);
+        }
+        return x.sub_(_mean).div_(_std!);
+    }
+
+    private static Tensor Constant(float[] values, long channels, Device on)
+    {
+        using var host = torch.tensor(values, [1, channels, 1, 1]);
+        return host.to(on).DetachFromDisposeScope();
     }
 
     private Tensor Factors(long n, double amount, Random rng, Device dev)
@@ -109,11 +126,18 @@ public sealed class DeviceTransform(DeviceAugment augment, Device device)
         return x;
     }
 
-    private static Tensor Gray(Tensor x)
+    private Tensor Gray(Tensor x)
     {
         if (x.shape[1] != 3) return x.mean([1], keepdim: true);
-        using var w = torch.tensor(GrayWeights, [1, 3, 1, 1]).to(x.device);
-        return (x * w).sum(1, keepdim: true);
+        _grayWeights ??= Constant(GrayWeights, 3, x.device);
+        return (x * _grayWeights).sum(1, keepdim: true);
+    }
+
+    public void Dispose()
+    {
+        _mean?.Dispose();
+        _std?.Dispose();
+        _grayWeights?.Dispose();
     }
 
     /// <summary>Per-image random crop box (area 8–100 %, aspect 3/4–4/3), resized to <paramref name="side"/>, in one grid_sample.</summary>

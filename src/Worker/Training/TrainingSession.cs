@@ -228,6 +228,7 @@ public sealed partial class TrainingSession : IDisposable
     {
         _trainLoader.Dispose();
         _valLoader.Dispose();
+        _transform.Dispose();
         _loss.Dispose();
         _optimizer.Dispose();
         _model.Dispose();

@@ -114,7 +114,7 @@ public sealed class TrainingSessionTests : IDisposable
             Assert.Equal(4, header.Classes.Length);
             Assert.Equal("simple-cnn", spec.Model.Name);
             using var loader = new Orchestrator.Worker.Data.BatchLoader(data.Validation, new(64, false, false, 0));
-            var transform = new Orchestrator.Worker.Data.DeviceTransform(Orchestrator.Worker.Data.DeviceTransform.For(data.Info, spec.Augment), torch.CPU);
+            using var transform = new Orchestrator.Worker.Data.DeviceTransform(Orchestrator.Worker.Data.DeviceTransform.For(data.Info, spec.Augment), torch.CPU);
             var eval = Evaluator.Evaluate(model, loader, transform, 4, CancellationToken.None);
             Assert.Equal(result.Last.ValAccuracy, eval.Top1, 6);
             Assert.Equal(64, eval.ConfusionMatrix.Sum(r => r.Sum()));
