@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net.Sockets;
 using Google.Protobuf;
 using Grpc.Core;
 using Orchestrator.Protocol.V1;
@@ -10,36 +11,34 @@ namespace Orchestrator.Coordinator.FunctionalTests;
 
 /// <summary>
 /// The <c>coordinator</c> aggregation mode end to end: a real coordinator, a data-parallel trial
-/// assigned to fake workers, and the worker's real client (<see cref="CoordinatorAllReduce"/>).
+/// assigned to fake workers, and the worker's real clients, over both data planes: the gRPC stream
+/// (<see cref="CoordinatorAllReduce"/>) and the gradient socket (<see cref="CoordinatorSocketAllReduce"/>).
 /// </summary>
 public sealed class GradientExchangeTests
 {
+    public enum Transport { Grpc, Socket }
+
     private const int ChunkBytes = CoordinatorAllReduceOptions.MinChunkBytes;
     private const int ChunkFloats = ChunkBytes / sizeof(float);
 
     [Theory]
-    [InlineData(2, 3 * ChunkFloats)]
-    [InlineData(2, 3 * ChunkFloats + 1234)]
-    [InlineData(3, 2 * ChunkFloats)]
-    [InlineData(3, 2 * ChunkFloats + 77)]
-    [InlineData(3, 100)]
-    public async Task Ranks_get_the_exact_mean_with_identical_bits(int world, int floats)
+    [InlineData(Transport.Grpc, 2, 3 * ChunkFloats)]
+    [InlineData(Transport.Grpc, 3, 2 * ChunkFloats + 77)]
+    [InlineData(Transport.Grpc, 3, 100)]
+    [InlineData(Transport.Socket, 2, 3 * ChunkFloats)]
+    [InlineData(Transport.Socket, 2, 3 * ChunkFloats + 1234)]
+    [InlineData(Transport.Socket, 3, 2 * ChunkFloats)]
+    [InlineData(Transport.Socket, 3, 2 * ChunkFloats + 77)]
+    [InlineData(Transport.Socket, 3, 100)]
+    public async Task Ranks_get_the_exact_mean_with_identical_bits(Transport transport, int world, int floats)
     {
         await using var coordinator = await TestCoordinator.StartAsync();
         var (workers, assignments) = await StartTrialAsync(coordinator, world);
         Assert.All(assignments, a => Assert.Equal("coordinator", a.Aggregation));
-        var ranks = await ConnectAsync(coordinator, assignments);
+        var ranks = await ConnectAsync(coordinator, assignments, transport);
         try
         {
-            // Two steps of different lengths: the buffer length may change from call to call.
-            foreach (var length in new[] { floats, floats / 2 + 1 })
-            {
-                var buffers = Enumerable.Range(0, world).Select(r => Values(r, length)).ToArray();
-                var expected = Mean(buffers);
-                await Task.WhenAll(ranks.Select((rank, r) => rank.AllReduceAsync(buffers[r], CancellationToken.None).AsTask())).DefaultTimeout();
-                foreach (var buffer in buffers)
-                    Assert.Equal(Bits(expected), Bits(buffer));
-            }
+            await AssertExactMeansAsync(ranks, floats);
         }
         finally
         {
@@ -49,56 +48,97 @@ public sealed class GradientExchangeTests
     }
 
     [Fact]
-    public async Task A_rank_that_disconnects_mid_step_fails_the_others_at_once_naming_it()
+    public async Task Assignments_name_the_gradient_socket_and_ranks_on_either_data_plane_share_one_exchange()
     {
         await using var coordinator = await TestCoordinator.StartAsync();
         var (workers, assignments) = await StartTrialAsync(coordinator, 3);
-        // Ranks 0 and 1 use the real client; rank 2 is a raw stream that dies after one chunk.
-        using var dying = new CancellationTokenSource();
-        var raw = new GradientExchange.GradientExchangeClient(coordinator.Channel).AllReduce(cancellationToken: dying.Token);
-        await raw.RequestStream.WriteAsync(new GradientChunk { Header = Header(assignments[2], ChunkFloats) }).DefaultTimeout();
-        var ranks = await ConnectAsync(coordinator, assignments.Take(2).ToList());
+        Assert.NotNull(coordinator.GradientPort);
+        Assert.All(assignments, a => Assert.Equal($":{coordinator.GradientPort}", a.GradientEndpoint));
+        // Ranks 0 and 2 on the socket, rank 1 on the gRPC stream: one session, the same bits.
+        var ranks = await Task.WhenAll(
+            Connect(coordinator, assignments[0], Transport.Socket),
+            Connect(coordinator, assignments[1], Transport.Grpc),
+            Connect(coordinator, assignments[2], Transport.Socket)).DefaultTimeout();
         try
         {
-            Assert.True(await raw.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout()); // everyone joined
+            await AssertExactMeansAsync(ranks, 2 * ChunkFloats + 5);
+        }
+        finally
+        {
+            await DisposeAllAsync(ranks);
+            foreach (var w in workers) await w.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task With_the_gradient_socket_off_assignments_name_none_and_the_stream_still_works()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync(gradientSocket: false);
+        Assert.Null(coordinator.GradientPort);
+        var (workers, assignments) = await StartTrialAsync(coordinator, 2);
+        Assert.All(assignments, a => Assert.Equal("", a.GradientEndpoint));
+        var ranks = await ConnectAsync(coordinator, assignments, Transport.Grpc);
+        try
+        {
+            await AssertExactMeansAsync(ranks, 1000);
+        }
+        finally
+        {
+            await DisposeAllAsync(ranks);
+            foreach (var w in workers) await w.DisposeAsync();
+        }
+    }
+
+    [Theory]
+    [InlineData(Transport.Grpc)]
+    [InlineData(Transport.Socket)]
+    public async Task A_rank_that_disconnects_mid_step_fails_the_others_at_once_naming_it(Transport transport)
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        var (workers, assignments) = await StartTrialAsync(coordinator, 3);
+        // Ranks 0 and 1 use the real client; rank 2 is a raw connection that dies after one chunk.
+        await using var dying = await RawRank.JoinAsync(coordinator, assignments[2], transport);
+        var ranks = await ConnectAsync(coordinator, assignments.Take(2).ToList(), transport);
+        try
+        {
+            await dying.WaitJoinedAsync(); // everyone joined
             var floats = 4 * ChunkFloats;
             var started = Stopwatch.StartNew();
             var calls = ranks.Select(r => r.AllReduceAsync(new float[floats], CancellationToken.None).AsTask()).ToArray();
-            await raw.RequestStream.WriteAsync(new GradientChunk { Step = 0, Index = 0, StepFloats = floats, Data = ByteString.CopyFrom(new byte[ChunkBytes]) }).DefaultTimeout();
-            await dying.CancelAsync();
+            await dying.SendFirstChunkAsync(floats);
+            await dying.DieAsync();
 
             foreach (var call in calls)
             {
                 var e = await Assert.ThrowsAsync<CollectiveException>(() => call.DefaultTimeout());
-                // Usually reported as the peer closing (naming it); under heavy load the client has
-                // been seen to classify the same prompt failure as a timeout. Either way it must be fast.
-                Assert.True(e.Failure is CollectiveFailure.PeerClosed or CollectiveFailure.Timeout, e.ToString());
-                if (e.Failure == CollectiveFailure.PeerClosed)
-                {
-                    Assert.Equal(2, e.PeerRank);
-                    Assert.Contains("rank 2", e.Message, StringComparison.Ordinal);
-                }
+                // On the gRPC stream, under heavy load, the client has been seen to classify the same
+                // prompt failure as a timeout (its send fails first and cancels the read of the
+                // status). The socket reads the coordinator's failure frame first. Either way it is fast.
+                if (transport == Transport.Grpc && e.Failure == CollectiveFailure.Timeout) continue;
+                Assert.Equal(CollectiveFailure.PeerClosed, e.Failure);
+                Assert.Equal(2, e.PeerRank);
+                Assert.Contains("rank 2", e.Message, StringComparison.Ordinal);
             }
-            // Noticed from the broken stream, well before the 10 s stall timeout.
+            // Noticed from the broken connection, well before the 10 s stall timeout.
             Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"took {started.Elapsed}");
         }
         finally
         {
-            raw.Dispose();
             await DisposeAllAsync(ranks);
             foreach (var w in workers) await w.DisposeAsync();
         }
     }
 
-    [Fact]
-    public async Task A_rank_that_stalls_fails_every_rank_within_the_timeout()
+    [Theory]
+    [InlineData(Transport.Grpc)]
+    [InlineData(Transport.Socket)]
+    public async Task A_rank_that_stalls_fails_every_rank_within_the_timeout(Transport transport)
     {
         await using var coordinator = await TestCoordinator.StartAsync(args: ["--GradientAggregation:StallTimeout=00:00:01"]);
         var (workers, assignments) = await StartTrialAsync(coordinator, 3);
         // Rank 2 joins and then sends nothing, as a hung process would.
-        var silent = new GradientExchange.GradientExchangeClient(coordinator.Channel).AllReduce();
-        await silent.RequestStream.WriteAsync(new GradientChunk { Header = Header(assignments[2], ChunkFloats) }).DefaultTimeout();
-        var ranks = await ConnectAsync(coordinator, assignments.Take(2).ToList());
+        await using var silent = await RawRank.JoinAsync(coordinator, assignments[2], transport);
+        var ranks = await ConnectAsync(coordinator, assignments.Take(2).ToList(), transport);
         try
         {
             var started = Stopwatch.StartNew();
@@ -110,22 +150,23 @@ public sealed class GradientExchangeTests
                 Assert.Equal(2, e.PeerRank);
             }
             Assert.InRange(started.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(5));
-            // The silent rank's stream ends too, ABORTED, naming itself.
-            Assert.True(await silent.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout());
-            var end = await Assert.ThrowsAsync<RpcException>(() => silent.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout());
+            // The silent rank's connection ends too, ABORTED, naming itself.
+            await silent.WaitJoinedAsync();
+            var end = await silent.ReadEndAsync();
             Assert.Equal(StatusCode.Aborted, end.StatusCode);
             Assert.Equal("2", end.Trailers.GetValue(GradientExchange.FailedRankTrailer));
         }
         finally
         {
-            silent.Dispose();
             await DisposeAllAsync(ranks);
             foreach (var w in workers) await w.DisposeAsync();
         }
     }
 
-    [Fact]
-    public async Task A_stale_fencing_token_is_refused()
+    [Theory]
+    [InlineData(Transport.Grpc)]
+    [InlineData(Transport.Socket)]
+    public async Task A_stale_fencing_token_is_refused(Transport transport)
     {
         await using var coordinator = await TestCoordinator.StartAsync();
         var (workers, assignments) = await StartTrialAsync(coordinator, 2);
@@ -133,8 +174,7 @@ public sealed class GradientExchangeTests
         {
             var options = Options(assignments[0]);
             options.FencingToken--;
-            var e = await Assert.ThrowsAsync<CollectiveException>(() =>
-                CoordinatorAllReduce.ConnectAsync(options, coordinator.Channel.CreateCallInvoker(), CancellationToken.None).DefaultTimeout());
+            var e = await Assert.ThrowsAsync<CollectiveException>(() => Connect(coordinator, options, transport).DefaultTimeout());
             Assert.Equal(CollectiveFailure.ConnectFailed, e.Failure);
             Assert.Contains("FailedPrecondition", e.Message, StringComparison.Ordinal);
             Assert.Contains("fencing token", e.Message, StringComparison.Ordinal);
@@ -145,12 +185,14 @@ public sealed class GradientExchangeTests
         }
     }
 
-    [Fact]
-    public async Task Ranks_that_disagree_about_the_length_both_fail_with_a_mismatch()
+    [Theory]
+    [InlineData(Transport.Grpc)]
+    [InlineData(Transport.Socket)]
+    public async Task Ranks_that_disagree_about_the_length_both_fail_with_a_mismatch(Transport transport)
     {
         await using var coordinator = await TestCoordinator.StartAsync();
         var (workers, assignments) = await StartTrialAsync(coordinator, 2);
-        var ranks = await ConnectAsync(coordinator, assignments);
+        var ranks = await ConnectAsync(coordinator, assignments, transport);
         try
         {
             var a = ranks[0].AllReduceAsync(new float[1000], CancellationToken.None).AsTask();
@@ -168,9 +210,78 @@ public sealed class GradientExchangeTests
         }
     }
 
-    /// <summary>Submits a one-trial sweep in coordinator mode and returns its gang's assignments in rank order.</summary>
     [Fact]
-    public async Task Two_ranks_averaging_through_the_coordinator_reach_the_same_weights_as_one_rank_with_twice_the_batch()
+    public async Task The_gradient_socket_refuses_a_wrong_token_and_foreign_bytes_with_one_clear_status()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync(o => o.AuthToken = "s3cret");
+        var (workers, assignments) = await StartTrialAsync(coordinator, 2);
+        try
+        {
+            var options = Options(assignments[0]);
+            options.Headers = new Metadata { { "authorization", "Bearer wrong" } };
+            var e = await Assert.ThrowsAsync<CollectiveException>(() => Connect(coordinator, options, Transport.Socket).DefaultTimeout());
+            Assert.Equal(CollectiveFailure.ConnectFailed, e.Failure);
+            Assert.Contains("Unauthenticated", e.Message, StringComparison.Ordinal);
+
+            // Something that is not a rank (here, an HTTP request) is told what it reached.
+            using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+            await socket.ConnectAsync("127.0.0.1", coordinator.GradientPort!.Value).DefaultTimeout();
+            await socket.SendAsync("GET / HTTP/1.1\r\n\r\n"u8.ToArray(), SocketFlags.None).DefaultTimeout();
+            var end = await RawRank.ReadFailureAsync(socket);
+            Assert.Equal(StatusCode.InvalidArgument, end.StatusCode);
+            Assert.Contains("gradient socket", end.Status.Detail, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var w in workers) await w.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_coordinator_that_stops_ends_the_exchange_for_every_rank_promptly()
+    {
+        var coordinator = await TestCoordinator.StartAsync();
+        var (workers, assignments) = await StartTrialAsync(coordinator, 2);
+        var ranks = await ConnectAsync(coordinator, assignments, Transport.Socket);
+        try
+        {
+            // Rank 0 is mid-step (waiting for rank 1) when the coordinator stops.
+            var call = ranks[0].AllReduceAsync(new float[ChunkFloats], CancellationToken.None).AsTask();
+            await Task.Delay(200);
+            var started = Stopwatch.StartNew();
+            foreach (var w in workers) await w.DisposeAsync();
+            await coordinator.DisposeAsync();
+            var e = await Assert.ThrowsAsync<CollectiveException>(() => call.DefaultTimeout());
+            Assert.Equal(CollectiveFailure.PeerClosed, e.Failure);
+            Assert.Contains("shutting down", e.Message, StringComparison.Ordinal);
+            Assert.True(started.Elapsed < TimeSpan.FromSeconds(10), $"took {started.Elapsed}");
+        }
+        finally
+        {
+            await DisposeAllAsync(ranks);
+        }
+    }
+
+    [Theory]
+    [InlineData(":5001", "http://coord.example:5000", "coord.example", 5001)]
+    [InlineData("10.0.0.7:6001", "http://coord:5000", "10.0.0.7", 6001)]
+    [InlineData(":5001", "http://[::1]:5000", "::1", 5001)]
+    [InlineData("[fe80::1]:7000", "http://coord:5000", "fe80::1", 7000)]
+    public void Gradient_endpoints_resolve_against_the_coordinator_address(string advertised, string coordinator, string host, int port) =>
+        Assert.Equal((host, port), CoordinatorSocketAllReduce.ResolveEndpoint(advertised, new Uri(coordinator)));
+
+    [Theory]
+    [InlineData("5001")]
+    [InlineData(":0")]
+    [InlineData("host:port")]
+    [InlineData(":70000")]
+    public void A_malformed_gradient_endpoint_is_refused(string advertised) =>
+        Assert.Throws<FormatException>(() => CoordinatorSocketAllReduce.ResolveEndpoint(advertised, new Uri("http://coord:5000")));
+
+    [Theory]
+    [InlineData(Transport.Grpc)]
+    [InlineData(Transport.Socket)]
+    public async Task Two_ranks_averaging_through_the_coordinator_reach_the_same_weights_as_one_rank_with_twice_the_batch(Transport transport)
     {
         Worker.Native.TorchRuntime.Initialize();
         var dir = Directory.CreateTempSubdirectory("orch-coord-ddp-").FullName;
@@ -186,7 +297,7 @@ public sealed class GradientExchangeTests
         };
         await using var coordinator = await TestCoordinator.StartAsync();
         var (workers, assignments) = await StartTrialAsync(coordinator, 2);
-        var ranks = await ConnectAsync(coordinator, assignments);
+        var ranks = await ConnectAsync(coordinator, assignments, transport);
         try
         {
             using var single = new Worker.Training.TrainingSession(Spec(32), data, TorchSharp.torch.CPU, Path.Combine(dir, "single"));
@@ -220,6 +331,7 @@ public sealed class GradientExchangeTests
         }
     }
 
+    /// <summary>Submits a one-trial sweep in coordinator mode and returns its gang's assignments in rank order.</summary>
     private static async Task<(List<FakeWorker> Workers, List<AssignTrial> Assignments)> StartTrialAsync(TestCoordinator coordinator, int world)
     {
         var workers = new List<FakeWorker>();
@@ -251,11 +363,34 @@ public sealed class GradientExchangeTests
         ChunkFloats = chunkFloats,
     };
 
-    /// <summary>Connects every listed rank at once (joining waits for the whole gang), each on its own channel.</summary>
-    private static async Task<CoordinatorAllReduce[]> ConnectAsync(TestCoordinator coordinator, IReadOnlyList<AssignTrial> assignments) =>
-        await Task.WhenAll(assignments.Select(a => CoordinatorAllReduce.ConnectAsync(Options(a), coordinator.Address, CancellationToken.None))).DefaultTimeout();
+    /// <summary>Connects every listed rank at once (joining waits for the whole gang), each on its own connection.</summary>
+    private static async Task<IAllReduce[]> ConnectAsync(TestCoordinator coordinator, IReadOnlyList<AssignTrial> assignments, Transport transport) =>
+        await Task.WhenAll(assignments.Select(a => Connect(coordinator, a, transport))).DefaultTimeout();
 
-    private static async Task DisposeAllAsync(IEnumerable<CoordinatorAllReduce> ranks)
+    private static Task<IAllReduce> Connect(TestCoordinator coordinator, AssignTrial assignment, Transport transport) =>
+        Connect(coordinator, Options(assignment), transport, assignment.GradientEndpoint);
+
+    private static async Task<IAllReduce> Connect(TestCoordinator coordinator, CoordinatorAllReduceOptions options, Transport transport, string? endpoint = null)
+    {
+        if (transport == Transport.Grpc) return await CoordinatorAllReduce.ConnectAsync(options, coordinator.Address, CancellationToken.None);
+        var (host, port) = CoordinatorSocketAllReduce.ResolveEndpoint(endpoint ?? $":{coordinator.GradientPort}", coordinator.Address);
+        return await CoordinatorSocketAllReduce.ConnectAsync(options, host, port, CancellationToken.None);
+    }
+
+    /// <summary>Two steps of different lengths (the length may change from call to call): every rank gets the contract's mean, bit for bit.</summary>
+    private static async Task AssertExactMeansAsync(IAllReduce[] ranks, int floats)
+    {
+        foreach (var length in new[] { floats, floats / 2 + 1 })
+        {
+            var buffers = Enumerable.Range(0, ranks.Length).Select(r => Values(r, length)).ToArray();
+            var expected = Mean(buffers);
+            await Task.WhenAll(ranks.Select((rank, r) => rank.AllReduceAsync(buffers[r], CancellationToken.None).AsTask())).DefaultTimeout();
+            foreach (var buffer in buffers)
+                Assert.Equal(Bits(expected), Bits(buffer));
+        }
+    }
+
+    private static async Task DisposeAllAsync(IEnumerable<IAllReduce> ranks)
     {
         foreach (var r in ranks) await r.DisposeAsync().AsTask().DefaultTimeout();
     }
@@ -281,4 +416,108 @@ public sealed class GradientExchangeTests
     }
 
     private static int[] Bits(float[] values) => values.Select(BitConverter.SingleToInt32Bits).ToArray();
+
+    /// <summary>
+    /// A rank driven by hand on either data plane, to misbehave in ways the real clients never do:
+    /// join and fall silent, or send one chunk and die.
+    /// </summary>
+    private sealed class RawRank : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _life = new();
+        private AsyncDuplexStreamingCall<GradientChunk, GradientChunk>? _call;
+        private Socket? _socket;
+
+        public static async Task<RawRank> JoinAsync(TestCoordinator coordinator, AssignTrial assignment, Transport transport)
+        {
+            var rank = new RawRank();
+            var header = Header(assignment, ChunkFloats);
+            if (transport == Transport.Grpc)
+            {
+                rank._call = new GradientExchange.GradientExchangeClient(coordinator.Channel).AllReduce(cancellationToken: rank._life.Token);
+                await rank._call.RequestStream.WriteAsync(new GradientChunk { Header = header }).DefaultTimeout();
+            }
+            else
+            {
+                rank._socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+                await rank._socket.ConnectAsync("127.0.0.1", coordinator.GradientPort!.Value).DefaultTimeout();
+                await rank._socket.SendAsync(GradientSocketFrames.Hello(new GradientSocketHello { Header = header }), SocketFlags.None).DefaultTimeout();
+            }
+            return rank;
+        }
+
+        public async Task WaitJoinedAsync()
+        {
+            if (_call is not null)
+            {
+                Assert.True(await _call.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout());
+                Assert.NotNull(_call.ResponseStream.Current.Header);
+                return;
+            }
+            var frame = await ReceiveAsync(_socket!, GradientSocketFrames.FrameHeaderBytes);
+            Assert.Equal(GradientSocketFrames.Joined, GradientSocketFrames.ReadFrame(frame).Type);
+        }
+
+        public async Task SendFirstChunkAsync(int stepFloats)
+        {
+            if (_call is not null)
+            {
+                await _call.RequestStream.WriteAsync(new GradientChunk { Step = 0, Index = 0, StepFloats = stepFloats, Data = ByteString.CopyFrom(new byte[ChunkBytes]) }).DefaultTimeout();
+                return;
+            }
+            var bytes = new byte[GradientSocketFrames.StepHeaderBytes + ChunkBytes];
+            GradientSocketFrames.WriteStep(bytes, 0, stepFloats);
+            await _socket!.SendAsync(bytes, SocketFlags.None).DefaultTimeout();
+        }
+
+        /// <summary>Goes away abruptly: the stream is cancelled (RST_STREAM), the socket reset (RST).</summary>
+        public async Task DieAsync()
+        {
+            if (_call is not null)
+            {
+                await _life.CancelAsync();
+                return;
+            }
+            _socket!.LingerState = new LingerOption(true, 0);
+            _socket.Dispose();
+        }
+
+        /// <summary>The status the coordinator ended this rank's connection with.</summary>
+        public async Task<RpcException> ReadEndAsync()
+        {
+            if (_call is not null)
+                return await Assert.ThrowsAsync<RpcException>(() => _call.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout());
+            return await ReadFailureAsync(_socket!);
+        }
+
+        public static async Task<RpcException> ReadFailureAsync(Socket socket)
+        {
+            var frame = await ReceiveAsync(socket, GradientSocketFrames.FrameHeaderBytes);
+            var (type, length, _) = GradientSocketFrames.ReadFrame(frame);
+            Assert.Equal(GradientSocketFrames.Failed, type);
+            var payload = await ReceiveAsync(socket, (int)length);
+            return GradientSocketFrames.ToRpcException(GradientSocketFailure.Parser.ParseFrom(payload));
+        }
+
+        private static async Task<byte[]> ReceiveAsync(Socket socket, int length)
+        {
+            var buffer = new byte[length];
+            var read = 0;
+            while (read < length)
+            {
+                var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None).AsTask().DefaultTimeout();
+                Assert.True(n > 0, "the coordinator closed the connection early");
+                read += n;
+            }
+            return buffer;
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            _call?.Dispose();
+            _socket?.Dispose();
+            _life.Cancel();
+            _life.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
 }

@@ -59,6 +59,9 @@ public sealed class TestCoordinator : IAsyncDisposable
     /// <summary>The coordinator's state store, to look at what the API does not show (metric points).</summary>
     public IStateStore Store => _app.Services.GetRequiredService<IStateStore>();
 
+    /// <summary>The gradient socket's port (null when it is off).</summary>
+    public int? GradientPort => _app.Services.GetRequiredService<Aggregation.GradientSocketEndpoint>().Port;
+
     public static readonly TimeSpan LeaseTimeout = TimeSpan.FromSeconds(1.5);
     public static readonly TimeSpan HeartbeatInterval = TimeSpan.FromMilliseconds(200);
 
@@ -69,7 +72,8 @@ public sealed class TestCoordinator : IAsyncDisposable
         string? redis = null,
         string redisPrefix = "orch",
         string? dataDir = null,
-        string[]? args = null)
+        string[]? args = null,
+        bool gradientSocket = true)
     {
         var owns = stateDir is null;
         stateDir ??= Path.Combine(Path.GetTempPath(), "orch-ftest-" + Guid.NewGuid().ToString("N"));
@@ -78,6 +82,7 @@ public sealed class TestCoordinator : IAsyncDisposable
         var app = CoordinatorHost.Build(new CoordinatorHostSettings
         {
             GrpcPort = 0,
+            GradientPort = gradientSocket ? 0 : null,
             StateDir = stateDir,
             Redis = redis,
             RedisPrefix = redisPrefix,

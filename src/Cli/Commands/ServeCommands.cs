@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orchestrator.Coordinator.Hosting;
@@ -19,9 +20,11 @@ internal static class ServeCommands
         var port = new Option<int>("--port") { Description = "gRPC port (workers and the CLI connect here).", DefaultValueFactory = _ => 5000 };
         var httpPort = new Option<int?>("--http-port") { Description = "HTTP port for /healthz.", HelpName = "PORT" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Serve data sets to workers from this folder: catalog data sets (searched before the cache and /usr/share/datasets) and imagefolder data (data.dir relative to it).", HelpName = "DIR" };
+        var gradientPort = new Option<int>("--gradient-port") { Description = "TCP port of the gradient socket: data-parallel trials with aggregation: coordinator send gradients here, without gRPC framing (0: a free port).", DefaultValueFactory = _ => 5001, HelpName = "PORT" };
+        var gradientSocket = new Option<bool>("--gradient-socket") { Description = "Open the gradient socket (false: coordinator-mode trials send gradients over the gRPC port instead, slower; for networks that only pass --port).", DefaultValueFactory = _ => true, HelpName = "true|false" };
         var leaseTimeout = new Option<double>("--lease-timeout") { Description = "Seconds without a heartbeat before a worker's trials are re-queued.", DefaultValueFactory = _ => 10 };
         var command = new Command("coordinator", "Run the coordinator: accepts sweeps, schedules trials on workers, keeps state (Redis or embedded).\nExample: orch coordinator --redis 127.0.0.1:6379")
-        { redis, redisPrefix, stateDir, checkpointDir, bind, port, httpPort, leaseTimeout, dataDir };
+        { redis, redisPrefix, stateDir, checkpointDir, bind, port, httpPort, gradientPort, gradientSocket, leaseTimeout, dataDir };
         command.SetAction(async (parse, ct) =>
         {
             var lease = TimeSpan.FromSeconds(parse.GetValue(leaseTimeout));
@@ -31,6 +34,7 @@ internal static class ServeCommands
                 Host = parse.GetValue(bind)!,
                 GrpcPort = parse.GetValue(port),
                 HttpPort = parse.GetValue(httpPort),
+                GradientPort = parse.GetValue(gradientSocket) ? parse.GetValue(gradientPort) : null,
                 Redis = parse.GetValue(redis),
                 RedisPrefix = parse.GetValue(redisPrefix)!,
                 StateDir = parse.GetValue(stateDir)!,
@@ -43,7 +47,10 @@ internal static class ServeCommands
                 },
             });
             await app.StartAsync(ct);
-            await Console.Error.WriteLineAsync($"coordinator listening on {parse.GetValue(bind)}:{parse.GetValue(port)} (state: {parse.GetValue(redis) ?? parse.GetValue(stateDir)})");
+            var socket = app.Services.GetRequiredService<Orchestrator.Coordinator.Aggregation.GradientSocketEndpoint>().Port;
+            await Console.Error.WriteLineAsync($"coordinator listening on {parse.GetValue(bind)}:{parse.GetValue(port)}" +
+                (socket is { } sp ? $", gradient socket on port {sp}" : "") +
+                $" (state: {parse.GetValue(redis) ?? parse.GetValue(stateDir)})");
             await app.WaitForShutdownAsync(ct);
             return ExitCodes.Ok;
         });

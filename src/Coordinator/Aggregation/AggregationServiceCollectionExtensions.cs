@@ -7,8 +7,10 @@ public static class AggregationServiceCollectionExtensions
 {
     /// <summary>
     /// Adds the session registry, its options (section "GradientAggregation") and the lease check
-    /// against the sweep manager; a host without sweeps (the benchmark) registers its own
-    /// <see cref="ITrialLeaseCheck"/> first. Map <see cref="GradientExchangeService"/> next to it.
+    /// against the sweep manager, and the gradient socket (listening when
+    /// <see cref="GradientAggregationOptions.SocketPort"/> is set); a host without sweeps (the
+    /// benchmark) registers its own <see cref="ITrialLeaseCheck"/> first. Map
+    /// <see cref="GradientExchangeService"/> next to it.
     /// </summary>
     public static IServiceCollection AddGradientAggregation(this IServiceCollection services)
     {
@@ -16,6 +18,9 @@ public static class AggregationServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<ITrialLeaseCheck, SweepLeaseCheck>();
         services.TryAddSingleton<AggregationSessions>();
+        services.TryAddSingleton<GradientSocketEndpoint>();
+        services.TryAddSingleton<GradientSocketServer>();
+        services.AddHostedService(sp => sp.GetRequiredService<GradientSocketServer>());
         return services;
     }
 }

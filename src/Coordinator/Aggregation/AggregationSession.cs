@@ -34,7 +34,7 @@ internal sealed class AggregationSession
     private readonly long[] _waitingSince;    // when the others started waiting for this rank (0: nobody waits)
     private readonly CancellationTokenSource _ended = new();
     private readonly long _createdAt;
-    private ByteString?[][] _slots = [];
+    private GradientPart[][] _slots = [];
     private int[] _arrived = [];
     private long _step;
     private long _stepFloats = -1;            // -1: no chunk of the current step yet
@@ -105,55 +105,85 @@ internal sealed class AggregationSession
                 {
                     var echo = header.Clone();
                     echo.Rank = p!.Rank;
-                    p.Outbox.Writer.TryWrite(new Outgoing(new GradientChunk { Header = echo }, null));
+                    p.Outbox.Writer.TryWrite(new Outgoing(echo, 0, 0, 0, null));
                 }
             }
             return port;
         }
     }
 
+    /// <summary>Takes one chunk from <paramref name="rank"/>'s gRPC stream (see <see cref="Receive(int, long, int, long, GradientPart)"/>).</summary>
+    public void Receive(int rank, GradientChunk chunk)
+    {
+        if (chunk.Header is not null)
+        {
+            lock (_gate)
+                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, "sent a second header on its stream"));
+        }
+        Receive(rank, chunk.Step, chunk.Index, chunk.StepFloats, new GradientPart(chunk.Data.Memory, null));
+    }
+
+    /// <summary>
+    /// Checks a step's length before its bytes arrive (the gradient socket announces it once per
+    /// step). Throws the session's failure when it is out of range or differs from another rank's.
+    /// </summary>
+    public void CheckStep(int rank, long step, long stepFloats)
+    {
+        lock (_gate)
+        {
+            if (_failure is not null) throw _failure;
+            if (step != _step)
+                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"started step {step} where step {_step} was due"));
+            if (stepFloats <= 0 || stepFloats > MaxBufferFloats)
+                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"sent a step of {stepFloats} floats (1 to {MaxBufferFloats} allowed)"));
+            if (_stepFloats >= 0 && stepFloats != _stepFloats)
+                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"reduces {stepFloats} floats at step {_step} where another rank reduces {_stepFloats}"));
+        }
+    }
+
     /// <summary>
     /// Takes one chunk from <paramref name="rank"/>; when it is the last part of its chunk index,
     /// reduces the chunk and queues the mean to every rank. Throws the session's failure if the
-    /// chunk breaks the protocol or the session has failed.
+    /// chunk breaks the protocol or the session has failed. A pooled part goes back to the pool
+    /// once summed.
     /// </summary>
-    public void Receive(int rank, GradientChunk chunk)
+    public void Receive(int rank, long step, int index, long stepFloats, GradientPart part)
     {
-        ByteString?[]? parts = null;
+        GradientPart[]? parts = null;
         lock (_gate)
         {
             if (_failure is not null) throw _failure;
             if (_joined < WorldSize) throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, "sent a chunk before every rank joined"));
             if (_departed > 0) throw FailLocked(AggregationErrors.Disconnected(TrialId, FirstDeparted(), clean: true));
-            if (chunk.Header is not null || chunk.Step != _step || chunk.Index != _sent[rank])
+            if (step != _step || index != _sent[rank])
                 throw FailLocked(AggregationErrors.Mismatch(TrialId, rank,
-                    $"sent chunk {chunk.Index} of step {chunk.Step} where chunk {_sent[rank]} of step {_step} was due"));
+                    $"sent chunk {index} of step {step} where chunk {_sent[rank]} of step {_step} was due"));
             if (_stepFloats < 0)
             {
-                if (chunk.StepFloats <= 0 || chunk.StepFloats > MaxBufferFloats)
-                    throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"sent a step of {chunk.StepFloats} floats (1 to {MaxBufferFloats} allowed)"));
-                StartStepLocked(chunk.StepFloats);
+                if (stepFloats <= 0 || stepFloats > MaxBufferFloats)
+                    throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"sent a step of {stepFloats} floats (1 to {MaxBufferFloats} allowed)"));
+                StartStepLocked(stepFloats);
             }
-            else if (chunk.StepFloats != _stepFloats)
+            else if (stepFloats != _stepFloats)
             {
-                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"reduces {chunk.StepFloats} floats at step {_step} where another rank reduces {_stepFloats}"));
+                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"reduces {stepFloats} floats at step {_step} where another rank reduces {_stepFloats}"));
             }
-            if (chunk.Index >= _stepChunks)
-                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"sent chunk {chunk.Index} of a {_stepChunks}-chunk step"));
-            var expectedBytes = (int)Math.Min(ChunkFloats, _stepFloats - (long)chunk.Index * ChunkFloats) * sizeof(float);
-            if (chunk.Data.Length != expectedBytes)
-                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"sent {chunk.Data.Length} bytes as chunk {chunk.Index} where {expectedBytes} were due"));
+            if (index >= _stepChunks)
+                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"sent chunk {index} of a {_stepChunks}-chunk step"));
+            var expectedBytes = (int)Math.Min(ChunkFloats, _stepFloats - (long)index * ChunkFloats) * sizeof(float);
+            if (part.Data.Length != expectedBytes)
+                throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"sent {part.Data.Length} bytes as chunk {index} where {expectedBytes} were due"));
 
-            var slot = _slots[chunk.Index];
-            slot[rank] = chunk.Data;
+            var slot = _slots[index];
+            slot[rank] = part;
             _sent[rank]++;
-            if (++_arrived[chunk.Index] == WorldSize)
+            if (++_arrived[index] == WorldSize)
             {
                 // Taken out of the slot, so that a failure clearing the slots cannot race the sum.
-                parts = ArrayPool<ByteString?>.Shared.Rent(WorldSize);
+                parts = ArrayPool<GradientPart>.Shared.Rent(WorldSize);
                 slot.CopyTo(parts, 0);
                 Array.Clear(slot);
-                _arrived[chunk.Index] = 0;
+                _arrived[index] = 0;
                 if (++_reducedChunks == _stepChunks) EndStepLocked();
             }
             if (_stepFloats >= 0) TrackWaitingLocked(rank);
@@ -161,11 +191,13 @@ internal sealed class AggregationSession
         if (parts is null) return;
         try
         {
-            Reduce(parts.AsSpan(0, WorldSize), chunk.Step, chunk.Index, chunk.StepFloats);
+            Reduce(parts.AsSpan(0, WorldSize), step, index, stepFloats);
         }
         finally
         {
-            ArrayPool<ByteString?>.Shared.Return(parts, clearArray: true);
+            foreach (var p in parts.AsSpan(0, WorldSize))
+                if (p.Pooled is { } pooled) ArrayPool<byte>.Shared.Return(pooled);
+            ArrayPool<GradientPart>.Shared.Return(parts, clearArray: true);
         }
     }
 
@@ -217,9 +249,9 @@ internal sealed class AggregationSession
         _reducedChunks = 0;
         if (_slots.Length < _stepChunks)
         {
-            var grown = new ByteString?[_stepChunks][];
+            var grown = new GradientPart[_stepChunks][];
             _slots.CopyTo(grown, 0);
-            for (var i = _slots.Length; i < grown.Length; i++) grown[i] = new ByteString?[WorldSize];
+            for (var i = _slots.Length; i < grown.Length; i++) grown[i] = new GradientPart[WorldSize];
             _slots = grown;
             Array.Resize(ref _arrived, _stepChunks);
         }
@@ -260,16 +292,17 @@ internal sealed class AggregationSession
     /// Sums the parts in rank order into a pooled buffer, divides once by W, and queues the bytes to
     /// every rank. The buffer goes back to the pool after the last rank's write.
     /// </summary>
-    private void Reduce(ReadOnlySpan<ByteString?> parts, long step, int index, long stepFloats)
+    private void Reduce(ReadOnlySpan<GradientPart> parts, long step, int index, long stepFloats)
     {
-        var bytes = parts[0]!.Length;
-        var array = ArrayPool<byte>.Shared.Rent(bytes);
-        MeanKernel.Mean(parts, MemoryMarshal.Cast<byte, float>(array.AsSpan(0, bytes)));
+        var bytes = parts[0].Data.Length;
+        var array = ArrayPool<byte>.Shared.Rent(GradientSocketFrames.FrameHeaderBytes + bytes);
+        MeanKernel.Mean(parts, MemoryMarshal.Cast<byte, float>(array.AsSpan(GradientSocketFrames.FrameHeaderBytes, bytes)));
+        // The socket frame's header, written once for every rank that reads the gradient socket.
+        GradientSocketFrames.WriteFrame(array, GradientSocketFrames.Mean, (uint)index, step);
         var reduced = new ReducedChunk(array, bytes, WorldSize);
         foreach (var port in _ranks)
         {
-            var message = new GradientChunk { Step = step, Index = index, StepFloats = stepFloats, Data = reduced.Data };
-            if (!port!.Outbox.Writer.TryWrite(new Outgoing(message, reduced))) reduced.Release();
+            if (!port!.Outbox.Writer.TryWrite(new Outgoing(null, step, index, stepFloats, reduced))) reduced.Release();
         }
     }
 
@@ -329,19 +362,36 @@ internal sealed class RankPort(int rank)
     public bool Departed { get; set; }
 }
 
-/// <summary>A message for one rank, and the shared buffer to release once it is written.</summary>
-internal readonly record struct Outgoing(GradientChunk Message, ReducedChunk? Buffer);
+/// <summary>
+/// What one rank is sent next: the echoed header once everyone joined (<paramref name="Joined"/>),
+/// or the mean of chunk <paramref name="Index"/> of step <paramref name="Step"/>, in a shared
+/// buffer to release once it is written.
+/// </summary>
+internal readonly record struct Outgoing(GradientStreamHeader? Joined, long Step, int Index, long StepFloats, ReducedChunk? Buffer)
+{
+    /// <summary>The message for the gRPC stream (wraps the shared bytes without copying).</summary>
+    public GradientChunk ToChunk() => Joined is { } header
+        ? new GradientChunk { Header = header }
+        : new GradientChunk { Step = Step, Index = Index, StepFloats = StepFloats, Data = Buffer!.Data };
+}
+
+/// <summary>One rank's chunk as received: its bytes, and the pooled array holding them (null when not pooled).</summary>
+internal readonly record struct GradientPart(ReadOnlyMemory<byte> Data, byte[]? Pooled);
 
 /// <summary>
-/// A reduced chunk in a pooled array, shared by the W writes of it. Released by count rather than
-/// with <c>using</c>: the last of W concurrent writers returns it.
+/// A reduced chunk in a pooled array, after room for the socket frame header, shared by the W
+/// writes of it. Released by count rather than with <c>using</c>: the last of W concurrent
+/// writers returns it.
 /// </summary>
 internal sealed class ReducedChunk(byte[] array, int length, int readers)
 {
     private int _readers = readers;
 
     /// <summary>Wraps the pooled bytes without copying; valid until the last <see cref="Release"/>.</summary>
-    public ByteString Data { get; } = UnsafeByteOperations.UnsafeWrap(array.AsMemory(0, length));
+    public ByteString Data => UnsafeByteOperations.UnsafeWrap(array.AsMemory(GradientSocketFrames.FrameHeaderBytes, length));
+
+    /// <summary>The whole socket frame: header and means.</summary>
+    public ReadOnlyMemory<byte> Frame => array.AsMemory(0, GradientSocketFrames.FrameHeaderBytes + length);
 
     public void Release()
     {
@@ -357,7 +407,7 @@ internal static class MeanKernel
     /// W folds the division into the last addition as a multiplication by 1/W: that scaling is exact,
     /// so the bits equal those of add-then-divide, and it saves one pass over the chunk.
     /// </summary>
-    public static void Mean(ReadOnlySpan<ByteString?> parts, Span<float> destination)
+    public static void Mean(ReadOnlySpan<GradientPart> parts, Span<float> destination)
     {
         var w = parts.Length;
         if (w == 1)
@@ -380,5 +430,5 @@ internal static class MeanKernel
         TensorPrimitives.Divide(destination, w, destination);
     }
 
-    private static ReadOnlySpan<float> Floats(ByteString? part) => MemoryMarshal.Cast<byte, float>(part!.Span);
+    private static ReadOnlySpan<float> Floats(GradientPart part) => MemoryMarshal.Cast<byte, float>(part.Data.Span);
 }

@@ -18,4 +18,13 @@ public sealed class GradientAggregationOptions
 
     /// <summary>Largest buffer (floats) one step may carry: 1 GiB of fp32 by default.</summary>
     public long MaxBufferFloats { get; set; } = 1L << 28;
+
+    /// <summary>
+    /// TCP port of the gradient socket (the data plane that skips gRPC framing); 0 picks a free
+    /// port, null turns it off (ranks then use the GradientExchange gRPC stream).
+    /// </summary>
+    public int? SocketPort { get; set; }
+
+    /// <summary>Address the gradient socket listens on.</summary>
+    public string SocketAddress { get; set; } = "127.0.0.1";
 }

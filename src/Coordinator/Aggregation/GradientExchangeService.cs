@@ -83,7 +83,7 @@ public sealed class GradientExchangeService(
                 {
                     try
                     {
-                        await responseStream.WriteAsync(item.Message, ct).ConfigureAwait(false);
+                        await responseStream.WriteAsync(item.ToChunk(), ct).ConfigureAwait(false);
                     }
                     finally
                     {

@@ -60,13 +60,14 @@ public sealed class AuthInterceptor(IOptions<CoordinatorOptions> options) : Inte
 {
     private void Check(ServerCallContext context)
     {
-        var token = options.Value.AuthToken;
-        if (string.IsNullOrEmpty(token)) return;
-        var header = context.RequestHeaders.GetValue("authorization");
-        if (header is null || !System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
-                System.Text.Encoding.UTF8.GetBytes(header), System.Text.Encoding.UTF8.GetBytes("Bearer " + token)))
-            Fail();
+        if (!Accepts(options.Value.AuthToken, context.RequestHeaders.GetValue("authorization"))) Fail();
     }
+
+    /// <summary>True when no token is configured, or <paramref name="authorization"/> is "Bearer &lt;token&gt;" (compared in constant time).</summary>
+    internal static bool Accepts(string? token, string? authorization) =>
+        string.IsNullOrEmpty(token)
+        || (authorization is not null && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+            System.Text.Encoding.UTF8.GetBytes(authorization), System.Text.Encoding.UTF8.GetBytes("Bearer " + token)));
 
     [DoesNotReturn]
     private static void Fail() => throw new RpcException(new Status(StatusCode.Unauthenticated, "missing or wrong token (set ORCH_TOKEN)"));

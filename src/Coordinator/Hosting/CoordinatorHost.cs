@@ -24,6 +24,8 @@ public sealed record CoordinatorHostSettings
     public int GrpcPort { get; init; } = 5000;
     /// <summary>HTTP/1.1 port for /healthz (and /metrics); null: none.</summary>
     public int? HttpPort { get; init; }
+    /// <summary>TCP port of the gradient socket (coordinator aggregation without gRPC framing); 0 picks a free port, null: off.</summary>
+    public int? GradientPort { get; init; } = 0;
     /// <summary>Redis configuration string (host:port,…); null uses the SQLite store under <see cref="StateDir"/>.</summary>
     public string? Redis { get; init; }
     /// <summary>Key prefix in Redis, so coordinators (or tests) can share one server.</summary>
@@ -85,6 +87,11 @@ public static class CoordinatorHost
         services.AddSingleton<SweepEvents>();
         services.AddSingleton<SweepManager>();
         services.AddGradientAggregation();
+        services.Configure<Aggregation.GradientAggregationOptions>(o =>
+        {
+            o.SocketPort = settings.GradientPort;
+            o.SocketAddress = settings.Host;
+        });
         services.AddSingleton<TrialScheduler>();
         services.AddHostedService(sp => sp.GetRequiredService<TrialScheduler>());
         services.AddSingleton<AuthInterceptor>();

@@ -25,6 +25,7 @@ public sealed partial class SweepManager(
     WorkerRegistry workers,
     SweepEvents events,
     CheckpointStore checkpoints,
+    Aggregation.GradientSocketEndpoint gradientSocket,
     IOptions<CoordinatorOptions> options,
     TimeProvider clock,
     ILogger<SweepManager> logger)
@@ -175,6 +176,7 @@ public sealed partial class SweepManager(
                 Aggregation = spec?.Aggregation ?? SweepNames.Aggregations[0],
                 Wire = spec?.Wire ?? SweepNames.WireFormats[0],
             };
+            if (message.Aggregation == "coordinator" && gradientSocket.Advertised is { } socket) message.GradientEndpoint = socket;
             message.PeerWorkerIds.AddRange(gang.Select(w => w.Id));
             message.PeerEndpoints.AddRange(gang.Select(w => w.DataEndpoint));
             worker.Send(new Proto.CoordinatorMessage { Assign = message });

@@ -274,18 +274,18 @@ public sealed class CoordinatorAllReduce : IAllReduce
     }
 
     /// <summary>The error that says most: the coordinator's status over our own cancellation of the other half.</summary>
-    private static Exception Informative(Exception receive, Exception? send)
+    internal static Exception Informative(Exception receive, Exception? send)
     {
         static bool Secondary(Exception e) => e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled };
         return Secondary(receive) && send is not null && !Secondary(send) ? send : receive;
     }
 
-    private static bool IdleTimedOut(Exception receive, Exception? send) =>
+    internal static bool IdleTimedOut(Exception receive, Exception? send) =>
         (receive is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
         && (send is null or OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled });
 
     /// <summary>Turns what the call threw into the failure a user can act on; the coordinator's trailers name the rank.</summary>
-    private static Exception Describe(Exception error, CoordinatorAllReduceOptions options, TimeSpan? timedOut, bool joining)
+    internal static Exception Describe(Exception error, CoordinatorAllReduceOptions options, TimeSpan? timedOut, bool joining)
     {
         if (error is CollectiveException) return error;
         var where = joining
@@ -322,7 +322,7 @@ public sealed class CoordinatorAllReduce : IAllReduce
             $"The gradient exchange of rank {Rank} is broken by an earlier failure; connect a new one. First failure: {first.Message}", first);
 
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
-    private static void ThrowConcurrentCall() =>
+    internal static void ThrowConcurrentCall() =>
         throw new InvalidOperationException("AllReduceAsync is already running on this instance; collectives must be called one at a time, in the same order on every rank.");
 
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
@@ -331,7 +331,7 @@ public sealed class CoordinatorAllReduce : IAllReduce
             $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent chunk {mean.Index} of step {mean.Step} ({mean.Data.Length} bytes) where chunk {index} of step {step} ({floats * sizeof(float)} bytes) was due.");
 
     /// <summary>The caller's floats seen as bytes, for <see cref="UnsafeByteOperations.UnsafeWrap"/> (no copy).</summary>
-    private sealed class FloatBytes(Memory<float> floats) : MemoryManager<byte>
+    internal sealed class FloatBytes(Memory<float> floats) : MemoryManager<byte>
     {
         public override Span<byte> GetSpan() => MemoryMarshal.AsBytes(floats.Span);
 

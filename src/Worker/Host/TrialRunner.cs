@@ -131,8 +131,11 @@ internal sealed partial class TrialRunner : ITrainingObserver
     private IAllReduce JoinCollective(CancellationToken ct) =>
         _assignment.Aggregation == "coordinator" ? JoinCoordinator(ct) : JoinRing(ct);
 
-    /// <summary>Opens this rank's gradient stream to the coordinator (every rank does this at the same time).</summary>
-    private CoordinatorAllReduce JoinCoordinator(CancellationToken ct)
+    /// <summary>
+    /// Joins the coordinator's gradient exchange (every rank does this at the same time): over its
+    /// gradient socket when the assignment names one, else over the gRPC stream.
+    /// </summary>
+    private IAllReduce JoinCoordinator(CancellationToken ct)
     {
         var options = new CoordinatorAllReduceOptions
         {
@@ -142,7 +145,13 @@ internal sealed partial class TrialRunner : ITrainingObserver
             WorldSize = _assignment.WorldSize,
             Headers = _agent.Headers,
         };
-        return CoordinatorAllReduce.ConnectAsync(options, new Uri(_agent.Options.CoordinatorUrl), ct).GetAwaiter().GetResult();
+        var coordinator = new Uri(_agent.Options.CoordinatorUrl);
+        if (_assignment.GradientEndpoint.Length > 0)
+        {
+            var (host, port) = CoordinatorSocketAllReduce.ResolveEndpoint(_assignment.GradientEndpoint, coordinator);
+            return CoordinatorSocketAllReduce.ConnectAsync(options, host, port, ct).GetAwaiter().GetResult();
+        }
+        return CoordinatorAllReduce.ConnectAsync(options, coordinator, ct).GetAwaiter().GetResult();
     }
 
     /// <summary>Forms the gradient ring with the other ranks of this trial (every rank does this at the same time).</summary>

@@ -1,0 +1,368 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Grpc.Core;
+using Microsoft.Extensions.Options;
+using Orchestrator.Coordinator.Grpc;
+using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Protocol.V1;
+
+namespace Orchestrator.Coordinator.Aggregation;
+
+/// <summary>Where the gradient socket listens, once it does (read when trials are assigned).</summary>
+public sealed class GradientSocketEndpoint
+{
+    private volatile string? _advertised;
+
+    /// <summary>The bound port; null while the socket is off or not started.</summary>
+    public int? Port { get; private set; }
+
+    /// <summary>":PORT" for AssignTrial.gradient_endpoint; null when ranks must use the gRPC stream.</summary>
+    public string? Advertised => _advertised;
+
+    internal void Set(int? port)
+    {
+        Port = port;
+        _advertised = port is { } p ? ":" + p.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
+    }
+}
+
+/// <summary>
+/// The gradient socket: the <c>coordinator</c> aggregation mode on plain TCP
+/// (<see cref="GradientSocketFrames"/>). Each connection is one rank of one trial attempt and joins
+/// the same <see cref="AggregationSession"/> a GradientExchange stream would, so the checks,
+/// timeouts and failures are the stream's; only the framing differs. Chunks are received straight
+/// into pooled arrays that the session sums from, and each mean goes out as one pooled frame
+/// shared by every rank: no protobuf, no HTTP/2 frames, no copies besides the kernel's.
+/// </summary>
+public sealed partial class GradientSocketServer(
+    AggregationSessions sessions,
+    ITrialLeaseCheck leases,
+    GradientSocketEndpoint endpoint,
+    IOptions<GradientAggregationOptions> options,
+    IOptions<CoordinatorOptions> coordinator,
+    ILogger<GradientSocketServer> logger) : IHostedService, IAsyncDisposable
+{
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<Task, bool> _connections = new();
+    private Socket? _listener;
+    private Task? _accepting;
+
+    /// <summary>Binds the port (so that assignments can name it from the start) and starts accepting.</summary>
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (options.Value.SocketPort is not { } port)
+        {
+            endpoint.Set(null);
+            return Task.CompletedTask;
+        }
+        var address = IPAddress.Parse(options.Value.SocketAddress);
+        var listener = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            listener.Bind(new IPEndPoint(address, port));
+            listener.Listen(512);
+        }
+        catch (SocketException e)
+        {
+            listener.Dispose();
+            throw new InvalidOperationException($"The gradient socket cannot listen on {address}:{port}: {e.Message} (choose another --gradient-port, or --gradient-port 0 for a free one).", e);
+        }
+        _listener = listener;
+        endpoint.Set(((IPEndPoint)listener.LocalEndPoint!).Port);
+        Log.Listening(logger, address.ToString(), endpoint.Port!.Value);
+        _accepting = AcceptLoopAsync(listener, _stopping.Token);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Stops accepting and ends every connection (their trials fail UNAVAILABLE and resume elsewhere).</summary>
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_stopping.IsCancellationRequested) return;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _listener?.Dispose();
+        if (_accepting is not null) await _accepting.ConfigureAwait(false);
+        await Task.WhenAll(_connections.Keys).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(CancellationToken.None).ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+
+    private async Task AcceptLoopAsync(Socket listener, CancellationToken stopping)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptAsync(stopping).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException || stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (SocketException e)
+            {
+                // A connection that died in the backlog (reset before accept): keep accepting.
+                Log.AcceptFailed(logger, e.SocketErrorCode.ToString());
+                continue;
+            }
+            var connection = ServeAsync(socket, stopping);
+            _connections.TryAdd(connection, true);
+            _ = connection.ContinueWith(static (t, state) => ((ConcurrentDictionary<Task, bool>)state!).TryRemove(t, out _),
+                _connections, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>One rank's connection: hello, admission, then the read and write loops until the session ends.</summary>
+    private async Task ServeAsync(Socket socket, CancellationToken stopping)
+    {
+        await Task.Yield();
+        using var owned = socket;
+        socket.NoDelay = true;
+        AggregationSession session;
+        RankPort port;
+        try
+        {
+            var header = await ReadHelloAsync(socket, stopping).ConfigureAwait(false);
+            sessions.Validate(header);
+            if (!await leases.IsCurrentAsync(header.TrialId, header.FencingToken, stopping).ConfigureAwait(false))
+                AggregationErrors.ThrowStale(header.TrialId, header.FencingToken);
+            (session, port) = sessions.Join(header);
+        }
+        catch (RpcException refusal)
+        {
+            await EndWithAsync(socket, refusal).ConfigureAwait(false);
+            return;
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        {
+            // Gone before it said who it is, silent past the join timeout, or the coordinator stops.
+            return;
+        }
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(stopping, session.Ended);
+        // A coordinator that stops ends the trial's exchange for every rank, saying so.
+        using var shutdown = stopping.Register(static s => ((AggregationSession)s!).Fail(new RpcException(new Status(StatusCode.Unavailable,
+            "the coordinator is shutting down; the trial resumes from its last checkpoint when it is back"))), session);
+        var reader = ReadLoopAsync(socket, session, port, stop.Token);
+        try
+        {
+            await WriteLoopAsync(socket, session, port, stop.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            await reader.ConfigureAwait(false);
+            sessions.Leave(session);
+        }
+        if (session.Failure is { } failure) await EndWithAsync(socket, failure).ConfigureAwait(false);
+        else await CloseGracefullyAsync(socket).ConfigureAwait(false);
+    }
+
+    private async Task<GradientStreamHeader> ReadHelloAsync(Socket socket, CancellationToken stopping)
+    {
+        using var bound = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        // A client that connects and says nothing must not hold a connection forever.
+        bound.CancelAfter(options.Value.JoinTimeout);
+        var preamble = new byte[GradientSocketFrames.PreambleBytes];
+        await ReceiveExactlyAsync(socket, preamble, bound.Token).ConfigureAwait(false);
+        if (BinaryPrimitives.ReadUInt32LittleEndian(preamble) != GradientSocketFrames.Magic)
+            AggregationErrors.ThrowInvalid("this is the coordinator's gradient socket: a connection must start with the gradient socket's magic (docs/data-parallel.md)");
+        var length = BinaryPrimitives.ReadInt32LittleEndian(preamble.AsSpan(4));
+        if (length < 1 || length > GradientSocketFrames.MaxHelloBytes)
+            AggregationErrors.ThrowInvalid($"a gradient socket hello of {length} bytes (1 to {GradientSocketFrames.MaxHelloBytes} allowed)");
+        var body = new byte[length];
+        await ReceiveExactlyAsync(socket, body, bound.Token).ConfigureAwait(false);
+        GradientSocketHello hello;
+        try
+        {
+            hello = GradientSocketHello.Parser.ParseFrom(body);
+        }
+        catch (Google.Protobuf.InvalidProtocolBufferException e)
+        {
+            AggregationErrors.ThrowInvalid("the gradient socket hello is not a GradientSocketHello: " + e.Message);
+            throw;
+        }
+        if (!AuthInterceptor.Accepts(coordinator.Value.AuthToken, hello.Authorization))
+            throw new RpcException(new Status(StatusCode.Unauthenticated, "missing or wrong token (set ORCH_TOKEN)"));
+        if (hello.Header is null) AggregationErrors.ThrowInvalid("the gradient socket hello carries no header");
+        return hello.Header;
+    }
+
+    /// <summary>Feeds the rank's steps to the session until the rank closes its half or anything fails.</summary>
+    private static async Task ReadLoopAsync(Socket socket, AggregationSession session, RankPort port, CancellationToken ct)
+    {
+        var header = new byte[GradientSocketFrames.StepHeaderBytes];
+        var chunkFloats = session.ChunkFloats;
+        try
+        {
+            while (true)
+            {
+                if (!await ReceiveStepHeaderAsync(socket, header, ct).ConfigureAwait(false))
+                {
+                    session.Depart(port, clean: true);
+                    return;
+                }
+                var type = BinaryPrimitives.ReadUInt32LittleEndian(header);
+                var step = BinaryPrimitives.ReadInt64LittleEndian(header.AsSpan(8));
+                var floats = BinaryPrimitives.ReadInt64LittleEndian(header.AsSpan(16));
+                if (type != GradientSocketFrames.Step)
+                {
+                    session.Fail(AggregationErrors.Mismatch(session.TrialId, port.Rank, $"sent frame type {type} where a step header was due"));
+                    return;
+                }
+                session.CheckStep(port.Rank, step, floats);
+                var chunks = (int)((floats + chunkFloats - 1) / chunkFloats);
+                for (var index = 0; index < chunks; index++)
+                {
+                    var bytes = (int)Math.Min(chunkFloats, floats - (long)index * chunkFloats) * sizeof(float);
+                    var array = ArrayPool<byte>.Shared.Rent(bytes);
+                    await ReceiveExactlyAsync(socket, array.AsMemory(0, bytes), ct).ConfigureAwait(false);
+                    session.Receive(port.Rank, step, index, floats, new GradientPart(array.AsMemory(0, bytes), array));
+                }
+            }
+        }
+        catch (RpcException) when (session.Failure is not null)
+        {
+            // The session failed (this rank broke the protocol, or another rank failed it).
+        }
+        catch (Exception)
+        {
+            // The rank went away (reset, closed mid-step, cancelled): mid-step that fails the trial.
+            session.Depart(port, clean: false);
+        }
+    }
+
+    /// <summary>The one writer of the rank's connection: drains its outbox in order.</summary>
+    private static async Task WriteLoopAsync(Socket socket, AggregationSession session, RankPort port, CancellationToken ct)
+    {
+        var outbox = port.Outbox.Reader;
+        var joined = new byte[GradientSocketFrames.FrameHeaderBytes];
+        GradientSocketFrames.WriteFrame(joined, GradientSocketFrames.Joined, 0, 0);
+        try
+        {
+            while (await outbox.WaitToReadAsync(ct).ConfigureAwait(false))
+            {
+                while (outbox.TryRead(out var item))
+                {
+                    try
+                    {
+                        await SendAllAsync(socket, item.Joined is null ? item.Buffer!.Frame : joined, ct).ConfigureAwait(false);
+                    }
+                    finally
+                    {
+                        item.Buffer?.Release();
+                    }
+                }
+            }
+        }
+        catch (Exception) when (session.Failure is not null)
+        {
+            // Failed elsewhere; the connection ends with that failure.
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+        {
+            // The rank's connection went away while we wrote to it.
+            session.Depart(port, clean: false);
+        }
+        finally
+        {
+            // Chunks never written still hold a share of their pooled buffer.
+            while (outbox.TryRead(out var left)) left.Buffer?.Release();
+        }
+    }
+
+    /// <summary>Sends the failure frame, then closes without losing it (bounded).</summary>
+    private static async Task EndWithAsync(Socket socket, RpcException failure)
+    {
+        try
+        {
+            using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            await SendAllAsync(socket, GradientSocketFrames.Failure(failure), bound.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+        {
+            // The rank is gone already.
+            return;
+        }
+        await CloseGracefullyAsync(socket).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Sends FIN and reads until the rank closes too (bounded): closing with its bytes still unread
+    /// would reset the connection, and a reset can discard the failure frame before the rank reads it.
+    /// </summary>
+    private static async Task CloseGracefullyAsync(Socket socket)
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Send);
+            using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            var sink = ArrayPool<byte>.Shared.Rent(64 * 1024);
+            try
+            {
+                while (await socket.ReceiveAsync(sink, SocketFlags.None, bound.Token).ConfigureAwait(false) > 0) { }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(sink);
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+        {
+            // Closed either way below.
+        }
+    }
+
+    /// <summary>Reads a step header; false when the rank closed its half cleanly before it (between steps).</summary>
+    private static async ValueTask<bool> ReceiveStepHeaderAsync(Socket socket, Memory<byte> header, CancellationToken ct)
+    {
+        var read = 0;
+        while (read < header.Length)
+        {
+            var n = await socket.ReceiveAsync(header[read..], SocketFlags.None, ct).ConfigureAwait(false);
+            if (n == 0)
+            {
+                if (read == 0) return false;
+                throw new IOException("the rank closed its connection inside a step header");
+            }
+            read += n;
+        }
+        return true;
+    }
+
+    private static async ValueTask ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken ct)
+    {
+        while (!buffer.IsEmpty)
+        {
+            var n = await socket.ReceiveAsync(buffer, SocketFlags.None, ct).ConfigureAwait(false);
+            if (n == 0) throw new IOException("the connection closed mid-frame");
+            buffer = buffer[n..];
+        }
+    }
+
+    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> buffer, CancellationToken ct)
+    {
+        while (!buffer.IsEmpty)
+        {
+            var n = await socket.SendAsync(buffer, SocketFlags.None, ct).ConfigureAwait(false);
+            buffer = buffer[n..];
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Gradient socket listening on {Address}:{Port}")]
+        public static partial void Listening(ILogger logger, string address, int port);
+
+        [LoggerMessage(2, LogLevel.Debug, "Gradient socket accept failed: {Error}")]
+        public static partial void AcceptFailed(ILogger logger, string error);
+    }
+}

@@ -1,0 +1,275 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Orchestrator.Protocol.V1;
+
+namespace Orchestrator.Worker.Distributed;
+
+/// <summary>
+/// All-reduce through the coordinator over its gradient socket: the <c>coordinator</c>
+/// aggregation mode of <see cref="CoordinatorAllReduce"/> on a plain TCP connection
+/// (<see cref="GradientSocketFrames"/>) instead of a gRPC stream. Same session on the coordinator,
+/// same means, bits, checks and failures; the gradient bytes skip HTTP/2 framing and protobuf.
+/// </summary>
+/// <remarks>
+/// <para>Per step the rank sends a 24-byte header and then its whole buffer in one send, straight
+/// from the caller's memory; the coordinator answers with one frame per chunk, whose means are
+/// received straight into the caller's buffer. Writing chunk k's mean in place is safe while later
+/// chunks are still being sent: the mean of chunk k exists only after the coordinator received
+/// this rank's chunk k, so the kernel has already copied those bytes out.</para>
+/// <para><see cref="CoordinatorAllReduceOptions.Timeout"/> bounds the silence between two frames
+/// from the coordinator; a stalled or dead peer is reported sooner, by the coordinator, naming
+/// the rank.</para>
+/// </remarks>
+public sealed class CoordinatorSocketAllReduce : IAllReduce
+{
+    private readonly CoordinatorAllReduceOptions _options;
+    private readonly Socket _socket;
+    private readonly byte[] _stepHeader = new byte[GradientSocketFrames.StepHeaderBytes];
+    private readonly byte[] _frame = new byte[GradientSocketFrames.FrameHeaderBytes];
+    private long _step;
+    private int _busy;
+    private Exception? _failure;
+    private bool _disposed;
+
+    private CoordinatorSocketAllReduce(CoordinatorAllReduceOptions options, Socket socket)
+    {
+        _options = options;
+        _socket = socket;
+        Rank = options.Rank;
+        WorldSize = options.WorldSize;
+    }
+
+    /// <inheritdoc />
+    public int Rank { get; }
+
+    /// <inheritdoc />
+    public int WorldSize { get; }
+
+    /// <summary>
+    /// Where to connect for an assignment's gradient endpoint: ":PORT" is that port on the host of
+    /// <paramref name="coordinator"/> (the address this worker already reaches the coordinator at),
+    /// "HOST:PORT" names the host.
+    /// </summary>
+    /// <exception cref="FormatException">Not ":PORT" or "HOST:PORT" with a port from 1 to 65535.</exception>
+    public static (string Host, int Port) ResolveEndpoint(string advertised, Uri coordinator)
+    {
+        ArgumentNullException.ThrowIfNull(advertised);
+        ArgumentNullException.ThrowIfNull(coordinator);
+        var colon = advertised.LastIndexOf(':');
+        if (colon < 0 || !int.TryParse(advertised.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+            throw new FormatException($"gradient endpoint '{advertised}' is not ':PORT' or 'HOST:PORT'");
+        var host = advertised[..colon].Trim('[', ']');
+        return (host.Length == 0 ? coordinator.IdnHost.Trim('[', ']') : host, port);
+    }
+
+    /// <summary>
+    /// Connects this rank to the coordinator's gradient socket and waits until every rank of the
+    /// trial has joined (bounded by <see cref="CoordinatorAllReduceOptions.ConnectTimeout"/>).
+    /// </summary>
+    /// <exception cref="CollectiveException">Unreachable, refused (stale fencing token, inconsistent ranks, wrong token) or not every rank joined.</exception>
+    public static async Task<CoordinatorSocketAllReduce> ConnectAsync(CoordinatorAllReduceOptions options, string host, int port, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentException.ThrowIfNullOrEmpty(host);
+        options.Validate();
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var join = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        join.CancelAfter(options.ConnectTimeout);
+        try
+        {
+            await socket.ConnectAsync(host, port, join.Token).ConfigureAwait(false);
+            var hello = new GradientSocketHello
+            {
+                Header = new GradientStreamHeader
+                {
+                    TrialId = options.TrialId,
+                    FencingToken = options.FencingToken,
+                    Rank = options.Rank,
+                    WorldSize = options.WorldSize,
+                    ChunkFloats = options.ChunkFloats,
+                },
+                Authorization = options.Headers?.GetValue("authorization") ?? "",
+            };
+            await SendAllAsync(socket, GradientSocketFrames.Hello(hello), join.Token).ConfigureAwait(false);
+            // The coordinator says Joined once every rank of the trial is in, or why not.
+            var frame = new byte[GradientSocketFrames.FrameHeaderBytes];
+            await ReceiveFrameAsync(socket, frame, join.Token).ConfigureAwait(false);
+            var (type, argument, _) = GradientSocketFrames.ReadFrame(frame);
+            if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(socket, argument, join.Token).ConfigureAwait(false);
+            if (type != GradientSocketFrames.Joined)
+                throw new CollectiveException(CollectiveFailure.ConnectFailed, options.Rank, null,
+                    $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}: {host}:{port} answered frame type {type}; is it a coordinator's gradient socket?");
+            return new CoordinatorSocketAllReduce(options, socket);
+        }
+        catch (Exception e)
+        {
+            socket.Dispose();
+            cancellationToken.ThrowIfCancellationRequested();
+            if (e is CollectiveException) throw;
+            if (e is SocketException s && !join.IsCancellationRequested)
+                throw new CollectiveException(CollectiveFailure.ConnectFailed, options.Rank, null,
+                    $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}: cannot reach the coordinator's gradient socket at {host}:{port} ({s.SocketErrorCode}).", e);
+            throw CoordinatorAllReduce.Describe(e, options, join.IsCancellationRequested ? options.ConnectTimeout : null, joining: true);
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask AllReduceAsync(Memory<float> buffer, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0) CoordinatorAllReduce.ThrowConcurrentCall();
+        if (_failure is { } failure)
+        {
+            Volatile.Write(ref _busy, 0);
+            return ValueTask.FromException(Broken(failure));
+        }
+        if (cancellationToken.IsCancellationRequested)
+        {
+            Volatile.Write(ref _busy, 0);
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+        if (WorldSize == 1 || buffer.IsEmpty)
+        {
+            Volatile.Write(ref _busy, 0);
+            return ValueTask.CompletedTask;
+        }
+        return RunAsync(buffer, cancellationToken);
+    }
+
+    private async ValueTask RunAsync(Memory<float> buffer, CancellationToken ct)
+    {
+        var step = _step++;
+        using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        idle.CancelAfter(_options.Timeout);
+        using var bytes = new CoordinatorAllReduce.FloatBytes(buffer);
+        var send = SendStepAsync(bytes.Memory, buffer.Length, step, idle.Token);
+        try
+        {
+            await ReceiveMeansAsync(bytes.Memory, buffer.Length, step, idle).ConfigureAwait(false);
+            await send.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            await idle.CancelAsync().ConfigureAwait(false);
+            Exception? sendError = null;
+            try { await send.ConfigureAwait(false); } catch (Exception s) { sendError = s; }
+            var failure = ct.IsCancellationRequested
+                ? new OperationCanceledException(ct)
+                : CoordinatorAllReduce.Describe(Informative(e, sendError), _options,
+                    CoordinatorAllReduce.IdleTimedOut(e, sendError) ? _options.Timeout : null, joining: false);
+            Volatile.Write(ref _failure, failure);
+            // The connection no longer agrees with the coordinator about where it stands.
+            _socket.Dispose();
+            throw failure;
+        }
+        finally
+        {
+            Volatile.Write(ref _busy, 0);
+        }
+    }
+
+    /// <summary>
+    /// Sends the step. A failed send does not stop the receiver: a broken connection fails the
+    /// read too, and when the coordinator ended the step it has sent why (the failure frame, naming
+    /// the rank to blame), which the read must get to rather than be cancelled before.
+    /// </summary>
+    private async Task SendStepAsync(Memory<byte> bytes, long floats, long step, CancellationToken ct)
+    {
+        GradientSocketFrames.WriteStep(_stepHeader, step, floats);
+        await SendAllAsync(_socket, _stepHeader, ct).ConfigureAwait(false);
+        await SendAllAsync(_socket, bytes, ct).ConfigureAwait(false);
+    }
+
+    private async Task ReceiveMeansAsync(Memory<byte> bytes, long floats, long step, CancellationTokenSource idle)
+    {
+        var chunkBytes = _options.ChunkFloats * sizeof(float);
+        var chunks = (int)((floats + _options.ChunkFloats - 1) / _options.ChunkFloats);
+        for (var index = 0; index < chunks; index++)
+        {
+            await ReceiveFrameAsync(_socket, _frame, idle.Token).ConfigureAwait(false);
+            var (type, argument, frameStep) = GradientSocketFrames.ReadFrame(_frame);
+            if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_socket, argument, idle.Token).ConfigureAwait(false);
+            if (type != GradientSocketFrames.Mean || frameStep != step || argument != (uint)index)
+                throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
+                    $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent frame type {type} for chunk {argument} of step {frameStep} where chunk {index} of step {step} was due.");
+            var offset = index * chunkBytes;
+            await ReceiveExactlyAsync(_socket, bytes.Slice(offset, Math.Min(chunkBytes, bytes.Length - offset)), idle.Token).ConfigureAwait(false);
+            idle.CancelAfter(_options.Timeout);
+        }
+    }
+
+    /// <summary>
+    /// Leaves the exchange: between steps the coordinator takes that as this rank finishing;
+    /// mid-collective (or after a failure) the other ranks fail.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (_failure is null && Volatile.Read(ref _busy) == 0)
+        {
+            try
+            {
+                // A clean close: end our half, then wait for the coordinator to end its half (bounded).
+                _socket.Shutdown(SocketShutdown.Send);
+                using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                while (await _socket.ReceiveAsync(_frame, SocketFlags.None, bound.Token).ConfigureAwait(false) > 0) { }
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or IOException)
+            {
+                // Already gone; closing below is all that is left to do.
+            }
+        }
+        _socket.Dispose();
+    }
+
+    /// <summary>Reads the failure the coordinator ended the connection with: the same status the gRPC stream would carry.</summary>
+    private static async Task<Exception> ReadFailureAsync(Socket socket, uint length, CancellationToken ct)
+    {
+        if (length > GradientSocketFrames.MaxHelloBytes)
+            return new IOException($"the coordinator announced a failure of {length} bytes");
+        var payload = new byte[length];
+        await ReceiveExactlyAsync(socket, payload, ct).ConfigureAwait(false);
+        return GradientSocketFrames.ToRpcException(GradientSocketFailure.Parser.ParseFrom(payload));
+    }
+
+    /// <summary>The error that says most: the coordinator's failure over our own cancellation of the other half.</summary>
+    private static Exception Informative(Exception receive, Exception? send) =>
+        receive is OperationCanceledException && send is not null and not OperationCanceledException ? send : receive;
+
+    private CollectiveException Broken(Exception first) =>
+        new(CollectiveFailure.Broken, Rank, (first as CollectiveException)?.PeerRank,
+            $"The gradient exchange of rank {Rank} is broken by an earlier failure; connect a new one. First failure: {first.Message}", first);
+
+    private static async ValueTask ReceiveFrameAsync(Socket socket, Memory<byte> frame, CancellationToken ct)
+    {
+        var read = 0;
+        while (read < frame.Length)
+        {
+            var n = await socket.ReceiveAsync(frame[read..], SocketFlags.None, ct).ConfigureAwait(false);
+            if (n == 0) throw new IOException("the coordinator closed the gradient socket");
+            read += n;
+        }
+    }
+
+    private static async ValueTask ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken ct)
+    {
+        while (!buffer.IsEmpty)
+        {
+            var n = await socket.ReceiveAsync(buffer, SocketFlags.None, ct).ConfigureAwait(false);
+            if (n == 0) throw new IOException("the coordinator closed the gradient socket mid-frame");
+            buffer = buffer[n..];
+        }
+    }
+
+    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> buffer, CancellationToken ct)
+    {
+        while (!buffer.IsEmpty)
+        {
+            var n = await socket.SendAsync(buffer, SocketFlags.None, ct).ConfigureAwait(false);
+            buffer = buffer[n..];
+        }
+    }
+}
