@@ -1,11 +1,11 @@
 // All-reduce time of gradient-sized buffers: our ring (TCP and Unix sockets, fp32 and bf16) and the
-// coordinator mode (gRPC streams to a GradientExchange service hosted by this parent process)
-// against PyTorch's Gloo, every rank a separate process on this machine, measured in one run.
+// coordinator mode (gRPC streams to a GradientExchange service, and the gradient socket, both
+// hosted by this parent process) against PyTorch's Gloo, every rank a separate process on this machine, measured in one run.
 // Medians after warm-up; each timed collective starts after a barrier; a configuration's figure is
 // its slowest rank.
 //
-//   bash bench/AllReduce/run.sh [--iters N] [--warmup N] [--worlds 2,4] [--floats 11200000,2150000] [--no-gloo] [--no-ring] [--no-coordinator] [--chunk-bytes B] [--socket-buffer B] [--python /usr/bin/python3]
-//   (a rank: --rank R --endpoints E0,E1,.. --floats N --iters N --warmup N --wire fp32|bf16, or --coordinator URL --trial T instead of --endpoints)
+//   bash bench/AllReduce/run.sh [--iters N] [--warmup N] [--worlds 2,4] [--floats 11200000,2150000] [--no-gloo] [--no-ring] [--no-coordinator] [--no-grpc] [--chunk-bytes B] [--socket-buffer B] [--python /usr/bin/python3]
+//   (a rank: --rank R --endpoints E0,E1,.. --floats N --iters N --warmup N --wire fp32|bf16, or --coordinator URL --trial T [--gradient-port P] instead of --endpoints)
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -61,8 +61,9 @@ double RunRing(int world, int floats, bool unix, string wire)
 }
 
 // The coordinator mode: this process hosts the coordinator's GradientExchange service (Kestrel,
-// HTTP/2 on loopback, the coordinator's message limit and Kestrel defaults), the ranks are
-// separate processes using CoordinatorAllReduce. Every rank and the service share the 2 cores.
+// HTTP/2 on loopback, the coordinator's message limit and Kestrel defaults) and its gradient socket
+// (TCP on loopback); the ranks are separate processes using CoordinatorAllReduce (gRPC) or
+// CoordinatorSocketAllReduce (socket). Every rank and the coordinator share the machine's cores.
 async Task CoordinatorTableAsync()
 {
     var builder = WebApplication.CreateSlimBuilder();
@@ -70,26 +71,43 @@ async Task CoordinatorTableAsync()
     builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2));
     builder.Services.AddSingleton<ITrialLeaseCheck, AnyLease>();
     builder.Services.AddGradientAggregation();
+    builder.Services.Configure<GradientAggregationOptions>(o => o.SocketPort = 0);
     builder.Services.AddGrpc(o => o.MaxReceiveMessageSize = o.MaxSendMessageSize = new Orchestrator.Coordinator.Hosting.CoordinatorOptions().MaxMessageBytes);
     await using var app = builder.Build();
     app.MapGrpcService<GradientExchangeService>();
     await app.StartAsync();
     var url = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+    var socketPort = app.Services.GetRequiredService<GradientSocketEndpoint>().Port!.Value;
+    var socketPath = app.Services.GetRequiredService<GradientSocketEndpoint>().UnixPath!;
 
     Console.WriteLine($"{Environment.ProcessorCount} cores, {options.Iterations} timed iterations after {options.Warmup} warm-up, median of the slowest rank; ms");
     Console.WriteLine();
-    Console.WriteLine("| buffer | ranks | Gloo fp32 | coordinator gRPC fp32 | coordinator/Gloo |");
-    Console.WriteLine("|---|---|---|---|---|");
+    Console.WriteLine("| buffer | ranks | Gloo fp32 | coordinator gRPC | coordinator TCP | coordinator Unix | coordinator shared memory | gRPC/Gloo | TCP/Gloo | Unix/Gloo | shm/Gloo |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
     foreach (var floats in options.Floats)
     foreach (var world in options.Worlds)
     {
         var gloo = options.Gloo ? RunGloo(world, floats) : double.NaN;
         var self = Environment.ProcessPath!;
         var prefix = Path.GetFileNameWithoutExtension(self) == "dotnet" ? new[] { typeof(Args).Assembly.Location } : [];
-        var trial = "bench-" + Guid.NewGuid().ToString("N");
-        var coordinator = RunRanks(world, r => Start(self, [.. prefix, "--rank", $"{r}", "--world", $"{world}", "--coordinator", url, "--trial", trial,
-            "--floats", $"{floats}", "--iters", $"{options.Iterations}", "--warmup", $"{options.Warmup}", "--chunk-bytes", $"{options.ChunkBytes}"]));
-        Console.WriteLine($"| {floats * 4 / 1e6:0.#} MB | {world} | {gloo:0.0} | {coordinator:0.0} | {coordinator / gloo:0.00} |");
+        double Coordinator(string plane)
+        {
+            var trial = "bench-" + Guid.NewGuid().ToString("N");
+            string[] arguments = plane switch
+            {
+                "tcp" => ["--gradient-port", $"{socketPort}"],
+                "unix" => ["--gradient-path", socketPath, "--no-shm"],
+                "shm" => ["--gradient-path", socketPath],
+                _ => [],
+            };
+            return RunRanks(world, r => Start(self, [.. prefix, "--rank", $"{r}", "--world", $"{world}", "--coordinator", url, "--trial", trial, .. arguments,
+                "--floats", $"{floats}", "--iters", $"{options.Iterations}", "--warmup", $"{options.Warmup}", "--chunk-bytes", $"{options.ChunkBytes}"]));
+        }
+        var grpc = options.Grpc ? Coordinator("grpc") : double.NaN;
+        var tcp = Coordinator("tcp");
+        var unix = Coordinator("unix");
+        var shm = Coordinator("shm");
+        Console.WriteLine($"| {floats * 4 / 1e6:0.#} MB | {world} | {gloo:0.0} | {grpc:0.0} | {tcp:0.0} | {unix:0.0} | {shm:0.0} | {grpc / gloo:0.00} | {tcp / gloo:0.00} | {unix / gloo:0.00} | {shm / gloo:0.00} |");
     }
     Console.WriteLine();
     await app.StopAsync();
@@ -137,16 +155,18 @@ static int FreePort()
 
 static async Task<int> RankAsync(int rank, Args options)
 {
-    await using IAllReduce ring = (options.CoordinatorUrl is { } url)
-        ? await CoordinatorAllReduce.ConnectAsync(new CoordinatorAllReduceOptions
-        {
-            TrialId = options.Trial,
-            FencingToken = 1,
-            Rank = rank,
-            WorldSize = options.World,
-            ChunkBytes = options.ChunkBytes,
-        }, new Uri(url), CancellationToken.None)
-        : await ConnectRingAsync(rank, options);
+    var coordinatorOptions = new CoordinatorAllReduceOptions
+    {
+        TrialId = options.Trial,
+        FencingToken = 1,
+        Rank = rank,
+        WorldSize = options.World,
+        ChunkBytes = options.ChunkBytes,
+    };
+    await using IAllReduce ring = options.CoordinatorUrl is not { } url ? await ConnectRingAsync(rank, options)
+        : options.GradientPath is { } path ? await CoordinatorSocketAllReduce.ConnectUnixAsync(coordinatorOptions, path, CancellationToken.None, options.SharedMemory)
+        : options.GradientPort is { } port ? await CoordinatorSocketAllReduce.ConnectAsync(coordinatorOptions, new Uri(url).Host, port, CancellationToken.None)
+        : await CoordinatorAllReduce.ConnectAsync(coordinatorOptions, new Uri(url), CancellationToken.None);
     var floats = options.Floats[0];
     var buffer = new float[floats];
     var random = new Random(rank);
@@ -191,6 +211,10 @@ internal sealed record Args(int? Rank, string[] Endpoints, int[] Floats, int[] W
     public bool Ring { get; init; } = true;
     public bool Coordinator { get; init; } = true;
     public string? CoordinatorUrl { get; init; }
+    public int? GradientPort { get; init; }
+    public string? GradientPath { get; init; }
+    public bool SharedMemory { get; init; } = true;
+    public bool Grpc { get; init; } = true;
     public string Trial { get; init; } = "bench";
     public int World { get; init; }
 
@@ -217,6 +241,10 @@ internal sealed record Args(int? Rank, string[] Endpoints, int[] Floats, int[] W
                 "--no-coordinator" => a with { Coordinator = false },
                 "--coordinator" => a with { CoordinatorUrl = args[++i] },
                 "--trial" => a with { Trial = args[++i] },
+                "--gradient-port" => a with { GradientPort = int.Parse(args[++i], CultureInfo.InvariantCulture) },
+                "--no-grpc" => a with { Grpc = false },
+                "--gradient-path" => a with { GradientPath = args[++i] },
+                "--no-shm" => a with { SharedMemory = false },
                 "--world" => a with { World = int.Parse(args[++i], CultureInfo.InvariantCulture) },
                 "--gloo-script" => a with { GlooScript = args[++i] },
                 _ => throw new ArgumentException($"unknown argument '{args[i]}'"),

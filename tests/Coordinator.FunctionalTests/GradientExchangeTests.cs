@@ -16,7 +16,8 @@ namespace Orchestrator.Coordinator.FunctionalTests;
 /// </summary>
 public sealed class GradientExchangeTests
 {
-    public enum Transport { Grpc, Socket }
+    /// <summary>gRPC stream; gradient socket over TCP, over its Unix twin, and in shared-memory mode.</summary>
+    public enum Transport { Grpc, Socket, Unix, SharedMemory }
 
     private const int ChunkBytes = CoordinatorAllReduceOptions.MinChunkBytes;
     private const int ChunkFloats = ChunkBytes / sizeof(float);
@@ -30,6 +31,10 @@ public sealed class GradientExchangeTests
     [InlineData(Transport.Socket, 3, 2 * ChunkFloats)]
     [InlineData(Transport.Socket, 3, 2 * ChunkFloats + 77)]
     [InlineData(Transport.Socket, 3, 100)]
+    [InlineData(Transport.Unix, 2, 3 * ChunkFloats + 1234)]
+    [InlineData(Transport.SharedMemory, 2, 3 * ChunkFloats)]
+    [InlineData(Transport.SharedMemory, 3, 2 * ChunkFloats + 77)]
+    [InlineData(Transport.SharedMemory, 3, 100)]
     public async Task Ranks_get_the_exact_mean_with_identical_bits(Transport transport, int world, int floats)
     {
         await using var coordinator = await TestCoordinator.StartAsync();
@@ -71,12 +76,39 @@ public sealed class GradientExchangeTests
     }
 
     [Fact]
+    public async Task Ranks_in_shared_memory_on_the_socket_and_on_the_stream_share_one_exchange_and_leave_no_segment_files()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        var (workers, assignments) = await StartTrialAsync(coordinator, 3);
+        Assert.All(assignments, a => Assert.Equal(coordinator.GradientSocketPath, a.GradientSocketPath));
+        Assert.True(File.Exists(coordinator.GradientSocketPath));
+        var ranks = await Task.WhenAll(
+            Connect(coordinator, assignments[0], Transport.SharedMemory),
+            Connect(coordinator, assignments[1], Transport.Grpc),
+            Connect(coordinator, assignments[2], Transport.Socket)).DefaultTimeout();
+        var ours = $"{Protocol.SharedMemorySegment.Prefix}{Environment.ProcessId}-*";
+        try
+        {
+            await AssertExactMeansAsync(ranks, 3 * ChunkFloats + 11);
+            // Unlinked as soon as the rank mapped it: nothing in /dev/shm outlives the processes.
+            Assert.Empty(Directory.EnumerateFiles(Protocol.SharedMemorySegment.Folder, ours));
+        }
+        finally
+        {
+            await DisposeAllAsync(ranks);
+            foreach (var w in workers) await w.DisposeAsync();
+        }
+        Assert.Empty(Directory.EnumerateFiles(Protocol.SharedMemorySegment.Folder, ours));
+    }
+
+    [Fact]
     public async Task With_the_gradient_socket_off_assignments_name_none_and_the_stream_still_works()
     {
         await using var coordinator = await TestCoordinator.StartAsync(gradientSocket: false);
         Assert.Null(coordinator.GradientPort);
         var (workers, assignments) = await StartTrialAsync(coordinator, 2);
         Assert.All(assignments, a => Assert.Equal("", a.GradientEndpoint));
+        Assert.All(assignments, a => Assert.Equal("", a.GradientSocketPath));
         var ranks = await ConnectAsync(coordinator, assignments, Transport.Grpc);
         try
         {
@@ -92,6 +124,7 @@ public sealed class GradientExchangeTests
     [Theory]
     [InlineData(Transport.Grpc)]
     [InlineData(Transport.Socket)]
+    [InlineData(Transport.SharedMemory)]
     public async Task A_rank_that_disconnects_mid_step_fails_the_others_at_once_naming_it(Transport transport)
     {
         await using var coordinator = await TestCoordinator.StartAsync();
@@ -132,6 +165,7 @@ public sealed class GradientExchangeTests
     [Theory]
     [InlineData(Transport.Grpc)]
     [InlineData(Transport.Socket)]
+    [InlineData(Transport.SharedMemory)]
     public async Task A_rank_that_stalls_fails_every_rank_within_the_timeout(Transport transport)
     {
         await using var coordinator = await TestCoordinator.StartAsync(args: ["--GradientAggregation:StallTimeout=00:00:01"]);
@@ -166,6 +200,7 @@ public sealed class GradientExchangeTests
     [Theory]
     [InlineData(Transport.Grpc)]
     [InlineData(Transport.Socket)]
+    [InlineData(Transport.SharedMemory)]
     public async Task A_stale_fencing_token_is_refused(Transport transport)
     {
         await using var coordinator = await TestCoordinator.StartAsync();
@@ -188,6 +223,7 @@ public sealed class GradientExchangeTests
     [Theory]
     [InlineData(Transport.Grpc)]
     [InlineData(Transport.Socket)]
+    [InlineData(Transport.SharedMemory)]
     public async Task Ranks_that_disagree_about_the_length_both_fail_with_a_mismatch(Transport transport)
     {
         await using var coordinator = await TestCoordinator.StartAsync();
@@ -281,6 +317,7 @@ public sealed class GradientExchangeTests
     [Theory]
     [InlineData(Transport.Grpc)]
     [InlineData(Transport.Socket)]
+    [InlineData(Transport.SharedMemory)]
     public async Task Two_ranks_averaging_through_the_coordinator_reach_the_same_weights_as_one_rank_with_twice_the_batch(Transport transport)
     {
         Worker.Native.TorchRuntime.Initialize();
@@ -373,14 +410,21 @@ public sealed class GradientExchangeTests
     private static async Task<IAllReduce> Connect(TestCoordinator coordinator, CoordinatorAllReduceOptions options, Transport transport, string? endpoint = null)
     {
         if (transport == Transport.Grpc) return await CoordinatorAllReduce.ConnectAsync(options, coordinator.Address, CancellationToken.None);
+        if (transport is Transport.Unix or Transport.SharedMemory)
+        {
+            var rank = await CoordinatorSocketAllReduce.ConnectUnixAsync(options, coordinator.GradientSocketPath!, CancellationToken.None, sharedMemory: transport == Transport.SharedMemory);
+            Assert.Equal(transport == Transport.SharedMemory, rank.SharedMemory);
+            return rank;
+        }
         var (host, port) = CoordinatorSocketAllReduce.ResolveEndpoint(endpoint ?? $":{coordinator.GradientPort}", coordinator.Address);
         return await CoordinatorSocketAllReduce.ConnectAsync(options, host, port, CancellationToken.None);
     }
 
-    /// <summary>Two steps of different lengths (the length may change from call to call): every rank gets the contract's mean, bit for bit.</summary>
+    /// <summary>Three steps of different lengths (the length may change from call to call): every rank gets the contract's mean, bit for bit.</summary>
     private static async Task AssertExactMeansAsync(IAllReduce[] ranks, int floats)
     {
-        foreach (var length in new[] { floats, floats / 2 + 1 })
+        // Shorter, then longer than the first: shared memory must grow its segment mid-trial.
+        foreach (var length in new[] { floats, floats / 2 + 1, 2 * floats + 3 })
         {
             var buffers = Enumerable.Range(0, ranks.Length).Select(r => Values(r, length)).ToArray();
             var expected = Mean(buffers);
@@ -436,6 +480,13 @@ public sealed class GradientExchangeTests
                 rank._call = new GradientExchange.GradientExchangeClient(coordinator.Channel).AllReduce(cancellationToken: rank._life.Token);
                 await rank._call.RequestStream.WriteAsync(new GradientChunk { Header = header }).DefaultTimeout();
             }
+            else if (transport is Transport.Unix or Transport.SharedMemory)
+            {
+                // A misbehaving rank on the Unix socket (its frames are the socket's, without shared memory).
+                rank._socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                await rank._socket.ConnectAsync(new UnixDomainSocketEndPoint(coordinator.GradientSocketPath!)).DefaultTimeout();
+                await rank._socket.SendAsync(GradientSocketFrames.Hello(new GradientSocketHello { Header = header }), SocketFlags.None).DefaultTimeout();
+            }
             else
             {
                 rank._socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
@@ -477,7 +528,7 @@ public sealed class GradientExchangeTests
                 await _life.CancelAsync();
                 return;
             }
-            _socket!.LingerState = new LingerOption(true, 0);
+            if (_socket!.ProtocolType == ProtocolType.Tcp) _socket.LingerState = new LingerOption(true, 0);
             _socket.Dispose();
         }
 

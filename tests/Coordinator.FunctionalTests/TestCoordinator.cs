@@ -62,6 +62,9 @@ public sealed class TestCoordinator : IAsyncDisposable
     /// <summary>The gradient socket's port (null when it is off).</summary>
     public int? GradientPort => _app.Services.GetRequiredService<Aggregation.GradientSocketEndpoint>().Port;
 
+    /// <summary>The gradient socket's Unix twin (null when none).</summary>
+    public string? GradientSocketPath => _app.Services.GetRequiredService<Aggregation.GradientSocketEndpoint>().UnixPath;
+
     public static readonly TimeSpan LeaseTimeout = TimeSpan.FromSeconds(1.5);
     public static readonly TimeSpan HeartbeatInterval = TimeSpan.FromMilliseconds(200);
 

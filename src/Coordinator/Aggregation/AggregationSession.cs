@@ -43,6 +43,7 @@ internal sealed class AggregationSession
     private int _joined;
     private int _departed;
     private int _handlers;
+    private List<IDisposable>? _idleDisposals;
     private RpcException? _failure;
 
     public AggregationSession(GradientStreamHeader header, long maxBufferFloats, GradientAggregationOptions options, TimeProvider clock)
@@ -222,7 +223,34 @@ internal sealed class AggregationSession
     /// <summary>The rank's handler is done with the session.</summary>
     public void Release()
     {
-        lock (_gate) _handlers--;
+        List<IDisposable>? disposals = null;
+        lock (_gate)
+        {
+            if (--_handlers == 0)
+            {
+                disposals = _idleDisposals;
+                _idleDisposals = null;
+            }
+        }
+        if (disposals is not null)
+            foreach (var d in disposals) d.Dispose();
+    }
+
+    /// <summary>
+    /// Disposes <paramref name="resource"/> once no handler uses the session: memory another
+    /// rank's reader may still be summing from (a shared-memory segment) must outlive every reader.
+    /// </summary>
+    public void DisposeWhenIdle(IDisposable resource)
+    {
+        lock (_gate)
+        {
+            if (_handlers > 0)
+            {
+                (_idleDisposals ??= []).Add(resource);
+                return;
+            }
+        }
+        resource.Dispose();
     }
 
     /// <summary>Fails every rank's stream with <paramref name="reason"/> (the first failure wins).</summary>
@@ -369,6 +397,9 @@ internal sealed class RankPort(int rank)
 /// </summary>
 internal readonly record struct Outgoing(GradientStreamHeader? Joined, long Step, int Index, long StepFloats, ReducedChunk? Buffer)
 {
+    /// <summary>A control item of the gradient socket's shared-memory mode: switch to this segment and tell the rank.</summary>
+    public Protocol.SharedMemorySegment? Segment { get; init; }
+
     /// <summary>The message for the gRPC stream (wraps the shared bytes without copying).</summary>
     public GradientChunk ToChunk() => Joined is { } header
         ? new GradientChunk { Header = header }

@@ -27,4 +27,10 @@ public sealed class GradientAggregationOptions
 
     /// <summary>Address the gradient socket listens on.</summary>
     public string SocketAddress { get; set; } = "127.0.0.1";
+
+    /// <summary>
+    /// Also listen on a Unix domain socket, for workers on the coordinator's machine (faster than
+    /// loopback TCP): its path is made per start under the temporary folder. Only with <see cref="SocketPort"/>.
+    /// </summary>
+    public bool UnixSocket { get; set; } = true;
 }

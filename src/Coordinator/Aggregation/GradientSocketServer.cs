@@ -7,6 +7,7 @@ using Grpc.Core;
 using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Grpc;
 using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Protocol;
 using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Coordinator.Aggregation;
@@ -22,9 +23,13 @@ public sealed class GradientSocketEndpoint
     /// <summary>":PORT" for AssignTrial.gradient_endpoint; null when ranks must use the gRPC stream.</summary>
     public string? Advertised => _advertised;
 
-    internal void Set(int? port)
+    /// <summary>The Unix domain socket of the same listener, for workers on this machine (AssignTrial.gradient_socket_path); null when none.</summary>
+    public string? UnixPath { get; private set; }
+
+    internal void Set(int? port, string? unixPath = null)
     {
         Port = port;
+        UnixPath = unixPath;
         _advertised = port is { } p ? ":" + p.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
     }
 }
@@ -48,7 +53,10 @@ public sealed partial class GradientSocketServer(
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Task, bool> _connections = new();
     private Socket? _listener;
+    private Socket? _unixListener;
+    private string? _unixPath;
     private Task? _accepting;
+    private Task? _acceptingUnix;
 
     /// <summary>Binds the port (so that assignments can name it from the start) and starts accepting.</summary>
     public Task StartAsync(CancellationToken cancellationToken)
@@ -71,10 +79,38 @@ public sealed partial class GradientSocketServer(
             throw new InvalidOperationException($"The gradient socket cannot listen on {address}:{port}: {e.Message} (choose another --gradient-port, or --gradient-port 0 for a free one).", e);
         }
         _listener = listener;
-        endpoint.Set(((IPEndPoint)listener.LocalEndPoint!).Port);
-        Log.Listening(logger, address.ToString(), endpoint.Port!.Value);
+        // Segments a killed coordinator left in /dev/shm (they hold RAM until removed).
+        SharedMemorySegment.RemoveStale();
+        _unixListener = options.Value.UnixSocket ? ListenUnix(out _unixPath) : null;
+        endpoint.Set(((IPEndPoint)listener.LocalEndPoint!).Port, _unixPath);
+        Log.Listening(logger, address.ToString(), endpoint.Port!.Value, _unixPath ?? "none");
         _accepting = AcceptLoopAsync(listener, _stopping.Token);
+        if (_unixListener is not null) _acceptingUnix = AcceptLoopAsync(_unixListener, _stopping.Token);
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// The Unix domain socket twin of the TCP listener, at a path unique to this start (so a worker
+    /// never reaches another coordinator's socket through it). Optional: without one (a read-only
+    /// temporary folder), co-located workers use TCP.
+    /// </summary>
+    private Socket? ListenUnix(out string? path)
+    {
+        path = Path.Combine(Path.GetTempPath(), $"orch-gradients-{Guid.NewGuid():N}.sock");
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            socket.Bind(new UnixDomainSocketEndPoint(path));
+            socket.Listen(512);
+            return socket;
+        }
+        catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
+        {
+            Log.NoUnixSocket(logger, path, e.Message);
+            socket.Dispose();
+            path = null;
+            return null;
+        }
     }
 
     /// <summary>Stops accepting and ends every connection (their trials fail UNAVAILABLE and resume elsewhere).</summary>
@@ -83,7 +119,10 @@ public sealed partial class GradientSocketServer(
         if (_stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync().ConfigureAwait(false);
         _listener?.Dispose();
+        _unixListener?.Dispose();
         if (_accepting is not null) await _accepting.ConfigureAwait(false);
+        if (_acceptingUnix is not null) await _acceptingUnix.ConfigureAwait(false);
+        if (_unixPath is not null) File.Delete(_unixPath);
         await Task.WhenAll(_connections.Keys).WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -125,12 +164,16 @@ public sealed partial class GradientSocketServer(
     {
         await Task.Yield();
         using var owned = socket;
-        socket.NoDelay = true;
+        if (socket.ProtocolType == ProtocolType.Tcp) socket.NoDelay = true;
         AggregationSession session;
         RankPort port;
+        var connection = new Connection(socket);
         try
         {
-            var header = await ReadHelloAsync(socket, stopping).ConfigureAwait(false);
+            var (header, sharedMemory) = await ReadHelloAsync(socket, stopping).ConfigureAwait(false);
+            // Shared memory only for a process of our own user on this machine: it must be able to
+            // map the segment we make (mode 0600), and nobody else may.
+            connection.Shared = sharedMemory && UnixPeer.Uid(socket) is { } peer && peer == UnixPeer.OwnUid();
             sessions.Validate(header);
             if (!await leases.IsCurrentAsync(header.TrialId, header.FencingToken, stopping).ConfigureAwait(false))
                 AggregationErrors.ThrowStale(header.TrialId, header.FencingToken);
@@ -151,22 +194,26 @@ public sealed partial class GradientSocketServer(
         // A coordinator that stops ends the trial's exchange for every rank, saying so.
         using var shutdown = stopping.Register(static s => ((AggregationSession)s!).Fail(new RpcException(new Status(StatusCode.Unavailable,
             "the coordinator is shutting down; the trial resumes from its last checkpoint when it is back"))), session);
-        var reader = ReadLoopAsync(socket, session, port, stop.Token);
+        var reader = connection.Shared
+            ? ReadSharedLoopAsync(connection, session, port, stop.Token)
+            : ReadLoopAsync(socket, session, port, stop.Token);
         try
         {
-            await WriteLoopAsync(socket, session, port, stop.Token).ConfigureAwait(false);
+            await WriteLoopAsync(connection, session, port, stop.Token).ConfigureAwait(false);
         }
         finally
         {
             await stop.CancelAsync().ConfigureAwait(false);
             await reader.ConfigureAwait(false);
+            // Another rank's reader may still sum from this rank's segment: unmapped once none does.
+            if (connection.Segment is { } segment) session.DisposeWhenIdle(segment);
             sessions.Leave(session);
         }
         if (session.Failure is { } failure) await EndWithAsync(socket, failure).ConfigureAwait(false);
         else await CloseGracefullyAsync(socket).ConfigureAwait(false);
     }
 
-    private async Task<GradientStreamHeader> ReadHelloAsync(Socket socket, CancellationToken stopping)
+    private async Task<(GradientStreamHeader Header, bool SharedMemory)> ReadHelloAsync(Socket socket, CancellationToken stopping)
     {
         using var bound = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         // A client that connects and says nothing must not hold a connection forever.
@@ -193,7 +240,7 @@ public sealed partial class GradientSocketServer(
         if (!AuthInterceptor.Accepts(coordinator.Value.AuthToken, hello.Authorization))
             throw new RpcException(new Status(StatusCode.Unauthenticated, "missing or wrong token (set ORCH_TOKEN)"));
         if (hello.Header is null) AggregationErrors.ThrowInvalid("the gradient socket hello carries no header");
-        return hello.Header;
+        return (hello.Header, hello.SharedMemory);
     }
 
     /// <summary>Feeds the rank's steps to the session until the rank closes its half or anything fails.</summary>
@@ -240,12 +287,98 @@ public sealed partial class GradientSocketServer(
         }
     }
 
-    /// <summary>The one writer of the rank's connection: drains its outbox in order.</summary>
-    private static async Task WriteLoopAsync(Socket socket, AggregationSession session, RankPort port, CancellationToken ct)
+    /// <summary>
+    /// Feeds a shared-memory rank's steps to the session: per step a Step frame (making a larger
+    /// segment first when the step needs one), then one Ready frame per chunk, whose values the
+    /// session sums straight from the segment.
+    /// </summary>
+    private static async Task ReadSharedLoopAsync(Connection connection, AggregationSession session, RankPort port, CancellationToken ct)
     {
+        var socket = connection.Socket;
+        var frame = new byte[GradientSocketFrames.StepHeaderBytes];
+        var chunkFloats = session.ChunkFloats;
+        var unlinked = true;
+        try
+        {
+            while (true)
+            {
+                if (!await ReceiveStepHeaderAsync(socket, frame, ct).ConfigureAwait(false))
+                {
+                    session.Depart(port, clean: true);
+                    return;
+                }
+                var (type, _, step, floats) = ReadRankFrame(frame);
+                if (type != GradientSocketFrames.Step)
+                {
+                    session.Fail(AggregationErrors.Mismatch(session.TrialId, port.Rank, $"sent frame type {type} where a step header was due"));
+                    return;
+                }
+                session.CheckStep(port.Rank, step, floats);
+                var bytes = floats * sizeof(float);
+                if (bytes > connection.Capacity)
+                {
+                    if (2 * bytes > int.MaxValue)
+                    {
+                        session.Fail(AggregationErrors.Mismatch(session.TrialId, port.Rank, $"sent a step of {floats} floats, more than shared memory carries (use the socket)"));
+                        return;
+                    }
+                    var segment = SharedMemorySegment.Create(2 * bytes);
+                    if (connection.Segment is { } old) session.DisposeWhenIdle(old);
+                    connection.Segment = segment;
+                    connection.Capacity = bytes;
+                    unlinked = false;
+                    // The writer tells the rank (before any mean of this step) and writes means there from now on.
+                    port.Outbox.Writer.TryWrite(new Outgoing(null, step, 0, 0, null) { Segment = segment });
+                }
+                var memory = connection.Segment!.Memory;
+                var chunks = (int)((floats + chunkFloats - 1) / chunkFloats);
+                for (var index = 0; index < chunks; index++)
+                {
+                    await ReceiveExactlyAsync(socket, frame, ct).ConfigureAwait(false);
+                    var (readyType, readyIndex, readyStep, readyFloats) = ReadRankFrame(frame);
+                    if (readyType != GradientSocketFrames.Ready || readyIndex != (uint)index || readyStep != step || readyFloats != floats)
+                    {
+                        session.Fail(AggregationErrors.Mismatch(session.TrialId, port.Rank,
+                            $"sent frame type {readyType} for chunk {readyIndex} of step {readyStep} where chunk {index} of step {step} was due"));
+                        return;
+                    }
+                    if (!unlinked)
+                    {
+                        // The rank has it mapped: no name needs to outlive the two processes.
+                        connection.Segment.Unlink();
+                        unlinked = true;
+                    }
+                    var length = (int)Math.Min(chunkFloats, floats - (long)index * chunkFloats) * sizeof(float);
+                    session.Receive(port.Rank, step, index, floats, new GradientPart(memory.Slice(index * chunkFloats * sizeof(float), length), null));
+                }
+            }
+        }
+        catch (RpcException) when (session.Failure is not null)
+        {
+            // The session failed (this rank broke the protocol, or another rank failed it).
+        }
+        catch (Exception)
+        {
+            session.Depart(port, clean: false);
+        }
+        finally
+        {
+            if (!unlinked) connection.Segment?.Unlink();
+        }
+    }
+
+    private static (uint Type, uint Argument, long Step, long Floats) ReadRankFrame(ReadOnlySpan<byte> frame) =>
+        (BinaryPrimitives.ReadUInt32LittleEndian(frame), BinaryPrimitives.ReadUInt32LittleEndian(frame[4..]),
+         BinaryPrimitives.ReadInt64LittleEndian(frame[8..]), BinaryPrimitives.ReadInt64LittleEndian(frame[16..]));
+
+    /// <summary>The one writer of the rank's connection: drains its outbox in order.</summary>
+    private static async Task WriteLoopAsync(Connection connection, AggregationSession session, RankPort port, CancellationToken ct)
+    {
+        var socket = connection.Socket;
         var outbox = port.Outbox.Reader;
         var joined = new byte[GradientSocketFrames.FrameHeaderBytes];
-        GradientSocketFrames.WriteFrame(joined, GradientSocketFrames.Joined, 0, 0);
+        GradientSocketFrames.WriteFrame(joined, GradientSocketFrames.Joined, connection.Shared ? 1u : 0u, 0);
+        SharedMemorySegment? segment = null;
         try
         {
             while (await outbox.WaitToReadAsync(ct).ConfigureAwait(false))
@@ -254,7 +387,28 @@ public sealed partial class GradientSocketServer(
                 {
                     try
                     {
-                        await SendAllAsync(socket, item.Joined is null ? item.Buffer!.Frame : joined, ct).ConfigureAwait(false);
+                        if (item.Segment is { } next)
+                        {
+                            segment = next;
+                            await SendAllAsync(socket, SegmentFrame(next), ct).ConfigureAwait(false);
+                        }
+                        else if (item.Joined is not null)
+                        {
+                            await SendAllAsync(socket, joined, ct).ConfigureAwait(false);
+                        }
+                        else if (segment is not null)
+                        {
+                            // Shared memory: the means go into the rank's half, the socket says where.
+                            var frame = item.Buffer!.Frame;
+                            var means = frame[GradientSocketFrames.FrameHeaderBytes..];
+                            var offset = segment.Length / 2 + item.Index * session.ChunkFloats * sizeof(float);
+                            means.Span.CopyTo(segment.GetSpan().Slice(offset, means.Length));
+                            await SendAllAsync(socket, frame[..GradientSocketFrames.FrameHeaderBytes], ct).ConfigureAwait(false);
+                        }
+                        else
+                        {
+                            await SendAllAsync(socket, item.Buffer!.Frame, ct).ConfigureAwait(false);
+                        }
                     }
                     finally
                     {
@@ -277,6 +431,30 @@ public sealed partial class GradientSocketServer(
             // Chunks never written still hold a share of their pooled buffer.
             while (outbox.TryRead(out var left)) left.Buffer?.Release();
         }
+    }
+
+    private static byte[] SegmentFrame(SharedMemorySegment segment)
+    {
+        var path = System.Text.Encoding.UTF8.GetBytes(segment.Path);
+        var frame = new byte[GradientSocketFrames.FrameHeaderBytes + path.Length];
+        GradientSocketFrames.WriteFrame(frame, GradientSocketFrames.Segment, (uint)path.Length, segment.Length);
+        path.CopyTo(frame, GradientSocketFrames.FrameHeaderBytes);
+        return frame;
+    }
+
+    /// <summary>One rank's connection, and its shared-memory state when it has one.</summary>
+    private sealed class Connection(Socket socket)
+    {
+        public Socket Socket { get; } = socket;
+
+        /// <summary>Shared-memory mode granted.</summary>
+        public bool Shared { get; set; }
+
+        /// <summary>The reader's current segment (the writer switches on the Segment control item).</summary>
+        public SharedMemorySegment? Segment { get; set; }
+
+        /// <summary>Bytes per half of <see cref="Segment"/>.</summary>
+        public long Capacity { get; set; }
     }
 
     /// <summary>Sends the failure frame, then closes without losing it (bounded).</summary>
@@ -359,8 +537,11 @@ public sealed partial class GradientSocketServer(
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "Gradient socket listening on {Address}:{Port}")]
-        public static partial void Listening(ILogger logger, string address, int port);
+        [LoggerMessage(1, LogLevel.Information, "Gradient socket listening on {Address}:{Port} (Unix socket for this machine: {Path})")]
+        public static partial void Listening(ILogger logger, string address, int port, string path);
+
+        [LoggerMessage(3, LogLevel.Warning, "No Unix gradient socket at {Path} ({Error}); workers on this machine use TCP")]
+        public static partial void NoUnixSocket(ILogger logger, string path, string error);
 
         [LoggerMessage(2, LogLevel.Debug, "Gradient socket accept failed: {Error}")]
         public static partial void AcceptFailed(ILogger logger, string error);

@@ -176,7 +176,11 @@ public sealed partial class SweepManager(
                 Aggregation = spec?.Aggregation ?? SweepNames.Aggregations[0],
                 Wire = spec?.Wire ?? SweepNames.WireFormats[0],
             };
-            if (message.Aggregation == "coordinator" && gradientSocket.Advertised is { } socket) message.GradientEndpoint = socket;
+            if (message.Aggregation == "coordinator" && gradientSocket.Advertised is { } socket)
+            {
+                message.GradientEndpoint = socket;
+                message.GradientSocketPath = gradientSocket.UnixPath ?? "";
+            }
             message.PeerWorkerIds.AddRange(gang.Select(w => w.Id));
             message.PeerEndpoints.AddRange(gang.Select(w => w.DataEndpoint));
             worker.Send(new Proto.CoordinatorMessage { Assign = message });

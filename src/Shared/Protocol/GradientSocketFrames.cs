@@ -11,15 +11,24 @@ namespace Orchestrator.Protocol.V1;
 /// little-endian.
 /// </summary>
 /// <remarks>
-/// <para>Rank → coordinator: <c>magic u32 · length u32 · GradientSocketHello</c> once, then per
-/// step a <see cref="StepHeaderBytes"/>-byte header (<c>type u32 = Step · 0 u32 · step i64 ·
-/// floats i64</c>) followed by the whole buffer as fp32 (the coordinator cuts it into the header's
-/// <c>chunk_floats</c>). Closing the sending half between steps leaves cleanly.</para>
+/// <para>Rank → coordinator: <c>magic u32 · length u32 · GradientSocketHello</c> once, then
+/// <see cref="StepHeaderBytes"/>-byte frames (<c>type u32 · argument u32 · step i64 · floats
+/// i64</c>): per step a <see cref="Step"/> frame followed by the whole buffer as fp32 (the
+/// coordinator cuts it into the header's <c>chunk_floats</c>). Closing the sending half between
+/// steps leaves cleanly.</para>
 /// <para>Coordinator → rank: frames of a <see cref="FrameHeaderBytes"/>-byte header (<c>type u32 ·
-/// argument u32 · step i64</c>): <see cref="Joined"/> once every rank is in, then one
-/// <see cref="Mean"/> per chunk (argument: the chunk index; the chunk's fp32 means follow, its
-/// length fixed by the step and chunk size), or one <see cref="Failed"/> (argument: the length of
-/// the GradientSocketFailure that follows) before the coordinator closes the connection.</para>
+/// argument u32 · step i64</c>): <see cref="Joined"/> once every rank is in (argument 1 when
+/// shared memory is granted), then one <see cref="Mean"/> per chunk (argument: the chunk index;
+/// the chunk's fp32 means follow, their length fixed by the step and chunk size), or one
+/// <see cref="Failed"/> (argument: the length of the GradientSocketFailure that follows) before
+/// the coordinator closes the connection.</para>
+/// <para>Shared-memory mode (a rank on the coordinator's machine): no gradient bytes on the
+/// socket. The coordinator maps a segment of 2·B bytes per connection: the rank's values in
+/// [0, B), the means in [B, 2B). When a step needs more than B bytes the coordinator sends
+/// <see cref="Segment"/> (argument: path length; step field: the segment's length; the UTF-8 path
+/// follows) before anything else of that step, and the rank maps it. The rank copies chunk k into
+/// its half and sends <see cref="Ready"/> (argument k); the coordinator writes the mean of chunk k
+/// into the other half and sends <see cref="Mean"/> without payload.</para>
 /// </remarks>
 public static class GradientSocketFrames
 {
@@ -38,8 +47,11 @@ public static class GradientSocketFrames
     /// <summary>Bytes of a coordinator frame header.</summary>
     public const int FrameHeaderBytes = 16;
 
-    /// <summary>Frame types.</summary>
-    public const uint Step = 1, Joined = 1, Mean = 2, Failed = 3;
+    /// <summary>Rank frame types.</summary>
+    public const uint Step = 1, Ready = 2;
+
+    /// <summary>Coordinator frame types.</summary>
+    public const uint Joined = 1, Mean = 2, Failed = 3, Segment = 4;
 
     /// <summary>Writes the preamble and hello into a new array, ready to send.</summary>
     public static byte[] Hello(GradientSocketHello hello)
@@ -53,11 +65,11 @@ public static class GradientSocketFrames
         return bytes;
     }
 
-    /// <summary>A rank's step header.</summary>
-    public static void WriteStep(Span<byte> destination, long step, long floats)
+    /// <summary>A rank's frame: <see cref="Step"/> (argument 0) or <see cref="Ready"/> (argument: the chunk).</summary>
+    public static void WriteStep(Span<byte> destination, long step, long floats, uint type = Step, uint argument = 0)
     {
-        BinaryPrimitives.WriteUInt32LittleEndian(destination, Step);
-        BinaryPrimitives.WriteUInt32LittleEndian(destination[4..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination, type);
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[4..], argument);
         BinaryPrimitives.WriteInt64LittleEndian(destination[8..], step);
         BinaryPrimitives.WriteInt64LittleEndian(destination[16..], floats);
     }

@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
 using System.Globalization;
+using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Orchestrator.Protocol;
 using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Worker.Distributed;
@@ -28,15 +30,20 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     private readonly Socket _socket;
     private readonly byte[] _stepHeader = new byte[GradientSocketFrames.StepHeaderBytes];
     private readonly byte[] _frame = new byte[GradientSocketFrames.FrameHeaderBytes];
+    private readonly byte[] _readyFrame = new byte[GradientSocketFrames.StepHeaderBytes];
+    private readonly bool _shared;
+    private SharedMemorySegment? _segment;
+    private long _capacity;
     private long _step;
     private int _busy;
     private Exception? _failure;
     private bool _disposed;
 
-    private CoordinatorSocketAllReduce(CoordinatorAllReduceOptions options, Socket socket)
+    private CoordinatorSocketAllReduce(CoordinatorAllReduceOptions options, Socket socket, bool shared)
     {
         _options = options;
         _socket = socket;
+        _shared = shared;
         Rank = options.Rank;
         WorldSize = options.WorldSize;
     }
@@ -46,6 +53,9 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
 
     /// <inheritdoc />
     public int WorldSize { get; }
+
+    /// <summary>True when gradients move through shared memory (a rank on the coordinator's machine), not the socket.</summary>
+    public bool SharedMemory => _shared;
 
     /// <summary>
     /// Where to connect for an assignment's gradient endpoint: ":PORT" is that port on the host of
@@ -69,17 +79,37 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     /// trial has joined (bounded by <see cref="CoordinatorAllReduceOptions.ConnectTimeout"/>).
     /// </summary>
     /// <exception cref="CollectiveException">Unreachable, refused (stale fencing token, inconsistent ranks, wrong token) or not every rank joined.</exception>
-    public static async Task<CoordinatorSocketAllReduce> ConnectAsync(CoordinatorAllReduceOptions options, string host, int port, CancellationToken cancellationToken)
+    public static Task<CoordinatorSocketAllReduce> ConnectAsync(CoordinatorAllReduceOptions options, string host, int port, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(host);
+        return ConnectCoreAsync(options, new DnsEndPoint(host, port), $"{host}:{port}", false, cancellationToken);
+    }
+
+    /// <summary>
+    /// As <see cref="ConnectAsync"/>, through the coordinator's Unix domain socket at
+    /// <paramref name="path"/> (a worker on the coordinator's machine). With
+    /// <paramref name="sharedMemory"/> it asks for the shared-memory mode, which the coordinator
+    /// grants to processes of its own user (<see cref="SharedMemory"/> says whether it did).
+    /// </summary>
+    /// <exception cref="CollectiveException">As <see cref="ConnectAsync"/>; when nothing listens at the path, its inner exception is the <see cref="SocketException"/>.</exception>
+    public static Task<CoordinatorSocketAllReduce> ConnectUnixAsync(CoordinatorAllReduceOptions options, string path, CancellationToken cancellationToken, bool sharedMemory = true)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        return ConnectCoreAsync(options, new UnixDomainSocketEndPoint(path), "unix:" + path, sharedMemory, cancellationToken);
+    }
+
+    private static async Task<CoordinatorSocketAllReduce> ConnectCoreAsync(CoordinatorAllReduceOptions options, EndPoint endpoint, string where, bool sharedMemory, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
-        ArgumentException.ThrowIfNullOrEmpty(host);
         options.Validate();
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = endpoint is UnixDomainSocketEndPoint
+            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            : new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var join = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         join.CancelAfter(options.ConnectTimeout);
         try
         {
-            await socket.ConnectAsync(host, port, join.Token).ConfigureAwait(false);
+            await socket.ConnectAsync(endpoint, join.Token).ConfigureAwait(false);
             var hello = new GradientSocketHello
             {
                 Header = new GradientStreamHeader
@@ -91,6 +121,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
                     ChunkFloats = options.ChunkFloats,
                 },
                 Authorization = options.Headers?.GetValue("authorization") ?? "",
+                SharedMemory = sharedMemory,
             };
             await SendAllAsync(socket, GradientSocketFrames.Hello(hello), join.Token).ConfigureAwait(false);
             // The coordinator says Joined once every rank of the trial is in, or why not.
@@ -100,8 +131,8 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
             if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(socket, argument, join.Token).ConfigureAwait(false);
             if (type != GradientSocketFrames.Joined)
                 throw new CollectiveException(CollectiveFailure.ConnectFailed, options.Rank, null,
-                    $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}: {host}:{port} answered frame type {type}; is it a coordinator's gradient socket?");
-            return new CoordinatorSocketAllReduce(options, socket);
+                    $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}: {where} answered frame type {type}; is it a coordinator's gradient socket?");
+            return new CoordinatorSocketAllReduce(options, socket, shared: argument == 1);
         }
         catch (Exception e)
         {
@@ -110,7 +141,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
             if (e is CollectiveException) throw;
             if (e is SocketException s && !join.IsCancellationRequested)
                 throw new CollectiveException(CollectiveFailure.ConnectFailed, options.Rank, null,
-                    $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}: cannot reach the coordinator's gradient socket at {host}:{port} ({s.SocketErrorCode}).", e);
+                    $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}: cannot reach the coordinator's gradient socket at {where} ({s.SocketErrorCode}).", e);
             throw CoordinatorAllReduce.Describe(e, options, join.IsCancellationRequested ? options.ConnectTimeout : null, joining: true);
         }
     }
@@ -144,10 +175,22 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
         idle.CancelAfter(_options.Timeout);
         using var bytes = new CoordinatorAllReduce.FloatBytes(buffer);
-        var send = SendStepAsync(bytes.Memory, buffer.Length, step, idle.Token);
+        var send = Task.CompletedTask;
         try
         {
-            await ReceiveMeansAsync(bytes.Memory, buffer.Length, step, idle).ConfigureAwait(false);
+            if (_shared)
+            {
+                GradientSocketFrames.WriteStep(_stepHeader, step, buffer.Length);
+                await SendAllAsync(_socket, _stepHeader, idle.Token).ConfigureAwait(false);
+                if (bytes.Memory.Length > _capacity) await ReceiveSegmentAsync(idle.Token).ConfigureAwait(false);
+                send = SendReadyAsync(bytes.Memory, buffer.Length, step, idle.Token);
+                await ReceiveSharedMeansAsync(bytes.Memory, buffer.Length, step, idle).ConfigureAwait(false);
+            }
+            else
+            {
+                send = SendStepAsync(bytes.Memory, buffer.Length, step, idle.Token);
+                await ReceiveMeansAsync(bytes.Memory, buffer.Length, step, idle).ConfigureAwait(false);
+            }
             await send.ConfigureAwait(false);
         }
         catch (Exception e)
@@ -180,6 +223,57 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
         GradientSocketFrames.WriteStep(_stepHeader, step, floats);
         await SendAllAsync(_socket, _stepHeader, ct).ConfigureAwait(false);
         await SendAllAsync(_socket, bytes, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Shared memory: copies chunk by chunk into the segment, telling the coordinator after each.</summary>
+    private async Task SendReadyAsync(Memory<byte> bytes, long floats, long step, CancellationToken ct)
+    {
+        var chunkBytes = _options.ChunkFloats * sizeof(float);
+        var segment = _segment!;
+        for (int offset = 0, index = 0; offset < bytes.Length; offset += chunkBytes, index++)
+        {
+            var length = Math.Min(chunkBytes, bytes.Length - offset);
+            bytes.Span.Slice(offset, length).CopyTo(segment.GetSpan().Slice(offset, length));
+            GradientSocketFrames.WriteStep(_readyFrame, step, floats, GradientSocketFrames.Ready, (uint)index);
+            await SendAllAsync(_socket, _readyFrame, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Shared memory: the coordinator made a larger segment for this step; map it.</summary>
+    private async Task ReceiveSegmentAsync(CancellationToken ct)
+    {
+        await ReceiveFrameAsync(_socket, _frame, ct).ConfigureAwait(false);
+        var (type, argument, length) = GradientSocketFrames.ReadFrame(_frame);
+        if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_socket, argument, ct).ConfigureAwait(false);
+        if (type != GradientSocketFrames.Segment || argument > 4096 || length < 2)
+            throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
+                $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent frame type {type} where a shared-memory segment was due.");
+        var path = new byte[argument];
+        await ReceiveExactlyAsync(_socket, path, ct).ConfigureAwait(false);
+        var segment = SharedMemorySegment.Open(System.Text.Encoding.UTF8.GetString(path), length);
+        ((IDisposable?)_segment)?.Dispose();
+        _segment = segment;
+        _capacity = length / 2;
+    }
+
+    /// <summary>Shared memory: per Mean frame, copies that chunk's means out of the segment.</summary>
+    private async Task ReceiveSharedMeansAsync(Memory<byte> bytes, long floats, long step, CancellationTokenSource idle)
+    {
+        var chunkBytes = _options.ChunkFloats * sizeof(float);
+        var chunks = (int)((floats + _options.ChunkFloats - 1) / _options.ChunkFloats);
+        for (var index = 0; index < chunks; index++)
+        {
+            await ReceiveFrameAsync(_socket, _frame, idle.Token).ConfigureAwait(false);
+            var (type, argument, frameStep) = GradientSocketFrames.ReadFrame(_frame);
+            if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_socket, argument, idle.Token).ConfigureAwait(false);
+            if (type != GradientSocketFrames.Mean || frameStep != step || argument != (uint)index)
+                throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
+                    $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent frame type {type} for chunk {argument} of step {frameStep} where chunk {index} of step {step} was due.");
+            var offset = index * chunkBytes;
+            var length = Math.Min(chunkBytes, bytes.Length - offset);
+            _segment!.GetSpan().Slice((int)_capacity + offset, length).CopyTo(bytes.Span.Slice(offset, length));
+            idle.CancelAfter(_options.Timeout);
+        }
     }
 
     private async Task ReceiveMeansAsync(Memory<byte> bytes, long floats, long step, CancellationTokenSource idle)
@@ -223,6 +317,8 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
             }
         }
         _socket.Dispose();
+        // Unmapped only when no collective still copies through it (disposed mid-call, it stays mapped).
+        if (Volatile.Read(ref _busy) == 0) ((IDisposable?)_segment)?.Dispose();
     }
 
     /// <summary>Reads the failure the coordinator ended the connection with: the same status the gRPC stream would carry.</summary>

@@ -132,8 +132,10 @@ internal sealed partial class TrialRunner : ITrainingObserver
         _assignment.Aggregation == "coordinator" ? JoinCoordinator(ct) : JoinRing(ct);
 
     /// <summary>
-    /// Joins the coordinator's gradient exchange (every rank does this at the same time): over its
-    /// gradient socket when the assignment names one, else over the gRPC stream.
+    /// Joins the coordinator's gradient exchange (every rank does this at the same time), on the
+    /// fastest data plane this worker can reach (bench/README.md (e)): shared memory through the
+    /// coordinator's Unix socket on the coordinator's machine, else its TCP gradient socket, else
+    /// (socket turned off) the gRPC stream.
     /// </summary>
     private IAllReduce JoinCoordinator(CancellationToken ct)
     {
@@ -146,12 +148,30 @@ internal sealed partial class TrialRunner : ITrainingObserver
             Headers = _agent.Headers,
         };
         var coordinator = new Uri(_agent.Options.CoordinatorUrl);
+        if (_assignment.GradientSocketPath.Length > 0 && File.Exists(_assignment.GradientSocketPath))
+        {
+            // On the coordinator's machine: its Unix socket (faster than loopback TCP).
+            try
+            {
+                var local = CoordinatorSocketAllReduce.ConnectUnixAsync(options, _assignment.GradientSocketPath, ct).GetAwaiter().GetResult();
+                Log.GradientPlane(_agent.Logger, TrialId, local.SharedMemory ? "shared memory" : "the coordinator's Unix socket");
+                return local;
+            }
+            catch (CollectiveException e) when (e.InnerException is System.Net.Sockets.SocketException)
+            {
+                // Nothing listens there (a stale file): TCP below.
+            }
+        }
         if (_assignment.GradientEndpoint.Length > 0)
         {
             var (host, port) = CoordinatorSocketAllReduce.ResolveEndpoint(_assignment.GradientEndpoint, coordinator);
-            return CoordinatorSocketAllReduce.ConnectAsync(options, host, port, ct).GetAwaiter().GetResult();
+            var tcp = CoordinatorSocketAllReduce.ConnectAsync(options, host, port, ct).GetAwaiter().GetResult();
+            Log.GradientPlane(_agent.Logger, TrialId, $"TCP to {host}:{port}");
+            return tcp;
         }
-        return CoordinatorAllReduce.ConnectAsync(options, coordinator, ct).GetAwaiter().GetResult();
+        var stream = CoordinatorAllReduce.ConnectAsync(options, coordinator, ct).GetAwaiter().GetResult();
+        Log.GradientPlane(_agent.Logger, TrialId, "the gRPC stream");
+        return stream;
     }
 
     /// <summary>Forms the gradient ring with the other ranks of this trial (every rank does this at the same time).</summary>
@@ -304,5 +324,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
 
         [LoggerMessage(113, LogLevel.Information, "Trial {TrialId}: data set {Name} ready in {Dir} ({Bytes} bytes fetched from the coordinator)")]
         public static partial void DataFetched(ILogger logger, string trialId, string name, long bytes, string dir);
+
+        [LoggerMessage(114, LogLevel.Information, "Trial {TrialId}: gradients averaged by the coordinator over {Plane}")]
+        public static partial void GradientPlane(ILogger logger, string trialId, string plane);
     }
 }
