@@ -217,6 +217,12 @@ public sealed class CoordinatorAllReduce : IAllReduce
                 await _call.RequestStream.WriteAsync(message, idle.Token).ConfigureAwait(false);
             }
         }
+        catch (RpcException)
+        {
+            // The call ended: the receiver reads the status the coordinator ended it with (the
+            // rank to blame, the kind of failure); cancelling it here would lose that status.
+            throw;
+        }
         catch
         {
             // Wake the receiver at once rather than after the timeout.

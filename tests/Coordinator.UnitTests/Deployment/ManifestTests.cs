@@ -56,13 +56,14 @@ public sealed class ManifestTests
     }
 
     [Fact]
-    public void Coordinator_service_exposes_grpc_and_http_and_selects_the_coordinator_pods()
+    public void Coordinator_service_exposes_grpc_http_and_the_gradient_socket_and_selects_the_coordinator_pods()
     {
         var m = All.Value;
         var service = m.Of<V1Service>().Single(s => Component(s.Metadata) == "coordinator");
         var ports = service.Spec.Ports.ToDictionary(p => p.Name, p => p.Port);
         Assert.Equal(5000, ports["grpc"]);
         Assert.Equal(5001, ports["http"]);
+        Assert.Equal(5002, ports["gradients"]);
 
         var deployment = Coordinator(m);
         Assert.True(Selects(service.Spec.Selector, deployment.Spec.Template.Metadata.Labels));
@@ -95,6 +96,7 @@ public sealed class ManifestTests
         var env = container.Env.ToDictionary(e => e.Name);
         Assert.Equal("5000", env["ORCH_GRPC_PORT"].Value);
         Assert.Equal("5001", env["ORCH_HTTP_PORT"].Value);
+        Assert.Equal("5002", env["ORCH_GRADIENT_PORT"].Value);
         Assert.Equal("0.0.0.0", env["ORCH_BIND"].Value);
         var redisService = m.Of<V1Service>().Single(s => Component(s.Metadata) == "redis");
         Assert.Equal($"{redisService.Metadata.Name}:{redisService.Spec.Ports.Single().Port}", env["ORCH_REDIS"].Value);
