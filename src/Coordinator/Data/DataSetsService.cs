@@ -13,7 +13,7 @@ namespace Orchestrator.Coordinator.Data;
 /// </summary>
 public sealed class DataSetsService(DatasetServer server) : DataSets.DataSetsBase
 {
-    /// <summary>Bytes per chunk: within the 256 KB–1 MB range that streams well over gRPC here (design.md), well under the message limit.</summary>
+    /// <summary>Bytes per chunk: within the 256 KB–1 MB range that streams well over gRPC on loopback, well under the message limit.</summary>
     public const int ChunkSize = 512 * 1024;
 
     public override async Task<DatasetManifest> GetManifest(GetManifestRequest request, ServerCallContext context)

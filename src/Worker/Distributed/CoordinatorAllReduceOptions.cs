@@ -5,7 +5,7 @@ namespace Orchestrator.Worker.Distributed;
 /// <summary>Configuration of one rank of a <see cref="CoordinatorAllReduce"/>.</summary>
 public sealed class CoordinatorAllReduceOptions
 {
-    /// <summary>Smallest chunk: below it gRPC's per-message cost dominates (docs/design.md).</summary>
+    /// <summary>Smallest chunk: below it gRPC's per-message cost dominates (measured on loopback).</summary>
     public const int MinChunkBytes = 256 * 1024;
 
     /// <summary>The trial whose gradients these are.</summary>
