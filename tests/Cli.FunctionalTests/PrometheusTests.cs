@@ -40,7 +40,7 @@ public sealed partial class PrometheusTests : IAsyncLifetime
     {
         int grpc = RedisServer.FreePort(), http = RedisServer.FreePort();
         var workerMetrics = new[] { RedisServer.FreePort(), RedisServer.FreePort() };
-        _services.Add(OrchService.Start(_dir, "coordinator", "--port", grpc.ToString(CultureInfo.InvariantCulture), "--http-port", http.ToString(CultureInfo.InvariantCulture), "--state-dir", "state"));
+        _services.Add(OrchService.Start(_dir, "coordinator", "--port", grpc.ToString(CultureInfo.InvariantCulture), "--http-port", http.ToString(CultureInfo.InvariantCulture), "--state-dir", "state", "--gradient-port", "0"));
         // Two workers and trials that use both: a data-parallel trial, so gradient aggregation has data too.
         for (var i = 0; i < 2; i++)
             _services.Add(OrchService.Start(_dir, "worker", "--coordinator", $"http://127.0.0.1:{grpc}", "--id", $"w{i}", "--threads", "1",

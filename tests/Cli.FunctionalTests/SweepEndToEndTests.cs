@@ -54,7 +54,7 @@ public sealed class SweepEndToEndTests : IAsyncLifetime
     private OrchService StartCoordinator()
     {
         var c = OrchService.Start(_dir, "coordinator", "--redis", _redis.Configuration, "--redis-prefix", _prefix, "--port", _port.ToString(),
-            "--state-dir", Path.Combine(_dir, "state"), "--lease-timeout", "3");
+            "--state-dir", Path.Combine(_dir, "state"), "--lease-timeout", "3", "--gradient-port", "0");
         _services.Add(c);
         return c;
     }
@@ -226,6 +226,35 @@ public sealed class SweepEndToEndTests : IAsyncLifetime
         Assert.Equal([1, 2, 3], points.Select(p => p.Epoch));
         Assert.Equal(2, points[0].Values["world_size"]);
         Assert.Equal(1, points[^1].Values["world_size"]);
+    }
+
+    [Fact]
+    public async Task A_data_parallel_sweep_averaged_by_the_coordinator_trains_across_processes_through_shared_memory()
+    {
+        File.WriteAllText(Path.Combine(_dir, "coord.yaml"), """
+            name: e2e-coordinator-aggregation
+            data: { name: fashion-mnist, limitTrain: 1200, limitTest: 300 }
+            model: { name: simple-cnn }
+            trial: { epochs: 2, batchSize: 32 }
+            parameters:
+              optimizer.lr: { values: [0.03] }
+            search: { method: grid }
+            resources: { workers: 2, aggregation: coordinator }
+            """);
+        var workers = new[] { StartWorker("w1"), StartWorker("w2") };
+        var r = await Task.Run(() => OrchProcess.Run(_dir, "submit", "coord.yaml", "--coordinator", Address, "--json"));
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var id = r.LastJson.GetProperty("sweep").GetString()!;
+        var sweep = await CompletedAsync(id);
+        // Separate processes on the coordinator's machine, as the coordinator's user: shared memory.
+        Assert.All(workers, w => Assert.Contains("gradients averaged by the coordinator over shared memory", w.Output, StringComparison.Ordinal));
+        Assert.True(sweep.BestMetric > 0.5, $"best accuracy {sweep.BestMetric}");
+        await using var store = await RedisStateStore.ConnectAsync(_redis.Configuration, _prefix, CancellationToken.None);
+        var trial = (await TrialsAsync(id)).Single();
+        var points = await store.GetMetricsAsync(trial.Id, CancellationToken.None);
+        Assert.Equal([1, 2], points.Select(p => p.Epoch));
+        Assert.All(points, p => Assert.Equal(2, p.Values["world_size"]));
+        Assert.All(points, p => Assert.True(p.Values["aggregation_bytes"] > 0));
     }
 
     public async Task DisposeAsync()
