@@ -39,6 +39,7 @@ public sealed class LocalSweepTests : IDisposable
     [InlineData("ring", "fp32")]
     [InlineData("ring", "bf16")]
     [InlineData("coordinator", "fp32")]
+    [InlineData("coordinator", "bf16")]
     public void Orch_local_runs_data_parallel_trials_on_two_workers_each(string aggregation, string wire)
     {
         File.WriteAllText(Path.Combine(_dir, "ddp.yaml"), Sweep + $"\nresources: {{ workers: 2, aggregation: {aggregation}, wire: {wire} }}\n");

@@ -6,6 +6,7 @@ using Orchestrator.Protocol.V1;
 using Orchestrator.TestSupport;
 using Orchestrator.Worker.Distributed;
 using TorchSharp;
+using WireFormat = Orchestrator.Worker.Distributed.WireFormat;
 
 namespace Orchestrator.Coordinator.FunctionalTests;
 
@@ -99,6 +100,57 @@ public sealed class GradientExchangeTests
             foreach (var w in workers) await w.DisposeAsync();
         }
         Assert.Empty(Directory.EnumerateFiles(Protocol.SharedMemorySegment.Folder, ours));
+    }
+
+    [Theory]
+    [InlineData(Transport.Grpc, 2)]
+    [InlineData(Transport.Socket, 2)]
+    [InlineData(Transport.Socket, 3)]
+    [InlineData(Transport.SharedMemory, 3)]
+    public async Task With_bf16_on_the_wire_ranks_get_the_rounded_mean_of_their_rounded_values_with_identical_bits(Transport transport, int world)
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        var (workers, assignments) = await StartTrialAsync(coordinator, world);
+        var ranks = await Task.WhenAll(assignments.Select(a => Connect(coordinator, a, transport, WireFormat.Bf16))).DefaultTimeout();
+        try
+        {
+            foreach (var length in new[] { 2 * ChunkFloats + 77, 100 })
+            {
+                var buffers = Enumerable.Range(0, world).Select(r => Values(r, length)).ToArray();
+                // The contract: each rank's values rounded to bf16, summed in fp32 in rank order,
+                // divided once by W, and the mean rounded to bf16.
+                var expected = RoundBf16(Mean(buffers.Select(RoundBf16).ToArray()));
+                await Task.WhenAll(ranks.Select((rank, r) => rank.AllReduceAsync(buffers[r], CancellationToken.None).AsTask())).DefaultTimeout();
+                foreach (var buffer in buffers)
+                    Assert.Equal(Bits(expected), Bits(buffer));
+            }
+        }
+        finally
+        {
+            await DisposeAllAsync(ranks);
+            foreach (var w in workers) await w.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Ranks_that_disagree_about_the_wire_format_are_refused_when_they_join()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        var (workers, assignments) = await StartTrialAsync(coordinator, 2);
+        try
+        {
+            // Rank 0 joins with fp32 and waits for the gang; rank 1 says bf16 and is refused at once.
+            var first = Connect(coordinator, assignments[0], Transport.Socket, WireFormat.Fp32);
+            await Task.Delay(300);
+            var e = await Assert.ThrowsAsync<CollectiveException>(() => Connect(coordinator, assignments[1], Transport.Socket, WireFormat.Bf16).DefaultTimeout());
+            Assert.Equal(CollectiveFailure.Mismatch, e.Failure);
+            Assert.Contains("bf16", e.Message, StringComparison.Ordinal);
+            Assert.False(first.IsCompletedSuccessfully);
+        }
+        finally
+        {
+            foreach (var w in workers) await w.DisposeAsync();
+        }
     }
 
     [Fact]
@@ -402,8 +454,12 @@ public sealed class GradientExchangeTests
     private static async Task<IAllReduce[]> ConnectAsync(TestCoordinator coordinator, IReadOnlyList<AssignTrial> assignments, Transport transport) =>
         await Task.WhenAll(assignments.Select(a => Connect(coordinator, a, transport))).DefaultTimeout();
 
-    private static Task<IAllReduce> Connect(TestCoordinator coordinator, AssignTrial assignment, Transport transport) =>
-        Connect(coordinator, Options(assignment), transport, assignment.GradientEndpoint);
+    private static Task<IAllReduce> Connect(TestCoordinator coordinator, AssignTrial assignment, Transport transport, WireFormat wire = WireFormat.Fp32)
+    {
+        var options = Options(assignment);
+        options.Wire = wire;
+        return Connect(coordinator, options, transport, assignment.GradientEndpoint);
+    }
 
     private static async Task<IAllReduce> Connect(TestCoordinator coordinator, CoordinatorAllReduceOptions options, Transport transport, string? endpoint = null)
     {
@@ -411,7 +467,8 @@ public sealed class GradientExchangeTests
         if (transport is Transport.Unix or Transport.SharedMemory)
         {
             var rank = await CoordinatorSocketAllReduce.ConnectUnixAsync(options, coordinator.GradientSocketPath!, CancellationToken.None, sharedMemory: transport == Transport.SharedMemory);
-            Assert.Equal(transport == Transport.SharedMemory, rank.SharedMemory);
+            // Shared memory is granted for fp32 only (bf16 saves wire bytes, and there is no wire).
+            Assert.Equal(transport == Transport.SharedMemory && options.Wire == WireFormat.Fp32, rank.SharedMemory);
             return rank;
         }
         var (host, port) = CoordinatorSocketAllReduce.ResolveEndpoint(endpoint ?? $":{coordinator.GradientPort}", coordinator.Address);
@@ -455,6 +512,13 @@ public sealed class GradientExchangeTests
             mean[i] = sum / buffers.Length;
         }
         return mean;
+    }
+
+    private static float[] RoundBf16(float[] values)
+    {
+        var rounded = (float[])values.Clone();
+        Numerics.BFloat16Codec.RoundInPlace(rounded);
+        return rounded;
     }
 
     private static int[] Bits(float[] values) => values.Select(BitConverter.SingleToInt32Bits).ToArray();

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Google.Protobuf;
 using Grpc.Core;
+using Orchestrator.Numerics;
 using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Coordinator.Aggregation;
@@ -52,6 +53,7 @@ internal sealed class AggregationSession
         FencingToken = header.FencingToken;
         WorldSize = header.WorldSize;
         ChunkFloats = header.ChunkFloats;
+        Bf16 = header.Bf16;
         DeclaredMaxFloats = header.MaxBufferFloats;
         MaxBufferFloats = maxBufferFloats;
         _options = options;
@@ -67,6 +69,12 @@ internal sealed class AggregationSession
     public long FencingToken { get; }
     public int WorldSize { get; }
     public int ChunkFloats { get; }
+
+    /// <summary>Values travel as bfloat16 (2 bytes each) rather than fp32.</summary>
+    public bool Bf16 { get; }
+
+    /// <summary>Bytes per value on the wire.</summary>
+    public int ValueBytes => Bf16 ? sizeof(ushort) : sizeof(float);
     public long DeclaredMaxFloats { get; }
     public long MaxBufferFloats { get; }
 
@@ -91,10 +99,10 @@ internal sealed class AggregationSession
         lock (_gate)
         {
             if (_failure is not null || _departed > 0) AggregationErrors.ThrowAttemptOver(TrialId);
-            if (header.WorldSize != WorldSize || header.ChunkFloats != ChunkFloats || header.MaxBufferFloats != DeclaredMaxFloats)
+            if (header.WorldSize != WorldSize || header.ChunkFloats != ChunkFloats || header.MaxBufferFloats != DeclaredMaxFloats || header.Bf16 != Bf16)
                 AggregationErrors.ThrowInvalid(
-                    $"rank {header.Rank} of trial {TrialId} says world size {header.WorldSize}, chunk {header.ChunkFloats} floats, max {header.MaxBufferFloats} floats; " +
-                    $"the ranks already joined say {WorldSize}, {ChunkFloats}, {DeclaredMaxFloats}");
+                    $"rank {header.Rank} of trial {TrialId} says world size {header.WorldSize}, chunk {header.ChunkFloats} floats, max {header.MaxBufferFloats} floats, {(header.Bf16 ? "bf16" : "fp32")}; " +
+                    $"the ranks already joined say {WorldSize}, {ChunkFloats}, {DeclaredMaxFloats}, {(Bf16 ? "bf16" : "fp32")}");
             if (_ranks[header.Rank] is not null) AggregationErrors.ThrowRankTaken(TrialId, header.Rank);
             var port = new RankPort(header.Rank);
             _ranks[header.Rank] = port;
@@ -171,7 +179,7 @@ internal sealed class AggregationSession
             }
             if (index >= _stepChunks)
                 throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"sent chunk {index} of a {_stepChunks}-chunk step"));
-            var expectedBytes = (int)Math.Min(ChunkFloats, _stepFloats - (long)index * ChunkFloats) * sizeof(float);
+            var expectedBytes = (int)Math.Min(ChunkFloats, _stepFloats - (long)index * ChunkFloats) * ValueBytes;
             if (part.Data.Length != expectedBytes)
                 throw FailLocked(AggregationErrors.Mismatch(TrialId, rank, $"sent {part.Data.Length} bytes as chunk {index} where {expectedBytes} were due"));
 
@@ -324,7 +332,9 @@ internal sealed class AggregationSession
     {
         var bytes = parts[0].Data.Length;
         var array = ArrayPool<byte>.Shared.Rent(GradientSocketFrames.FrameHeaderBytes + bytes);
-        MeanKernel.Mean(parts, MemoryMarshal.Cast<byte, float>(array.AsSpan(GradientSocketFrames.FrameHeaderBytes, bytes)));
+        var destination = array.AsSpan(GradientSocketFrames.FrameHeaderBytes, bytes);
+        if (Bf16) MeanKernel.MeanBf16(parts, MemoryMarshal.Cast<byte, ushort>(destination));
+        else MeanKernel.Mean(parts, MemoryMarshal.Cast<byte, float>(destination));
         // The socket frame's header, written once for every rank that reads the gradient socket.
         GradientSocketFrames.WriteFrame(array, GradientSocketFrames.Mean, (uint)index, step);
         var reduced = new ReducedChunk(array, bytes, WorldSize);
@@ -460,6 +470,42 @@ internal static class MeanKernel
         }
         TensorPrimitives.Divide(destination, w, destination);
     }
+
+    /// <summary>
+    /// The bf16 wire: widens each part to fp32 (exact), takes the same mean as <see cref="Mean"/>,
+    /// and rounds it to bf16 (nearest, ties to even).
+    /// </summary>
+    public static void MeanBf16(ReadOnlySpan<GradientPart> parts, Span<ushort> destination)
+    {
+        var count = destination.Length;
+        var w = parts.Length;
+        var scratch = ArrayPool<float>.Shared.Rent(2 * count);
+        try
+        {
+            var accumulated = scratch.AsSpan(0, count);
+            var next = scratch.AsSpan(count, count);
+            BFloat16Codec.Widen(Halves(parts[0]), accumulated);
+            var powerOfTwo = (w & (w - 1)) == 0;
+            for (var r = 1; r < w; r++)
+            {
+                BFloat16Codec.Widen(Halves(parts[r]), next);
+                if (r == w - 1 && powerOfTwo)
+                {
+                    TensorPrimitives.AddMultiply(accumulated, next, 1f / w, accumulated);
+                    break;
+                }
+                TensorPrimitives.Add(accumulated, next, accumulated);
+                if (r == w - 1) TensorPrimitives.Divide(accumulated, w, accumulated);
+            }
+            BFloat16Codec.Narrow(accumulated, destination);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(scratch);
+        }
+    }
+
+    private static ReadOnlySpan<ushort> Halves(GradientPart part) => MemoryMarshal.Cast<byte, ushort>(part.Data.Span);
 
     private static ReadOnlySpan<float> Floats(GradientPart part) => MemoryMarshal.Cast<byte, float>(part.Data.Span);
 }

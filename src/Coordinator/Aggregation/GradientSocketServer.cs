@@ -173,7 +173,8 @@ public sealed partial class GradientSocketServer(
             var (header, sharedMemory) = await ReadHelloAsync(socket, stopping).ConfigureAwait(false);
             // Shared memory only for a process of our own user on this machine: it must be able to
             // map the segment we make (mode 0600), and nobody else may.
-            connection.Shared = sharedMemory && UnixPeer.Uid(socket) is { } peer && peer == UnixPeer.OwnUid();
+            // (bf16 saves wire bytes; in shared memory there is no wire, so such a rank uses the socket.)
+            connection.Shared = sharedMemory && !header.Bf16 && UnixPeer.Uid(socket) is { } peer && peer == UnixPeer.OwnUid();
             sessions.Validate(header);
             if (!await leases.IsCurrentAsync(header.TrialId, header.FencingToken, stopping).ConfigureAwait(false))
                 AggregationErrors.ThrowStale(header.TrialId, header.FencingToken);
@@ -269,7 +270,7 @@ public sealed partial class GradientSocketServer(
                 var chunks = (int)((floats + chunkFloats - 1) / chunkFloats);
                 for (var index = 0; index < chunks; index++)
                 {
-                    var bytes = (int)Math.Min(chunkFloats, floats - (long)index * chunkFloats) * sizeof(float);
+                    var bytes = (int)Math.Min(chunkFloats, floats - (long)index * chunkFloats) * session.ValueBytes;
                     var array = ArrayPool<byte>.Shared.Rent(bytes);
                     await ReceiveExactlyAsync(socket, array.AsMemory(0, bytes), ct).ConfigureAwait(false);
                     session.Receive(port.Rank, step, index, floats, new GradientPart(array.AsMemory(0, bytes), array));

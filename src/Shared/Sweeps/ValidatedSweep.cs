@@ -69,7 +69,7 @@ public sealed class ValidatedSweep
     /// <summary>How the ranks of a trial average gradients: "ring" (default) or "coordinator".</summary>
     public string Aggregation { get; }
 
-    /// <summary>Gradient number format on the wire (resources.wire): fp32, or bf16 (half the bytes; ring only).</summary>
+    /// <summary>Gradient number format on the wire (resources.wire): fp32, or bf16 (half the bytes, either aggregation).</summary>
     public string Wire { get; }
     /// <summary>The searched and fixed parameters.</summary>
     public SearchSpace Space { get; }
@@ -170,7 +170,6 @@ public sealed class ValidatedSweep
               $"unknown aggregation '{aggregation}': {KnownNames.OneOf(SweepNames.Aggregations)}");
         var wire = resources.Wire ?? SweepNames.WireFormats[0];
         Check(SweepNames.WireFormats.Contains(wire), "resources.wire", $"unknown wire format '{wire}': {KnownNames.OneOf(SweepNames.WireFormats)}");
-        Check(wire == "fp32" || aggregation == "ring", "resources.wire", "bf16 on the wire needs resources.aggregation: ring");
 
         var parameters = ParameterParser.ParseAll(file.Parameters, at);
         foreach (var p in parameters.Where(p => p.Kind == ParameterKind.Fixed))

@@ -6,6 +6,7 @@ using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Orchestrator.Numerics;
 using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Worker.Distributed;
@@ -123,6 +124,7 @@ public sealed class CoordinatorAllReduce : IAllReduce
                     Rank = options.Rank,
                     WorldSize = options.WorldSize,
                     ChunkFloats = options.ChunkFloats,
+                    Bf16 = options.Wire == WireFormat.Bf16,
                 },
             }, join.Token).ConfigureAwait(false);
             // The coordinator echoes the header once every rank of the trial has joined.
@@ -198,36 +200,34 @@ public sealed class CoordinatorAllReduce : IAllReduce
         }
     }
 
+    /// <summary>
+    /// Sends the step's chunks. A write fails only when the call is over (RpcException, or
+    /// InvalidOperationException once it completed); the receiver then reads the status the
+    /// coordinator ended it with (the rank to blame, the kind of failure), so a failed send does not
+    /// cancel the receiver, which would lose that status.
+    /// </summary>
     private async Task SendAsync(Memory<float> buffer, long step, CancellationTokenSource idle)
     {
-        try
+        using var bytes = new FloatBytes(buffer);
+        var memory = bytes.Memory;
+        var chunk = _options.ChunkFloats * sizeof(float);
+        for (int offset = 0, index = 0; offset < memory.Length; offset += chunk, index++)
         {
-            using var bytes = new FloatBytes(buffer);
-            var memory = bytes.Memory;
-            var chunk = _options.ChunkFloats * sizeof(float);
-            for (int offset = 0, index = 0; offset < memory.Length; offset += chunk, index++)
+            var length = Math.Min(chunk, memory.Length - offset);
+            ByteString data;
+            if (_options.Wire == WireFormat.Bf16)
             {
-                var message = new GradientChunk
-                {
-                    Step = step,
-                    Index = index,
-                    StepFloats = buffer.Length,
-                    Data = UnsafeByteOperations.UnsafeWrap(memory.Slice(offset, Math.Min(chunk, memory.Length - offset))),
-                };
-                await _call.RequestStream.WriteAsync(message, idle.Token).ConfigureAwait(false);
+                // A fresh array per chunk: the stream may still hold the previous message's bytes.
+                var narrowed = new byte[length / 2];
+                BFloat16Codec.Narrow(MemoryMarshal.Cast<byte, float>(memory.Span.Slice(offset, length)), MemoryMarshal.Cast<byte, ushort>(narrowed.AsSpan()));
+                data = UnsafeByteOperations.UnsafeWrap(narrowed);
             }
-        }
-        catch (RpcException)
-        {
-            // The call ended: the receiver reads the status the coordinator ended it with (the
-            // rank to blame, the kind of failure); cancelling it here would lose that status.
-            throw;
-        }
-        catch
-        {
-            // Wake the receiver at once rather than after the timeout.
-            await idle.CancelAsync().ConfigureAwait(false);
-            throw;
+            else
+            {
+                data = UnsafeByteOperations.UnsafeWrap(memory.Slice(offset, length));
+            }
+            var message = new GradientChunk { Step = step, Index = index, StepFloats = buffer.Length, Data = data };
+            await _call.RequestStream.WriteAsync(message, idle.Token).ConfigureAwait(false);
         }
     }
 
@@ -244,9 +244,10 @@ public sealed class CoordinatorAllReduce : IAllReduce
             var mean = responses.Current;
             var offset = index * chunk;
             var length = Math.Min(chunk, buffer.Length - offset);
-            if (mean.Step != step || mean.Index != index || mean.Data.Length != length * sizeof(float))
+            if (mean.Step != step || mean.Index != index || mean.Data.Length != length * _options.ValueBytes)
                 ThrowUnexpectedChunk(mean, step, index, length);
-            mean.Data.Span.CopyTo(MemoryMarshal.AsBytes(buffer.Span.Slice(offset, length)));
+            if (_options.Wire == WireFormat.Bf16) BFloat16Codec.Widen(MemoryMarshal.Cast<byte, ushort>(mean.Data.Span), buffer.Span.Slice(offset, length));
+            else mean.Data.Span.CopyTo(MemoryMarshal.AsBytes(buffer.Span.Slice(offset, length)));
             idle.CancelAfter(_options.Timeout);
         }
     }
@@ -334,7 +335,7 @@ public sealed class CoordinatorAllReduce : IAllReduce
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
     private void ThrowUnexpectedChunk(GradientChunk mean, long step, int index, int floats) =>
         throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
-            $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent chunk {mean.Index} of step {mean.Step} ({mean.Data.Length} bytes) where chunk {index} of step {step} ({floats * sizeof(float)} bytes) was due.");
+            $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent chunk {mean.Index} of step {mean.Step} ({mean.Data.Length} bytes) where chunk {index} of step {step} ({floats * _options.ValueBytes} bytes) was due.");
 
     /// <summary>The caller's floats seen as bytes, for <see cref="UnsafeByteOperations.UnsafeWrap"/> (no copy).</summary>
     internal sealed class FloatBytes(Memory<float> floats) : MemoryManager<byte>

@@ -38,10 +38,19 @@ public sealed class CoordinatorAllReduceOptions
     /// <summary>How long joining may take: until every rank of the trial opened its stream.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// Number format on the wire, both ways: fp32, or bf16 (half the bytes; the coordinator sums
+    /// in fp32 and sends the mean rounded to bf16). Every rank of a trial must use the same.
+    /// </summary>
+    public WireFormat Wire { get; set; } = WireFormat.Fp32;
+
     /// <summary>Call headers (the bearer token when the coordinator wants one).</summary>
     public Metadata? Headers { get; set; }
 
     internal int ChunkFloats => ChunkBytes / sizeof(float);
+
+    /// <summary>Bytes per value on the wire.</summary>
+    internal int ValueBytes => Wire == WireFormat.Bf16 ? sizeof(ushort) : sizeof(float);
 
     internal void Validate()
     {

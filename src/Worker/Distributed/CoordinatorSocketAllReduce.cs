@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Orchestrator.Numerics;
 using Orchestrator.Protocol;
 using Orchestrator.Protocol.V1;
 
@@ -32,6 +33,8 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     private readonly byte[] _frame = new byte[GradientSocketFrames.FrameHeaderBytes];
     private readonly byte[] _readyFrame = new byte[GradientSocketFrames.StepHeaderBytes];
     private readonly bool _shared;
+    private readonly byte[]? _sendStaging;    // bf16: one chunk, narrowed
+    private readonly byte[]? _receiveStaging; // bf16: one chunk of means, to widen
     private SharedMemorySegment? _segment;
     private long _capacity;
     private long _step;
@@ -44,6 +47,11 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
         _options = options;
         _socket = socket;
         _shared = shared;
+        if (options.Wire == WireFormat.Bf16)
+        {
+            _sendStaging = new byte[options.ChunkFloats * sizeof(ushort)];
+            _receiveStaging = new byte[options.ChunkFloats * sizeof(ushort)];
+        }
         Rank = options.Rank;
         WorldSize = options.WorldSize;
     }
@@ -119,6 +127,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
                     Rank = options.Rank,
                     WorldSize = options.WorldSize,
                     ChunkFloats = options.ChunkFloats,
+                    Bf16 = options.Wire == WireFormat.Bf16,
                 },
                 Authorization = options.Headers?.GetValue("authorization") ?? "",
                 SharedMemory = sharedMemory,
@@ -222,7 +231,19 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     {
         GradientSocketFrames.WriteStep(_stepHeader, step, floats);
         await SendAllAsync(_socket, _stepHeader, ct).ConfigureAwait(false);
-        await SendAllAsync(_socket, bytes, ct).ConfigureAwait(false);
+        if (_sendStaging is null)
+        {
+            await SendAllAsync(_socket, bytes, ct).ConfigureAwait(false);
+            return;
+        }
+        // bf16: narrow a chunk, send it (the send returns once the kernel has the bytes), repeat.
+        var chunkBytes = _options.ChunkFloats * sizeof(float);
+        for (var offset = 0; offset < bytes.Length; offset += chunkBytes)
+        {
+            var values = MemoryMarshal.Cast<byte, float>(bytes.Span.Slice(offset, Math.Min(chunkBytes, bytes.Length - offset)));
+            BFloat16Codec.Narrow(values, MemoryMarshal.Cast<byte, ushort>(_sendStaging.AsSpan()));
+            await SendAllAsync(_socket, _sendStaging.AsMemory(0, values.Length * sizeof(ushort)), ct).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Shared memory: copies chunk by chunk into the segment, telling the coordinator after each.</summary>
@@ -289,7 +310,17 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
                 throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
                     $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent frame type {type} for chunk {argument} of step {frameStep} where chunk {index} of step {step} was due.");
             var offset = index * chunkBytes;
-            await ReceiveExactlyAsync(_socket, bytes.Slice(offset, Math.Min(chunkBytes, bytes.Length - offset)), idle.Token).ConfigureAwait(false);
+            var slice = bytes.Slice(offset, Math.Min(chunkBytes, bytes.Length - offset));
+            if (_receiveStaging is null)
+            {
+                await ReceiveExactlyAsync(_socket, slice, idle.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                var halves = _receiveStaging.AsMemory(0, slice.Length / 2);
+                await ReceiveExactlyAsync(_socket, halves, idle.Token).ConfigureAwait(false);
+                BFloat16Codec.Widen(MemoryMarshal.Cast<byte, ushort>(halves.Span), MemoryMarshal.Cast<byte, float>(slice.Span));
+            }
             idle.CancelAfter(_options.Timeout);
         }
     }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Orchestrator.Numerics;
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;

@@ -146,6 +146,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
             Rank = _assignment.Rank,
             WorldSize = _assignment.WorldSize,
             Headers = _agent.Headers,
+            Wire = Wire,
         };
         var coordinator = new Uri(_agent.Options.CoordinatorUrl);
         if (_assignment.GradientSocketPath.Length > 0 && File.Exists(_assignment.GradientSocketPath))

@@ -1,3 +1,4 @@
+using Orchestrator.Numerics;
 using Orchestrator.Worker.Distributed;
 
 namespace Orchestrator.Worker.UnitTests.Distributed;

@@ -3,7 +3,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
-namespace Orchestrator.Worker.Distributed;
+namespace Orchestrator.Numerics;
 
 /// <summary>
 /// fp32 ⇄ bfloat16 conversion for the bf16 wire format: the upper 16 bits of an IEEE float, so
