@@ -82,8 +82,8 @@ async Task CoordinatorTableAsync()
 
     Console.WriteLine($"{Environment.ProcessorCount} cores, {options.Iterations} timed iterations after {options.Warmup} warm-up, median of the slowest rank; ms");
     Console.WriteLine();
-    Console.WriteLine("| buffer | ranks | Gloo fp32 | coordinator gRPC | coordinator TCP | coordinator Unix | coordinator shared memory | gRPC/Gloo | TCP/Gloo | Unix/Gloo | shm/Gloo |");
-    Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
+    Console.WriteLine("| buffer | ranks | Gloo fp32 | coordinator gRPC | coordinator TCP | coordinator TCP bf16 | coordinator Unix | coordinator shared memory | gRPC/Gloo | TCP/Gloo | Unix/Gloo | shm/Gloo |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
     foreach (var floats in options.Floats)
     foreach (var world in options.Worlds)
     {
@@ -96,6 +96,7 @@ async Task CoordinatorTableAsync()
             string[] arguments = plane switch
             {
                 "tcp" => ["--gradient-port", $"{socketPort}"],
+                "tcp-bf16" => ["--gradient-port", $"{socketPort}", "--wire", "bf16"],
                 "unix" => ["--gradient-path", socketPath, "--no-shm"],
                 "shm" => ["--gradient-path", socketPath],
                 _ => [],
@@ -105,9 +106,10 @@ async Task CoordinatorTableAsync()
         }
         var grpc = options.Grpc ? Coordinator("grpc") : double.NaN;
         var tcp = Coordinator("tcp");
+        var tcpBf16 = Coordinator("tcp-bf16");
         var unix = Coordinator("unix");
         var shm = Coordinator("shm");
-        Console.WriteLine($"| {floats * 4 / 1e6:0.#} MB | {world} | {gloo:0.0} | {grpc:0.0} | {tcp:0.0} | {unix:0.0} | {shm:0.0} | {grpc / gloo:0.00} | {tcp / gloo:0.00} | {unix / gloo:0.00} | {shm / gloo:0.00} |");
+        Console.WriteLine($"| {floats * 4 / 1e6:0.#} MB | {world} | {gloo:0.0} | {grpc:0.0} | {tcp:0.0} | {tcpBf16:0.0} | {unix:0.0} | {shm:0.0} | {grpc / gloo:0.00} | {tcp / gloo:0.00} | {unix / gloo:0.00} | {shm / gloo:0.00} |");
     }
     Console.WriteLine();
     await app.StopAsync();
@@ -162,6 +164,7 @@ static async Task<int> RankAsync(int rank, Args options)
         Rank = rank,
         WorldSize = options.World,
         ChunkBytes = options.ChunkBytes,
+        Wire = options.Wire,
     };
     await using IAllReduce ring = options.CoordinatorUrl is not { } url ? await ConnectRingAsync(rank, options)
         : options.GradientPath is { } path ? await CoordinatorSocketAllReduce.ConnectUnixAsync(coordinatorOptions, path, CancellationToken.None, options.SharedMemory)

@@ -190,6 +190,13 @@ public sealed partial class GradientSocketServer(
             // Gone before it said who it is, silent past the join timeout, or the coordinator stops.
             return;
         }
+        catch (Exception e)
+        {
+            // The lease could not be checked (the state store is down): the rank fails its join and
+            // the trial is assigned again once the store is back.
+            await EndWithAsync(socket, new RpcException(new Status(StatusCode.Unavailable, "the coordinator cannot check the trial's assignment: " + e.Message))).ConfigureAwait(false);
+            return;
+        }
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(stopping, session.Ended);
         // A coordinator that stops ends the trial's exchange for every rank, saying so.
