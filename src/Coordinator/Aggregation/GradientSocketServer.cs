@@ -227,14 +227,14 @@ public sealed partial class GradientSocketServer(
         // A client that connects and says nothing must not hold a connection forever.
         bound.CancelAfter(options.Value.JoinTimeout);
         var preamble = new byte[GradientSocketFrames.PreambleBytes];
-        await ReceiveExactlyAsync(socket, preamble, bound.Token).ConfigureAwait(false);
+        await SocketIo.ReceiveExactlyAsync(socket, preamble, bound.Token).ConfigureAwait(false);
         if (BinaryPrimitives.ReadUInt32LittleEndian(preamble) != GradientSocketFrames.Magic)
             AggregationErrors.ThrowInvalid("this is the coordinator's gradient socket: a connection must start with the gradient socket's magic (docs/data-parallel.md)");
         var length = BinaryPrimitives.ReadInt32LittleEndian(preamble.AsSpan(4));
         if (length < 1 || length > GradientSocketFrames.MaxHelloBytes)
             AggregationErrors.ThrowInvalid($"a gradient socket hello of {length} bytes (1 to {GradientSocketFrames.MaxHelloBytes} allowed)");
         var body = new byte[length];
-        await ReceiveExactlyAsync(socket, body, bound.Token).ConfigureAwait(false);
+        await SocketIo.ReceiveExactlyAsync(socket, body, bound.Token).ConfigureAwait(false);
         GradientSocketHello hello;
         try
         {
@@ -260,7 +260,7 @@ public sealed partial class GradientSocketServer(
         {
             while (true)
             {
-                if (!await ReceiveStepHeaderAsync(socket, header, ct).ConfigureAwait(false))
+                if (!await SocketIo.TryReceiveExactlyAsync(socket, header, ct).ConfigureAwait(false))
                 {
                     session.Depart(port, clean: true);
                     return;
@@ -279,7 +279,7 @@ public sealed partial class GradientSocketServer(
                 {
                     var bytes = (int)Math.Min(chunkFloats, floats - (long)index * chunkFloats) * session.ValueBytes;
                     var array = ArrayPool<byte>.Shared.Rent(bytes);
-                    await ReceiveExactlyAsync(socket, array.AsMemory(0, bytes), ct).ConfigureAwait(false);
+                    await SocketIo.ReceiveExactlyAsync(socket, array.AsMemory(0, bytes), ct).ConfigureAwait(false);
                     session.Receive(port.Rank, step, index, floats, new GradientPart(array.AsMemory(0, bytes), array));
                 }
             }
@@ -310,7 +310,7 @@ public sealed partial class GradientSocketServer(
         {
             while (true)
             {
-                if (!await ReceiveStepHeaderAsync(socket, frame, ct).ConfigureAwait(false))
+                if (!await SocketIo.TryReceiveExactlyAsync(socket, frame, ct).ConfigureAwait(false))
                 {
                     session.Depart(port, clean: true);
                     return;
@@ -342,7 +342,7 @@ public sealed partial class GradientSocketServer(
                 var chunks = (int)((floats + chunkFloats - 1) / chunkFloats);
                 for (var index = 0; index < chunks; index++)
                 {
-                    await ReceiveExactlyAsync(socket, frame, ct).ConfigureAwait(false);
+                    await SocketIo.ReceiveExactlyAsync(socket, frame, ct).ConfigureAwait(false);
                     var (readyType, readyIndex, readyStep, readyFloats) = ReadRankFrame(frame);
                     if (readyType != GradientSocketFrames.Ready || readyIndex != (uint)index || readyStep != step || readyFloats != floats)
                     {
@@ -398,11 +398,11 @@ public sealed partial class GradientSocketServer(
                         if (item.Segment is { } next)
                         {
                             segment = next;
-                            await SendAllAsync(socket, SegmentFrame(next), ct).ConfigureAwait(false);
+                            await SocketIo.SendAllAsync(socket, SegmentFrame(next), ct).ConfigureAwait(false);
                         }
                         else if (item.Joined is not null)
                         {
-                            await SendAllAsync(socket, joined, ct).ConfigureAwait(false);
+                            await SocketIo.SendAllAsync(socket, joined, ct).ConfigureAwait(false);
                         }
                         else if (segment is not null)
                         {
@@ -411,11 +411,11 @@ public sealed partial class GradientSocketServer(
                             var means = frame[GradientSocketFrames.FrameHeaderBytes..];
                             var offset = segment.Length / 2 + item.Index * session.ChunkFloats * sizeof(float);
                             means.Span.CopyTo(segment.GetSpan().Slice(offset, means.Length));
-                            await SendAllAsync(socket, frame[..GradientSocketFrames.FrameHeaderBytes], ct).ConfigureAwait(false);
+                            await SocketIo.SendAllAsync(socket, frame[..GradientSocketFrames.FrameHeaderBytes], ct).ConfigureAwait(false);
                         }
                         else
                         {
-                            await SendAllAsync(socket, item.Buffer!.Frame, ct).ConfigureAwait(false);
+                            await SocketIo.SendAllAsync(socket, item.Buffer!.Frame, ct).ConfigureAwait(false);
                         }
                     }
                     finally
@@ -471,7 +471,7 @@ public sealed partial class GradientSocketServer(
         try
         {
             using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            await SendAllAsync(socket, GradientSocketFrames.Failure(failure), bound.Token).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(socket, GradientSocketFrames.Failure(failure), bound.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
@@ -504,42 +504,6 @@ public sealed partial class GradientSocketServer(
         catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
             // Closed either way below.
-        }
-    }
-
-    /// <summary>Reads a step header; false when the rank closed its half cleanly before it (between steps).</summary>
-    private static async ValueTask<bool> ReceiveStepHeaderAsync(Socket socket, Memory<byte> header, CancellationToken ct)
-    {
-        var read = 0;
-        while (read < header.Length)
-        {
-            var n = await socket.ReceiveAsync(header[read..], SocketFlags.None, ct).ConfigureAwait(false);
-            if (n == 0)
-            {
-                if (read == 0) return false;
-                throw new IOException("the rank closed its connection inside a step header");
-            }
-            read += n;
-        }
-        return true;
-    }
-
-    private static async ValueTask ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken ct)
-    {
-        while (!buffer.IsEmpty)
-        {
-            var n = await socket.ReceiveAsync(buffer, SocketFlags.None, ct).ConfigureAwait(false);
-            if (n == 0) throw new IOException("the connection closed mid-frame");
-            buffer = buffer[n..];
-        }
-    }
-
-    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> buffer, CancellationToken ct)
-    {
-        while (!buffer.IsEmpty)
-        {
-            var n = await socket.SendAsync(buffer, SocketFlags.None, ct).ConfigureAwait(false);
-            buffer = buffer[n..];
         }
     }
 

@@ -132,10 +132,10 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
                 Authorization = options.Headers?.GetValue("authorization") ?? "",
                 SharedMemory = sharedMemory,
             };
-            await SendAllAsync(socket, GradientSocketFrames.Hello(hello), join.Token).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(socket, GradientSocketFrames.Hello(hello), join.Token).ConfigureAwait(false);
             // The coordinator says Joined once every rank of the trial is in, or why not.
             var frame = new byte[GradientSocketFrames.FrameHeaderBytes];
-            await ReceiveFrameAsync(socket, frame, join.Token).ConfigureAwait(false);
+            await SocketIo.ReceiveExactlyAsync(socket, frame, join.Token).ConfigureAwait(false);
             var (type, argument, _) = GradientSocketFrames.ReadFrame(frame);
             if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(socket, argument, join.Token).ConfigureAwait(false);
             if (type != GradientSocketFrames.Joined)
@@ -190,10 +190,10 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
             if (_shared)
             {
                 GradientSocketFrames.WriteStep(_stepHeader, step, buffer.Length);
-                await SendAllAsync(_socket, _stepHeader, idle.Token).ConfigureAwait(false);
+                await SocketIo.SendAllAsync(_socket, _stepHeader, idle.Token).ConfigureAwait(false);
                 if (bytes.Memory.Length > _capacity) await ReceiveSegmentAsync(idle.Token).ConfigureAwait(false);
                 send = SendReadyAsync(bytes.Memory, buffer.Length, step, idle.Token);
-                await ReceiveSharedMeansAsync(bytes.Memory, buffer.Length, step, idle).ConfigureAwait(false);
+                await ReceiveMeansAsync(bytes.Memory, buffer.Length, step, idle).ConfigureAwait(false);
             }
             else
             {
@@ -207,9 +207,13 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
             await idle.CancelAsync().ConfigureAwait(false);
             Exception? sendError = null;
             try { await send.ConfigureAwait(false); } catch (Exception s) { sendError = s; }
+            var error = Informative(e, sendError);
+            if (error is IOException or SocketException)
+                error = new CollectiveException(CollectiveFailure.PeerClosed, Rank, null,
+                    $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator's gradient socket closed mid-collective ({error.Message}); the coordinator stopped, or the connection broke.", error);
             var failure = ct.IsCancellationRequested
                 ? new OperationCanceledException(ct)
-                : CoordinatorAllReduce.Describe(Informative(e, sendError), _options,
+                : CoordinatorAllReduce.Describe(error, _options,
                     CoordinatorAllReduce.IdleTimedOut(e, sendError) ? _options.Timeout : null, joining: false);
             Volatile.Write(ref _failure, failure);
             // The connection no longer agrees with the coordinator about where it stands.
@@ -230,10 +234,10 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     private async Task SendStepAsync(Memory<byte> bytes, long floats, long step, CancellationToken ct)
     {
         GradientSocketFrames.WriteStep(_stepHeader, step, floats);
-        await SendAllAsync(_socket, _stepHeader, ct).ConfigureAwait(false);
+        await SocketIo.SendAllAsync(_socket, _stepHeader, ct).ConfigureAwait(false);
         if (_sendStaging is null)
         {
-            await SendAllAsync(_socket, bytes, ct).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(_socket, bytes, ct).ConfigureAwait(false);
             return;
         }
         // bf16: narrow a chunk, send it (the send returns once the kernel has the bytes), repeat.
@@ -242,7 +246,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
         {
             var values = MemoryMarshal.Cast<byte, float>(bytes.Span.Slice(offset, Math.Min(chunkBytes, bytes.Length - offset)));
             BFloat16Codec.Narrow(values, MemoryMarshal.Cast<byte, ushort>(_sendStaging.AsSpan()));
-            await SendAllAsync(_socket, _sendStaging.AsMemory(0, values.Length * sizeof(ushort)), ct).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(_socket, _sendStaging.AsMemory(0, values.Length * sizeof(ushort)), ct).ConfigureAwait(false);
         }
     }
 
@@ -256,54 +260,38 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
             var length = Math.Min(chunkBytes, bytes.Length - offset);
             bytes.Span.Slice(offset, length).CopyTo(segment.GetSpan().Slice(offset, length));
             GradientSocketFrames.WriteStep(_readyFrame, step, floats, GradientSocketFrames.Ready, (uint)index);
-            await SendAllAsync(_socket, _readyFrame, ct).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(_socket, _readyFrame, ct).ConfigureAwait(false);
         }
     }
 
     /// <summary>Shared memory: the coordinator made a larger segment for this step; map it.</summary>
     private async Task ReceiveSegmentAsync(CancellationToken ct)
     {
-        await ReceiveFrameAsync(_socket, _frame, ct).ConfigureAwait(false);
+        await SocketIo.ReceiveExactlyAsync(_socket, _frame, ct).ConfigureAwait(false);
         var (type, argument, length) = GradientSocketFrames.ReadFrame(_frame);
         if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_socket, argument, ct).ConfigureAwait(false);
         if (type != GradientSocketFrames.Segment || argument > 4096 || length < 2)
             throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
                 $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent frame type {type} where a shared-memory segment was due.");
         var path = new byte[argument];
-        await ReceiveExactlyAsync(_socket, path, ct).ConfigureAwait(false);
+        await SocketIo.ReceiveExactlyAsync(_socket, path, ct).ConfigureAwait(false);
         var segment = SharedMemorySegment.Open(System.Text.Encoding.UTF8.GetString(path), length);
         ((IDisposable?)_segment)?.Dispose();
         _segment = segment;
         _capacity = length / 2;
     }
 
-    /// <summary>Shared memory: per Mean frame, copies that chunk's means out of the segment.</summary>
-    private async Task ReceiveSharedMeansAsync(Memory<byte> bytes, long floats, long step, CancellationTokenSource idle)
-    {
-        var chunkBytes = _options.ChunkFloats * sizeof(float);
-        var chunks = (int)((floats + _options.ChunkFloats - 1) / _options.ChunkFloats);
-        for (var index = 0; index < chunks; index++)
-        {
-            await ReceiveFrameAsync(_socket, _frame, idle.Token).ConfigureAwait(false);
-            var (type, argument, frameStep) = GradientSocketFrames.ReadFrame(_frame);
-            if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_socket, argument, idle.Token).ConfigureAwait(false);
-            if (type != GradientSocketFrames.Mean || frameStep != step || argument != (uint)index)
-                throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
-                    $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent frame type {type} for chunk {argument} of step {frameStep} where chunk {index} of step {step} was due.");
-            var offset = index * chunkBytes;
-            var length = Math.Min(chunkBytes, bytes.Length - offset);
-            _segment!.GetSpan().Slice((int)_capacity + offset, length).CopyTo(bytes.Span.Slice(offset, length));
-            idle.CancelAfter(_options.Timeout);
-        }
-    }
-
+    /// <summary>
+    /// Per Mean frame, puts that chunk's means into the caller's buffer: copied out of the segment
+    /// (shared memory), received straight into place (fp32), or received and widened (bf16).
+    /// </summary>
     private async Task ReceiveMeansAsync(Memory<byte> bytes, long floats, long step, CancellationTokenSource idle)
     {
         var chunkBytes = _options.ChunkFloats * sizeof(float);
         var chunks = (int)((floats + _options.ChunkFloats - 1) / _options.ChunkFloats);
         for (var index = 0; index < chunks; index++)
         {
-            await ReceiveFrameAsync(_socket, _frame, idle.Token).ConfigureAwait(false);
+            await SocketIo.ReceiveExactlyAsync(_socket, _frame, idle.Token).ConfigureAwait(false);
             var (type, argument, frameStep) = GradientSocketFrames.ReadFrame(_frame);
             if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_socket, argument, idle.Token).ConfigureAwait(false);
             if (type != GradientSocketFrames.Mean || frameStep != step || argument != (uint)index)
@@ -311,14 +299,18 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
                     $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent frame type {type} for chunk {argument} of step {frameStep} where chunk {index} of step {step} was due.");
             var offset = index * chunkBytes;
             var slice = bytes.Slice(offset, Math.Min(chunkBytes, bytes.Length - offset));
-            if (_receiveStaging is null)
+            if (_shared)
             {
-                await ReceiveExactlyAsync(_socket, slice, idle.Token).ConfigureAwait(false);
+                _segment!.GetSpan().Slice((int)_capacity + offset, slice.Length).CopyTo(slice.Span);
+            }
+            else if (_receiveStaging is null)
+            {
+                await SocketIo.ReceiveExactlyAsync(_socket, slice, idle.Token).ConfigureAwait(false);
             }
             else
             {
                 var halves = _receiveStaging.AsMemory(0, slice.Length / 2);
-                await ReceiveExactlyAsync(_socket, halves, idle.Token).ConfigureAwait(false);
+                await SocketIo.ReceiveExactlyAsync(_socket, halves, idle.Token).ConfigureAwait(false);
                 BFloat16Codec.Widen(MemoryMarshal.Cast<byte, ushort>(halves.Span), MemoryMarshal.Cast<byte, float>(slice.Span));
             }
             idle.CancelAfter(_options.Timeout);
@@ -358,7 +350,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
         if (length > GradientSocketFrames.MaxHelloBytes)
             return new IOException($"the coordinator announced a failure of {length} bytes");
         var payload = new byte[length];
-        await ReceiveExactlyAsync(socket, payload, ct).ConfigureAwait(false);
+        await SocketIo.ReceiveExactlyAsync(socket, payload, ct).ConfigureAwait(false);
         return GradientSocketFrames.ToRpcException(GradientSocketFailure.Parser.ParseFrom(payload));
     }
 
@@ -369,34 +361,4 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     private CollectiveException Broken(Exception first) =>
         new(CollectiveFailure.Broken, Rank, (first as CollectiveException)?.PeerRank,
             $"The gradient exchange of rank {Rank} is broken by an earlier failure; connect a new one. First failure: {first.Message}", first);
-
-    private static async ValueTask ReceiveFrameAsync(Socket socket, Memory<byte> frame, CancellationToken ct)
-    {
-        var read = 0;
-        while (read < frame.Length)
-        {
-            var n = await socket.ReceiveAsync(frame[read..], SocketFlags.None, ct).ConfigureAwait(false);
-            if (n == 0) throw new IOException("the coordinator closed the gradient socket");
-            read += n;
-        }
-    }
-
-    private static async ValueTask ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken ct)
-    {
-        while (!buffer.IsEmpty)
-        {
-            var n = await socket.ReceiveAsync(buffer, SocketFlags.None, ct).ConfigureAwait(false);
-            if (n == 0) throw new IOException("the coordinator closed the gradient socket mid-frame");
-            buffer = buffer[n..];
-        }
-    }
-
-    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> buffer, CancellationToken ct)
-    {
-        while (!buffer.IsEmpty)
-        {
-            var n = await socket.SendAsync(buffer, SocketFlags.None, ct).ConfigureAwait(false);
-            buffer = buffer[n..];
-        }
-    }
 }
