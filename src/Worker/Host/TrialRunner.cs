@@ -34,11 +34,21 @@ internal sealed partial class TrialRunner : ITrainingObserver
     private readonly Thread _thread;
     private string? _stopReason;
     private volatile int _epoch;
+    private readonly TrialRunner? _predecessor;
+    private static readonly TimeSpan PredecessorTimeout = TimeSpan.FromMinutes(2);
 
-    public TrialRunner(WorkerAgent agent, AssignTrial assignment)
+    /// <param name="agent">The worker.</param>
+    /// <param name="assignment">What to run.</param>
+    /// <param name="predecessor">
+    /// An earlier assignment of the same trial on this worker that is still ending (a rank that
+    /// stopped as the coordinator handed the trial straight back to this worker): this run waits
+    /// for it, since both use the trial's run folder.
+    /// </param>
+    public TrialRunner(WorkerAgent agent, AssignTrial assignment, TrialRunner? predecessor = null)
     {
         _agent = agent;
         _assignment = assignment;
+        _predecessor = predecessor;
         Lease = assignment.Lease.Clone();
         _thread = new Thread(Run) { IsBackground = true, Name = "trial " + assignment.Lease.TrialId };
     }
@@ -91,6 +101,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
         var training = false;
         try
         {
+            if (_predecessor is not null && !_predecessor._thread.Join(PredecessorTimeout))
+                throw new TimeoutException($"the previous run of {TrialId} on this worker did not stop within {PredecessorTimeout.TotalSeconds:0} s");
             var spec = TrialSpecYaml.Parse(_assignment.TrialYaml, TrialId);
             if (_agent.Options.DataDir is { } dataDir) spec.Data.Dir = dataDir;
             else if (_agent.Options.FetchData && RemoteDatasetCache.CanFetch(spec.Data))

@@ -277,8 +277,17 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         {
             if (!_draining)
             {
-                var runner = new TrialRunner(this, a);
-                if (_trials.TryAdd(a.Lease.TrialId, runner)) runner.Start();
+                var id = a.Lease.TrialId;
+                if (_trials.TryGetValue(id, out var earlier))
+                {
+                    if (earlier.Lease.FencingToken >= a.Lease.FencingToken) return; // a duplicate
+                    // The trial came straight back while its last run here is still ending (a rank
+                    // stopping with its gang): that run stops, and this one starts after it.
+                    earlier.Stop("the trial was assigned to this worker again");
+                }
+                var runner = new TrialRunner(this, a, earlier);
+                _trials[id] = runner;
+                runner.Start();
                 return;
             }
         }
