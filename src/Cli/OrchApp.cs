@@ -53,6 +53,7 @@ public static partial class OrchApp
             return ExitCodes.Usage;
         }
         var config = new InvocationConfiguration { EnableDefaultExceptionHandler = false };
+        if (parse.CommandResult.Command is SignalHandlingCommand) config.ProcessTerminationTimeout = null;
         try
         {
             return await parse.InvokeAsync(config);

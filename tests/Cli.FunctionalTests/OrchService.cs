@@ -3,7 +3,7 @@ using System.Text;
 
 namespace Orchestrator.Cli.FunctionalTests;
 
-/// <summary>A long-running `orch` process (coordinator or worker) that a test can kill with SIGKILL.</summary>
+/// <summary>A long-running `orch` process (coordinator or worker) that a test can signal or kill with SIGKILL.</summary>
 public sealed class OrchService : IAsyncDisposable
 {
     private readonly Process _process;
@@ -30,6 +30,34 @@ public sealed class OrchService : IAsyncDisposable
     public bool HasExited => _process.HasExited;
 
     public string Output { get { lock (_output) return _output.ToString(); } }
+
+    /// <summary>
+    /// Sends a signal by name, as `kill -s NAME` does: TERM is what Kubernetes sends a pod it
+    /// deletes, INT what Ctrl+C sends.
+    /// </summary>
+    public void Signal(string name)
+    {
+        var kill = new ProcessStartInfo("kill") { RedirectStandardError = true };
+        foreach (var a in new[] { "-s", name, _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture) }) kill.ArgumentList.Add(a);
+        using var p = Process.Start(kill)!;
+        var error = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) throw new InvalidOperationException($"kill -s {name} {_process.Id} failed: {error}");
+    }
+
+    /// <summary>Waits for the process to end by itself and returns its exit code; fails past <paramref name="timeout"/>.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await _process.WaitForExitAsync().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"the process did not exit within {timeout}:\n{Output}");
+        }
+        return _process.ExitCode;
+    }
 
     /// <summary>SIGKILL: no shutdown, no cleanup, like a crashed pod.</summary>
     public async Task KillAsync()

@@ -11,7 +11,7 @@ namespace Orchestrator.Cli.FunctionalTests;
 /// SIGKILLs of workers and of the coordinator.
 /// </summary>
 [Collection(EndToEnd.Name)]
-public sealed class SweepEndToEndTests : IAsyncLifetime
+public sealed partial class SweepEndToEndTests : IAsyncLifetime
 {
     private const string SweepYaml = """
         name: e2e-grid
@@ -33,6 +33,7 @@ public sealed class SweepEndToEndTests : IAsyncLifetime
     private readonly List<OrchService> _services = [];
     private RedisServer _redis = null!;
     private int _port;
+    private int _gradientPort;
     private OrchService _coordinator = null!;
 
     private string Address => $"http://127.0.0.1:{_port}";
@@ -41,6 +42,8 @@ public sealed class SweepEndToEndTests : IAsyncLifetime
     {
         _redis = await RedisServer.StartAsync(CancellationToken.None);
         _port = RedisServer.FreePort();
+        // Kept across coordinator restarts; not the default 5002, which another coordinator on this machine may hold.
+        _gradientPort = RedisServer.FreePort();
         _coordinator = StartCoordinator();
         await ReadyAsync();
         File.WriteAllText(Path.Combine(_dir, "sweep.yaml"), SweepYaml);
@@ -54,14 +57,14 @@ public sealed class SweepEndToEndTests : IAsyncLifetime
     private OrchService StartCoordinator()
     {
         var c = OrchService.Start(_dir, "coordinator", "--redis", _redis.Configuration, "--redis-prefix", _prefix, "--port", _port.ToString(),
-            "--state-dir", Path.Combine(_dir, "state"), "--lease-timeout", "3", "--gradient-port", "0");
+            "--state-dir", Path.Combine(_dir, "state"), "--lease-timeout", "3", "--gradient-port", _gradientPort.ToString());
         _services.Add(c);
         return c;
     }
 
-    private OrchService StartWorker(string id)
+    private OrchService StartWorker(string id, params string[] more)
     {
-        var w = OrchService.Start(_dir, "worker", "--coordinator", Address, "--id", id, "--threads", "1", "--work-dir", Path.Combine(_dir, id));
+        var w = OrchService.Start(_dir, ["worker", "--coordinator", Address, "--id", id, "--threads", "1", "--work-dir", Path.Combine(_dir, id), .. more]);
         _services.Add(w);
         return w;
     }

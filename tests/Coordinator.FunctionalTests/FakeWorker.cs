@@ -22,6 +22,7 @@ public sealed class FakeWorker : IAsyncDisposable
     private Task _reader = Task.CompletedTask;
     private Task _heartbeats = Task.CompletedTask;
     private volatile bool _heartbeating;
+    private volatile bool _draining;
     private bool _closed;
 
     private FakeWorker(string id, AsyncDuplexStreamingCall<WorkerMessage, CoordinatorMessage> call)
@@ -102,7 +103,7 @@ public sealed class FakeWorker : IAsyncDisposable
             {
                 if (_heartbeating)
                 {
-                    var beat = new Heartbeat();
+                    var beat = new Heartbeat { Draining = _draining };
                     beat.Running.AddRange(_leases.Select(l => new TrialLease { TrialId = l.Key, FencingToken = l.Value }));
                     await SendAsync(new WorkerMessage { Heartbeat = beat });
                 }
@@ -113,6 +114,15 @@ public sealed class FakeWorker : IAsyncDisposable
         {
             // The stream closed.
         }
+    }
+
+    /// <summary>Says it is shutting down, as a worker does on SIGTERM: a heartbeat with draining set, now and from then on.</summary>
+    public Task StartDrainingAsync()
+    {
+        _draining = true;
+        var beat = new Heartbeat { Draining = true };
+        beat.Running.AddRange(_leases.Select(l => new TrialLease { TrialId = l.Key, FencingToken = l.Value }));
+        return SendAsync(new WorkerMessage { Heartbeat = beat });
     }
 
     /// <summary>Stops sending heartbeats (a hung worker) while the stream stays open.</summary>

@@ -71,10 +71,21 @@ internal static class ServeCommands
         var dataPort = new Option<int>("--data-port") { Description = "Port for exchanging gradients with peers in data-parallel trials (default: a free port).", HelpName = "PORT" };
         var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name).", HelpName = "HOST" };
         var metricsBind = new Option<string>("--metrics-bind") { Description = "Address for --metrics-port (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
-        var command = new Command("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\nExample: orch worker --coordinator http://127.0.0.1:5000")
-        { coordinator, id, device, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise };
+        var drainTimeout = new Option<int>("--drain-timeout")
+        {
+            Description = "On SIGTERM or Ctrl+C, take no new trials, let each running trial finish its epoch and upload that checkpoint, " +
+                          "then hand it back to be resumed elsewhere; stop at once after this many seconds or on a second signal. " +
+                          "Keep it below the pod's terminationGracePeriodSeconds. 0: stop at once (the epoch in progress is lost).",
+            DefaultValueFactory = _ => 600,
+            HelpName = "SECONDS",
+        };
+        var command = new SignalHandlingCommand("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\n" +
+            "SIGTERM or Ctrl+C drains it (see --drain-timeout); a second signal stops it at once.\nExample: orch worker --coordinator http://127.0.0.1:5000")
+        { coordinator, id, device, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise, drainTimeout };
         command.SetAction(async (parse, ct) =>
         {
+            var drain = parse.GetValue(drainTimeout);
+            if (drain < 0) throw new ArgumentException("--drain-timeout must be 0 or more seconds");
             using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
                 .SetMinimumLevel(LogLevel.Warning).AddFilter("Orchestrator", LogLevel.Information));
             var options = new WorkerAgentOptions
@@ -93,9 +104,17 @@ internal static class ServeCommands
             if (parse.GetValue(workDir) is { } w) options = options with { WorkDir = w };
             await using var telemetry = parse.GetValue(metricsPort) is { } mp ? await WorkerTelemetry.StartAsync(mp, parse.GetValue(metricsBind)!, ct) : null;
             await using var agent = new WorkerAgent(options, loggers);
+            using var signals = ShutdownSignals.Register(agent, TimeSpan.FromSeconds(drain));
             await agent.RunAsync(ct);
-            return ExitCodes.Ok;
+            return signals.ExitCode;
         });
         return command;
     }
 }
+
+/// <summary>
+/// A command that handles SIGTERM and SIGINT itself, so System.CommandLine must not (it would
+/// cancel the action's token and end the process two seconds later): `orch worker` drains for
+/// up to --drain-timeout seconds.
+/// </summary>
+internal sealed class SignalHandlingCommand(string name, string? description = null) : Command(name, description);

@@ -49,6 +49,12 @@ public sealed record TrialRecord
     /// <summary>Assignments so far.</summary>
     public int Attempt { get; init; }
     /// <summary>
+    /// Assignments that ended with the worker handing the trial back because it was shutting down
+    /// (a drain, at an epoch boundary). They are not failures: <see cref="CountedAttempts"/> leaves
+    /// them out, so a trial is never failed for having run on workers that were scaled down.
+    /// </summary>
+    public int HandedBack { get; init; }
+    /// <summary>
     /// Fencing token: increases on every assignment. Workers send it with every write; a write
     /// carrying an older token comes from a stale worker and is refused.
     /// </summary>
@@ -68,6 +74,9 @@ public sealed record TrialRecord
     public DateTimeOffset? StartedAt { get; init; }
     public DateTimeOffset? FinishedAt { get; init; }
     public long Version { get; init; }
+
+    /// <summary>Assignments that count against MaxTrialAttempts: every one except those handed back by a draining worker.</summary>
+    [JsonIgnore] public int CountedAttempts => Attempt - HandedBack;
 
     [JsonIgnore] public bool IsFinished => State is TrialStatus.Completed or TrialStatus.Failed or TrialStatus.Cancelled;
 }

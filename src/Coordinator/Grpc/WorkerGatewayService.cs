@@ -35,7 +35,10 @@ public sealed partial class WorkerGatewayService(
         if (string.IsNullOrWhiteSpace(hello.WorkerId) || hello.WorkerId.Length > 128)
             throw new RpcException(new Status(StatusCode.InvalidArgument, "Hello.worker_id must be 1 to 128 characters"));
 
-        var connection = new WorkerConnection(hello.WorkerId, string.IsNullOrEmpty(hello.Name) ? hello.WorkerId : hello.Name, hello.Capabilities ?? new WorkerCapabilities(), hello.DataEndpoint);
+        var connection = new WorkerConnection(hello.WorkerId, string.IsNullOrEmpty(hello.Name) ? hello.WorkerId : hello.Name, hello.Capabilities ?? new WorkerCapabilities(), hello.DataEndpoint)
+        {
+            Draining = hello.Draining,
+        };
         var welcome = new Welcome
         {
             HeartbeatIntervalMs = (int)options.Value.HeartbeatInterval.TotalMilliseconds,
@@ -98,6 +101,13 @@ public sealed partial class WorkerGatewayService(
         switch (message.KindCase)
         {
             case WorkerMessage.KindOneofCase.Heartbeat:
+                if (message.Heartbeat.Draining && !connection.Draining)
+                {
+                    // From now on the scheduler passes it over; its trials come back as OUTCOME_DRAINED.
+                    connection.Draining = true;
+                    Log.WorkerDraining(logger, connection.Id, connection.Trials.Count);
+                    await UpsertAsync(connection, "busy", ct).ConfigureAwait(false);
+                }
                 foreach (var lease in message.Heartbeat.Running)
                 {
                     if (!await sweeps.RenewLeaseAsync(connection.Id, lease.TrialId, lease.FencingToken, ct).ConfigureAwait(false))
@@ -137,7 +147,7 @@ public sealed partial class WorkerGatewayService(
         CpuCores = w.Capabilities.CpuCores,
         Version = w.Capabilities.Version,
         Host = w.Capabilities.Host,
-        State = state == "busy" ? (w.Trials.Count > 0 ? "busy" : "idle") : state,
+        State = state == "busy" ? (w.Draining ? "draining" : w.Trials.Count > 0 ? "busy" : "idle") : state,
         TrialId = w.Trials.Keys.FirstOrDefault(),
         ConnectedAt = w.ConnectedAt,
         LastHeartbeat = w.LastHeartbeat,
@@ -225,5 +235,8 @@ public sealed partial class WorkerGatewayService(
 
         [LoggerMessage(31, LogLevel.Information, "Worker {WorkerId} disconnected")]
         public static partial void WorkerDisconnected(ILogger logger, string workerId);
+
+        [LoggerMessage(32, LogLevel.Information, "Worker {WorkerId} is draining: no new trials for it; its running trials ({Running}) come back at their next epoch end")]
+        public static partial void WorkerDraining(ILogger logger, string workerId, int running);
     }
 }

@@ -285,6 +285,9 @@ public sealed partial class SweepManager(
             case Proto.TrialStatus.Types.Outcome.Failed:
                 await RequeueAsync(trialId, token, $"failed on {workerId}: {message}", ct).ConfigureAwait(false);
                 break;
+            case Proto.TrialStatus.Types.Outcome.Drained:
+                await HandBackAsync(trialId, token, $"handed back by {workerId}: {message}", ct).ConfigureAwait(false);
+                break;
             case Proto.TrialStatus.Types.Outcome.Stopped:
                 // A stop we asked for: the trial was already moved on (cancelled or re-queued).
                 break;
@@ -301,17 +304,29 @@ public sealed partial class SweepManager(
     /// Puts a running trial back in the queue (its worker died, missed heartbeats, or failed
     /// transiently), or fails it once it used up its attempts.
     /// </summary>
-    public async Task RequeueAsync(string trialId, long token, string reason, CancellationToken ct)
+    public Task RequeueAsync(string trialId, long token, string reason, CancellationToken ct) =>
+        RequeueAsync(trialId, token, reason, handedBack: false, ct);
+
+    /// <summary>
+    /// Puts a running trial back in the queue at once because its worker is shutting down and
+    /// handed it back at an epoch boundary (after that epoch's checkpoint was stored). Nothing
+    /// went wrong, so the assignment does not count against MaxTrialAttempts.
+    /// </summary>
+    public Task HandBackAsync(string trialId, long token, string reason, CancellationToken ct) =>
+        RequeueAsync(trialId, token, reason, handedBack: true, ct);
+
+    private async Task RequeueAsync(string trialId, long token, string reason, bool handedBack, CancellationToken ct)
     {
         var now = Now;
         var attemptsLeft = true;
         var updated = await UpdateTrialAsync(trialId, t =>
         {
             if (t.State != TrialStatus.Running || t.FencingToken != token) return null;
-            attemptsLeft = t.Attempt < _options.MaxTrialAttempts;
+            if (handedBack) t = t with { HandedBack = t.HandedBack + 1 };
+            attemptsLeft = handedBack || t.CountedAttempts < _options.MaxTrialAttempts;
             return attemptsLeft
                 ? t with { State = TrialStatus.Pending, WorkerIds = [], LeaseExpiresAt = null, Message = reason }
-                : t with { State = TrialStatus.Failed, WorkerIds = [], LeaseExpiresAt = null, FinishedAt = now, Message = $"{reason} (attempt {t.Attempt} of {_options.MaxTrialAttempts})" };
+                : t with { State = TrialStatus.Failed, WorkerIds = [], LeaseExpiresAt = null, FinishedAt = now, Message = $"{reason} (attempt {t.CountedAttempts} of {_options.MaxTrialAttempts})" };
         }, ct).ConfigureAwait(false);
         if (updated is null) return;
         foreach (var id in updated.WorkerIds) workers.Find(id)?.Detach(trialId);
@@ -320,7 +335,8 @@ public sealed partial class SweepManager(
             w.Detach(trialId);
             w.Send(new Proto.CoordinatorMessage { Stop = new Proto.StopTrial { TrialId = trialId, Reason = reason } });
         }
-        Log.TrialRequeued(logger, trialId, reason, attemptsLeft);
+        if (handedBack) Log.TrialHandedBack(logger, trialId, reason);
+        else Log.TrialRequeued(logger, trialId, reason, attemptsLeft);
         PublishTrial(updated);
         if (!attemptsLeft) await AfterTrialEndedAsync(updated, succeeded: false, ct).ConfigureAwait(false);
         workers.Signal();
@@ -511,5 +527,8 @@ public sealed partial class SweepManager(
 
         [LoggerMessage(6, LogLevel.Information, "Sweep {SweepId} {State}: {Message}")]
         public static partial void SweepFinished(ILogger logger, string sweepId, string state, string message);
+
+        [LoggerMessage(7, LogLevel.Information, "Trial {TrialId} re-queued: {Reason} (not counted as an attempt)")]
+        public static partial void TrialHandedBack(ILogger logger, string trialId, string reason);
     }
 }

@@ -18,24 +18,37 @@ namespace Orchestrator.Worker.Host;
 /// resuming, train, report each epoch, upload checkpoints, report the outcome. Training stays on
 /// this one thread (TorchSharp dispose scopes are thread-static); network calls made from it
 /// block it, which is what we want for checkpoint uploads (the next epoch starts once the
-/// checkpoint is safe).
+/// checkpoint is safe). Two ways to end early: <see cref="Stop"/> at the next batch, and
+/// <see cref="Drain"/> at the next epoch boundary, after that epoch's checkpoint is uploaded.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001",
-    Justification = "The stop source has no timer to release, and Stop may be called after the trial thread ended.")]
+    Justification = "The stop and drain sources have no timer to release, and Stop or Drain may be called after the trial thread ended.")]
 internal sealed partial class TrialRunner : ITrainingObserver
 {
     private const int UploadChunk = 256 * 1024;
     private readonly WorkerAgent _agent;
     private readonly AssignTrial _assignment;
     private readonly CancellationTokenSource _stop = new();
+    private readonly CancellationTokenSource _drain = new();
     private readonly ConcurrentQueue<WorkerMessage> _reports = new();
     private readonly Thread _thread;
     private string? _stopReason;
+    private volatile int _epoch;
+    private readonly TrialRunner? _predecessor;
+    private static readonly TimeSpan PredecessorTimeout = TimeSpan.FromMinutes(2);
 
-    public TrialRunner(WorkerAgent agent, AssignTrial assignment)
+    /// <param name="agent">The worker.</param>
+    /// <param name="assignment">What to run.</param>
+    /// <param name="predecessor">
+    /// An earlier assignment of the same trial on this worker that is still ending (a rank that
+    /// stopped as the coordinator handed the trial straight back to this worker): this run waits
+    /// for it, since both use the trial's run folder.
+    /// </param>
+    public TrialRunner(WorkerAgent agent, AssignTrial assignment, TrialRunner? predecessor = null)
     {
         _agent = agent;
         _assignment = assignment;
+        _predecessor = predecessor;
         Lease = assignment.Lease.Clone();
         _thread = new Thread(Run) { IsBackground = true, Name = "trial " + assignment.Lease.TrialId };
     }
@@ -55,6 +68,17 @@ internal sealed partial class TrialRunner : ITrainingObserver
         _stop.Cancel();
     }
 
+    /// <summary>
+    /// Finishes the epoch in progress (its metrics and checkpoint go out as at any epoch end),
+    /// then stops and hands the trial back (<see cref="TrialStatus.Types.Outcome.Drained"/>), so
+    /// the coordinator re-queues it to resume from that checkpoint. Before training starts there
+    /// is nothing to finish: a trial of this worker alone is handed back at once.
+    /// </summary>
+    public void Drain() => _drain.Cancel();
+
+    /// <summary>What a drain waits for, for people: "epoch 3 of trial sw-1a2b3c4d-t0001".</summary>
+    public string DrainTarget => _epoch > 0 ? $"epoch {_epoch} of trial {TrialId}" : $"trial {TrialId} (not training yet)";
+
     public void Join(TimeSpan timeout) => _thread.Join(timeout);
 
     /// <summary>Re-sends every report of this trial (after a reconnect); the coordinator ignores steps it has.</summary>
@@ -68,13 +92,22 @@ internal sealed partial class TrialRunner : ITrainingObserver
         var ct = _stop.Token;
         var outcome = TrialStatus.Types.Outcome.Completed;
         var message = "";
+        // Until training starts a drain has nothing to wait for, so a trial trained by this worker
+        // alone drops its set-up (data fetch, checkpoint download) at once. The ranks of a
+        // data-parallel trial set up together (they form the ring) and agree on the drain at their
+        // first epoch boundary instead.
+        using var setup = _assignment.WorldSize > 1 ? null : CancellationTokenSource.CreateLinkedTokenSource(ct, _drain.Token);
+        var setupToken = setup?.Token ?? ct;
+        var training = false;
         try
         {
+            if (_predecessor is not null && !_predecessor._thread.Join(PredecessorTimeout))
+                throw new TimeoutException($"the previous run of {TrialId} on this worker did not stop within {PredecessorTimeout.TotalSeconds:0} s");
             var spec = TrialSpecYaml.Parse(_assignment.TrialYaml, TrialId);
             if (_agent.Options.DataDir is { } dataDir) spec.Data.Dir = dataDir;
             else if (_agent.Options.FetchData && RemoteDatasetCache.CanFetch(spec.Data))
-                spec.Data.Dir = FetchData(spec.Data, ct);
-            var data = DatasetLoader.Load(spec.Data, spec.Seed, null, ct);
+                spec.Data.Dir = FetchData(spec.Data, setupToken);
+            var data = DatasetLoader.Load(spec.Data, spec.Seed, null, setupToken);
             var device = Native.TorchRuntime.ResolveDevice(_agent.Options.Device);
             var runDir = Path.Combine(_agent.Options.WorkDir, TrialId);
             if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
@@ -82,16 +115,29 @@ internal sealed partial class TrialRunner : ITrainingObserver
             using var ring = _assignment.WorldSize > 1 ? new RingLease(JoinCollective(ct)) : null;
             var distributed = ring is null ? null : new DistributedContext(_assignment.Rank, _assignment.WorldSize, ring.Ring);
             using var session = _assignment.Resume
-                ? TrainingSession.Resume(DownloadCheckpoint(runDir, ct), data, device, runDir, this, distributed: distributed)
+                ? TrainingSession.Resume(DownloadCheckpoint(runDir, setupToken), data, device, runDir, this, distributed: distributed)
                 : new TrainingSession(spec, data, device, runDir, this, distributed);
             _agent.Send(Status(TrialStatus.Types.Outcome.Started, session.EpochsCompleted > 0 ? $"resumed after epoch {session.EpochsCompleted}" : ""));
             Log.TrialStarted(_agent.Logger, TrialId, _assignment.Attempt, session.EpochsCompleted);
-            session.Run(ct: ct);
+            training = true;
+            if (session.RunUntilDrained(_drain.Token, ct))
+            {
+                // Every rank stops after the same epoch; the one whose worker drains says so.
+                outcome = TrialStatus.Types.Outcome.Drained;
+                message = $"stopped after epoch {session.EpochsCompleted}, " +
+                          (_drain.IsCancellationRequested ? "the worker is shutting down" : "the worker of another rank is shutting down");
+            }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
         {
             outcome = TrialStatus.Types.Outcome.Stopped;
             message = _stopReason ?? "stopped";
+        }
+        catch (Exception) when (!training && setup is { IsCancellationRequested: true } && !ct.IsCancellationRequested)
+        {
+            // A drain during set-up (a cancelled fetch or download, whatever it threw): nothing was trained.
+            outcome = TrialStatus.Types.Outcome.Drained;
+            message = "stopped before training started, the worker is shutting down";
         }
         catch (Exception e) when (e is SpecException or DataFormatException or DatasetNotFoundException or ArgumentException)
         {
@@ -111,12 +157,23 @@ internal sealed partial class TrialRunner : ITrainingObserver
             outcome = TrialStatus.Types.Outcome.Failed;
             message = $"{e.GetType().Name}: {e.Message}";
         }
-        // Only rank 0 completes a data-parallel trial (after its final checkpoint upload).
-        if (outcome == TrialStatus.Types.Outcome.Completed && !Reports) outcome = TrialStatus.Types.Outcome.RankDone;
+        // Only rank 0 completes a data-parallel trial (after its final checkpoint upload), or hands it back.
+        if ((outcome is TrialStatus.Types.Outcome.Completed or TrialStatus.Types.Outcome.Drained) && !Reports)
+            outcome = TrialStatus.Types.Outcome.RankDone;
         Log.TrialEnded(_agent.Logger, TrialId, outcome.ToString(), message);
         _agent.Send(Status(outcome, message));
-        _agent.Finished(this);
+        _agent.Finished(this, Summary(outcome, message));
     }
+
+    /// <summary>How the trial ended on this worker, for the drain's last log line.</summary>
+    private string Summary(TrialStatus.Types.Outcome outcome, string message) => outcome switch
+    {
+        TrialStatus.Types.Outcome.Completed => $"trial {TrialId} completed",
+        TrialStatus.Types.Outcome.RankDone when message.Length == 0 => $"trial {TrialId}: rank {_assignment.Rank} done",
+        TrialStatus.Types.Outcome.Drained => $"trial {TrialId} handed back ({message})",
+        TrialStatus.Types.Outcome.RankDone => $"trial {TrialId}: rank {_assignment.Rank} {message}",
+        _ => $"trial {TrialId} {outcome.ToString().ToLowerInvariant()}: {message}",
+    };
 
     /// <summary>Brings the trial's data set from the coordinator into the worker's cache and returns its folder.</summary>
     private string FetchData(DataSpec data, CancellationToken ct)
@@ -218,6 +275,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
 
     private WorkerMessage Status(TrialStatus.Types.Outcome outcome, string message) =>
         new() { Status = new TrialStatus { Lease = Lease, Outcome = outcome, Message = message } };
+
+    public void OnEpochStart(int epoch, int epochs, int batches) => _epoch = epoch;
 
     public void OnEpochEnd(EpochMetrics m)
     {

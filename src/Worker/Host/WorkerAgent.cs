@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Threading.Channels;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -14,7 +15,9 @@ namespace Orchestrator.Worker.Host;
 /// trials it is assigned, reports metrics and outcomes, uploads checkpoints. A trial keeps
 /// training while the coordinator is unreachable; reports made meanwhile are re-sent on
 /// reconnect (steps are idempotent), and the Hello lists the running trials so the coordinator
-/// can hand them back to this worker.
+/// can hand them back to this worker. Asked to stop (<see cref="Drain"/>), it finishes the epoch
+/// in progress of each trial, hands the trials back and exits once the coordinator has every
+/// report; <see cref="StopNow"/> stops at once.
 /// </summary>
 public sealed partial class WorkerAgent : IAsyncDisposable
 {
@@ -26,7 +29,21 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     private readonly Channel<WorkerMessage> _outbox = Channel.CreateUnbounded<WorkerMessage>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ResiliencePipeline _reconnect;
     private TimeSpan _heartbeat = TimeSpan.FromSeconds(2);
+    // Takes no new trials: set by the coordinator's Drain message or by Drain().
     private volatile bool _draining;
+
+    // The shutdown drain. _gate orders taking a trial against starting the drain, so none starts unnoticed.
+    private readonly Lock _gate = new();
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _stopNow = new();
+    private readonly CancellationTokenSource _nothingToSay = new();
+    private readonly List<string> _drainSummary = [];
+    private bool _shuttingDown;
+    private bool _stopping;
+    private long _drainStarted;
+    private ITimer? _drainTimeout;
+    // Reports and outcomes queued but not yet written to a stream (heartbeats do not count).
+    private int _undelivered;
 
     public WorkerAgent(WorkerAgentOptions options, ILoggerFactory loggers)
     {
@@ -93,32 +110,113 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     /// <summary>Trials running now.</summary>
     public IReadOnlyCollection<string> RunningTrials => (IReadOnlyCollection<string>)_trials.Keys;
 
-    /// <summary>Runs until cancelled; then stops its trials.</summary>
+    /// <summary>True when <see cref="StopNow"/> stopped running trials: they lost the epoch in progress.</summary>
+    public bool InterruptedTrials { get; private set; }
+
+    /// <summary>
+    /// Runs until cancelled (then stops its trials at once), or until a <see cref="Drain"/> is
+    /// over and the coordinator has handled every report and hand-back.
+    /// </summary>
     public async Task RunAsync(CancellationToken ct)
     {
         Native.TorchRuntime.Initialize(_options.LibTorchDir);
         if (_options.TorchThreads is { } threads) TorchSharp.torch.set_num_threads(threads);
+        using var run = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopNow.Token, _nothingToSay.Token);
         try
         {
             await _reconnect.ExecuteAsync(async token =>
             {
-                await SessionAsync(token).ConfigureAwait(false);
+                if (await SessionAsync(token).ConfigureAwait(false)) return;
                 // A clean end of the stream (coordinator shutting down) is a reason to reconnect too.
                 throw new RpcException(new Status(StatusCode.Unavailable, "the coordinator closed the stream"));
-            }, ct).ConfigureAwait(false);
+            }, run.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (OperationCanceledException) when (run.IsCancellationRequested)
+        {
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && run.IsCancellationRequested)
         {
         }
         finally
         {
             foreach (var t in _trials.Values) t.Stop("worker shutting down");
             foreach (var t in _trials.Values) t.Join(TimeSpan.FromSeconds(30));
+            _drainTimeout?.Dispose();
+        }
+        if (_drained.Task.IsCompleted && !_stopNow.IsCancellationRequested)
+        {
+            string summary;
+            lock (_gate) summary = _drainSummary.Count > 0 ? string.Join("; ", _drainSummary) : "no trial was running";
+            Log.DrainFinished(_logger, Stopwatch.GetElapsedTime(_drainStarted).TotalSeconds, summary);
         }
     }
 
-    /// <summary>One connection: Hello, then read assignments while a writer drains the outbox and a timer heartbeats.</summary>
-    private async Task SessionAsync(CancellationToken ct)
+    /// <summary>
+    /// Starts a graceful shutdown (the first SIGTERM or Ctrl+C): no new trials (the coordinator is
+    /// told at once), and each running trial finishes the epoch in progress, uploads its
+    /// checkpoint and is handed back, so the coordinator re-queues it to resume elsewhere without
+    /// counting an attempt (data-parallel ranks on other workers stop after the same epoch).
+    /// <see cref="RunAsync"/> returns once that is done and delivered; if it takes longer than
+    /// <paramref name="timeout"/>, the worker stops at once (<see cref="StopNow"/>).
+    /// </summary>
+    public void Drain(TimeSpan timeout)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
+        bool done;
+        lock (_gate)
+        {
+            if (_shuttingDown) return;
+            _shuttingDown = true;
+            _draining = true;
+            _drainStarted = Stopwatch.GetTimestamp();
+            var work = _trials.Values.Select(t => t.DrainTarget).ToList();
+            foreach (var t in _trials.Values) t.Drain();
+            if (work.Count == 0) Log.DrainingIdle(_logger);
+            else Log.Draining(_logger, string.Join(", ", work), timeout.TotalSeconds);
+            done = _trials.IsEmpty;
+        }
+        // Tell the coordinator now, not at the next heartbeat, so it assigns this worker nothing more.
+        Send(HeartbeatMessage());
+        _drainTimeout = TimeProvider.System.CreateTimer(_ => StopNow($"the drain took longer than {timeout.TotalSeconds:0} s"),
+            null, timeout, Timeout.InfiniteTimeSpan);
+        if (done) DrainDone();
+    }
+
+    /// <summary>
+    /// Stops at once (a second signal, the drain timeout, or --drain-timeout 0): running trials
+    /// stop at the next batch and lose the epoch in progress, as when the worker is killed, and
+    /// <see cref="RunAsync"/> returns.
+    /// </summary>
+    public void StopNow(string reason)
+    {
+        string work;
+        lock (_gate)
+        {
+            if (_stopping) return;
+            _stopping = true;
+            _draining = true;
+            work = string.Join(", ", _trials.Values.Select(t => t.DrainTarget));
+            InterruptedTrials = work.Length > 0;
+        }
+        if (work.Length > 0) Log.StoppingNow(_logger, reason, work);
+        else Log.StoppingIdle(_logger, reason);
+        _stopNow.Cancel();
+    }
+
+    /// <summary>The last trial of a drain ended: leave now if nothing is left to tell the coordinator, else once it is written.</summary>
+    private void DrainDone()
+    {
+        _drained.TrySetResult();
+        // Not on this (trial or signal) thread: cancelling ends the session, whose callbacks may take a while.
+        if (Volatile.Read(ref _undelivered) == 0) _ = _nothingToSay.CancelAsync();
+    }
+
+    /// <summary>
+    /// One connection: Hello, then read assignments while a writer drains the outbox and a timer
+    /// heartbeats. Returns true when it ended because a drain is over: the writer closed the
+    /// stream after the last report, and the coordinator closed its side once it had handled them.
+    /// </summary>
+    private async Task<bool> SessionAsync(CancellationToken ct)
     {
         using var call = _client.Connect(Headers, cancellationToken: ct);
         var hello = new Hello
@@ -127,6 +225,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             Name = _options.Name ?? _options.WorkerId,
             Capabilities = Capabilities(),
             DataEndpoint = DataEndpoint,
+            Draining = _draining,
         };
         hello.Running.AddRange(_trials.Values.Select(t => t.Lease));
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = hello }, ct).ConfigureAwait(false);
@@ -146,6 +245,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             await session.CancelAsync().ConfigureAwait(false);
             await Task.WhenAll(writer, heartbeat).ConfigureAwait(false);
         }
+        return _drained.Task.IsCompleted && Volatile.Read(ref _undelivered) == 0;
     }
 
     private void Handle(CoordinatorMessage message)
@@ -159,10 +259,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
                 Log.Connected(_logger, _options.CoordinatorUrl, _options.WorkerId);
                 break;
             case CoordinatorMessage.KindOneofCase.Assign:
-                var a = message.Assign;
-                if (_draining) break;
-                var runner = new TrialRunner(this, a);
-                if (_trials.TryAdd(a.Lease.TrialId, runner)) runner.Start();
+                Accept(message.Assign);
                 break;
             case CoordinatorMessage.KindOneofCase.Stop:
                 if (_trials.TryGetValue(message.Stop.TrialId, out var t)) t.Stop(message.Stop.Reason);
@@ -173,17 +270,59 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         }
     }
 
+    /// <summary>Starts an assigned trial, or hands it straight back when this worker takes no new ones.</summary>
+    private void Accept(AssignTrial a)
+    {
+        lock (_gate)
+        {
+            if (!_draining)
+            {
+                var id = a.Lease.TrialId;
+                if (_trials.TryGetValue(id, out var earlier))
+                {
+                    if (earlier.Lease.FencingToken >= a.Lease.FencingToken) return; // a duplicate
+                    // The trial came straight back while its last run here is still ending (a rank
+                    // stopping with its gang): that run stops, and this one starts after it.
+                    earlier.Stop("the trial was assigned to this worker again");
+                }
+                var runner = new TrialRunner(this, a, earlier);
+                _trials[id] = runner;
+                runner.Start();
+                return;
+            }
+        }
+        // It crossed the draining heartbeat on the wire: give it back at once rather than let its lease run out.
+        Send(new WorkerMessage { Status = new TrialStatus { Lease = a.Lease, Outcome = TrialStatus.Types.Outcome.Drained, Message = "not started, the worker is shutting down" } });
+    }
+
     private async Task WriteLoopAsync(IClientStreamWriter<WorkerMessage> stream, CancellationToken ct)
     {
         try
         {
-            while (await _outbox.Reader.WaitToReadAsync(ct).ConfigureAwait(false))
+            while (true)
             {
                 while (_outbox.Reader.TryPeek(out var message))
                 {
                     await stream.WriteAsync(message, ct).ConfigureAwait(false);
                     _outbox.Reader.TryRead(out _);
+                    if (message.KindCase != WorkerMessage.KindOneofCase.Heartbeat) Interlocked.Decrement(ref _undelivered);
                 }
+                if (_drained.Task.IsCompleted && Volatile.Read(ref _undelivered) == 0)
+                {
+                    // The drain is over and every report is written: end the stream. The coordinator
+                    // handles a stream's messages in order and closes its side after the last one,
+                    // which ends the session.
+                    await stream.CompleteAsync().ConfigureAwait(false);
+                    return;
+                }
+                var more = _outbox.Reader.WaitToReadAsync(ct).AsTask();
+                if (!_drained.Task.IsCompleted)
+                {
+                    await Task.WhenAny(more, _drained.Task).ConfigureAwait(false);
+                    // The drain just ended: back to the top, to close the stream once everything is written.
+                    if (!more.IsCompleted) continue;
+                }
+                if (!await more.ConfigureAwait(false)) return;
             }
         }
         catch (Exception e) when (e is OperationCanceledException or RpcException or InvalidOperationException or IOException)
@@ -196,11 +335,10 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     {
         try
         {
-            while (!ct.IsCancellationRequested)
+            // Leases need renewing while a drain finishes its epochs; after it, nothing does.
+            while (!ct.IsCancellationRequested && !_drained.Task.IsCompleted)
             {
-                var beat = new Heartbeat();
-                beat.Running.AddRange(_trials.Values.Select(t => t.Lease));
-                Send(new WorkerMessage { Heartbeat = beat });
+                Send(HeartbeatMessage());
                 await Task.Delay(_heartbeat, ct).ConfigureAwait(false);
             }
         }
@@ -209,10 +347,32 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         }
     }
 
-    /// <summary>Queues a message for the coordinator (sent on the current or next connection).</summary>
-    internal void Send(WorkerMessage message) => _outbox.Writer.TryWrite(message);
+    private WorkerMessage HeartbeatMessage()
+    {
+        var beat = new Heartbeat { Draining = _draining };
+        beat.Running.AddRange(_trials.Values.Select(t => t.Lease));
+        return new WorkerMessage { Heartbeat = beat };
+    }
 
-    internal void Finished(TrialRunner runner) => _trials.TryRemove(new KeyValuePair<string, TrialRunner>(runner.Lease.TrialId, runner));
+    /// <summary>Queues a message for the coordinator (sent on the current or next connection).</summary>
+    internal void Send(WorkerMessage message)
+    {
+        if (message.KindCase != WorkerMessage.KindOneofCase.Heartbeat) Interlocked.Increment(ref _undelivered);
+        _outbox.Writer.TryWrite(message);
+    }
+
+    /// <summary>A trial thread ended (its outcome is already queued); <paramref name="summary"/> says how, for the drain's last line.</summary>
+    internal void Finished(TrialRunner runner, string summary)
+    {
+        bool done;
+        lock (_gate)
+        {
+            _trials.TryRemove(new KeyValuePair<string, TrialRunner>(runner.Lease.TrialId, runner));
+            if (_shuttingDown) _drainSummary.Add(summary);
+            done = _shuttingDown && _trials.IsEmpty;
+        }
+        if (done) DrainDone();
+    }
 
     private WorkerCapabilities Capabilities()
     {
@@ -231,6 +391,8 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         foreach (var t in _trials.Values) t.Stop("worker disposed");
+        _drainTimeout?.Dispose();
+        // The stop sources stay undisposed: a late signal or timer may still cancel them.
         _channel.Dispose();
         await Task.CompletedTask.ConfigureAwait(false);
     }
@@ -242,5 +404,20 @@ public sealed partial class WorkerAgent : IAsyncDisposable
 
         [LoggerMessage(101, LogLevel.Warning, "Coordinator {Url} unreachable ({Reason}); retrying in {Seconds:F1}s")]
         public static partial void Reconnecting(ILogger logger, string url, string reason, double seconds);
+
+        [LoggerMessage(102, LogLevel.Information, "Draining: finishing {Work}, up to {Seconds:0} s; send the signal again to stop now")]
+        public static partial void Draining(ILogger logger, string work, double seconds);
+
+        [LoggerMessage(103, LogLevel.Information, "Draining: no trial is running; the worker stops")]
+        public static partial void DrainingIdle(ILogger logger);
+
+        [LoggerMessage(104, LogLevel.Information, "Drained in {Seconds:F1} s: {Summary}; the worker exits")]
+        public static partial void DrainFinished(ILogger logger, double seconds, string summary);
+
+        [LoggerMessage(105, LogLevel.Warning, "Stopping now ({Reason}): {Work} will not finish")]
+        public static partial void StoppingNow(ILogger logger, string reason, string work);
+
+        [LoggerMessage(106, LogLevel.Information, "Stopping now ({Reason}); no trial is running")]
+        public static partial void StoppingIdle(ILogger logger, string reason);
     }
 }

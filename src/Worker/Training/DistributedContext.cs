@@ -96,6 +96,12 @@ public sealed class DistributedContext(int rank, int worldSize, IAllReduce allRe
             count == 0 ? 0 : (double)correct / count, count == 0 ? 0 : Math.Round(sum[1]) / count, perClass, confusion);
     }
 
+    /// <summary>
+    /// True on every rank when <paramref name="local"/> is true on at least one. A collective:
+    /// every rank calls it at the same point of its run.
+    /// </summary>
+    public bool Any(bool local, CancellationToken ct) => Sum([local ? 1 : 0], ct)[0] > 0.5;
+
     /// <summary>Sums small per-rank statistics (loss sums, counts, confusion matrices) over the ranks.</summary>
     public double[] Sum(ReadOnlySpan<double> values, CancellationToken ct)
     {

@@ -90,11 +90,33 @@ public sealed partial class TrainingSession : IDisposable
     /// </summary>
     public TrainingResult Run(int? untilEpoch = null, CancellationToken ct = default)
     {
-        var stopAt = Math.Min(untilEpoch ?? _spec.Epochs, _spec.Epochs);
+        var total = Stopwatch.StartNew();
+        var saved = Train(Math.Min(untilEpoch ?? _spec.Epochs, _spec.Epochs), drain: CancellationToken.None, ct);
+        var best = saved.Best ?? (File.Exists(BestCheckpointPath) ? BestCheckpointPath : null);
+        var last = saved.Last ?? (File.Exists(LastCheckpointPath) ? LastCheckpointPath : null);
+        return new TrainingResult(_history[^1], _bestAccuracy, _bestEpoch, _epochsCompleted, total.Elapsed.TotalSeconds,
+            best ?? last, last, RunDir);
+    }
+
+    /// <summary>
+    /// Trains the remaining epochs, unless <paramref name="drain"/> is signalled (the worker is
+    /// shutting down): then the epoch in progress still finishes, with its metrics and checkpoint
+    /// as at any epoch end, and the run stops at that boundary. In a data-parallel trial the ranks
+    /// agree at every boundary, so a drain on any rank stops every rank after the same epoch and
+    /// none is left waiting in a collective for a peer that left. Synchronous; cancellation
+    /// (<paramref name="ct"/>) still ends it at the next batch.
+    /// </summary>
+    /// <returns>True when the drain stopped it before its last epoch; false when every epoch was trained.</returns>
+    public bool RunUntilDrained(CancellationToken drain, CancellationToken ct = default) => Train(_spec.Epochs, drain, ct).Drained;
+
+    /// <summary>Where <see cref="Train"/> stopped, and the checkpoints it wrote.</summary>
+    private readonly record struct TrainEnd(bool Drained, string? Last, string? Best);
+
+    private TrainEnd Train(int stopAt, CancellationToken drain, CancellationToken ct)
+    {
         _runToken = ct;
         // In a data-parallel trial the replicas are identical: rank 0 alone writes checkpoints.
         var writesCheckpoints = _dist is null || _dist.Rank == 0;
-        var total = Stopwatch.StartNew();
         _observer.OnRunStart(new RunInfo(_spec.Model.Name, _model.parameters().Sum(p => p.numel()), _data.Info.Name,
             _data.Train.Count, _data.Validation.Count, _device.ToString(), _epochsCompleted, _spec.Epochs, RunDir));
         using var metricsFile = new StreamWriter(Path.Combine(RunDir, "metrics.jsonl"), append: true);
@@ -103,6 +125,7 @@ public sealed partial class TrainingSession : IDisposable
         while (_epochsCompleted < stopAt)
         {
             ct.ThrowIfCancellationRequested();
+            if (StopsHere(drain, ct)) return new TrainEnd(Drained: true, lastSaved, bestSaved);
             var epoch = _epochsCompleted + 1;
             var metrics = TrainEpoch(epoch, ct);
             _history.Add(metrics);
@@ -132,10 +155,18 @@ public sealed partial class TrainingSession : IDisposable
                 _observer.OnCheckpoint(bestSaved, CheckpointKind.Best);
             }
         }
-        if (bestSaved is null && File.Exists(BestCheckpointPath)) bestSaved = BestCheckpointPath;
-        if (lastSaved is null && File.Exists(LastCheckpointPath)) lastSaved = LastCheckpointPath;
-        return new TrainingResult(_history[^1], _bestAccuracy, _bestEpoch, _epochsCompleted, total.Elapsed.TotalSeconds,
-            bestSaved ?? lastSaved, lastSaved, RunDir);
+        return new TrainEnd(Drained: false, lastSaved, bestSaved);
+    }
+
+    /// <summary>
+    /// Whether the run ends at this epoch boundary for a drain. Every rank of a data-parallel trial
+    /// asks at every boundary (one small collective per epoch, also when nobody drains), so they
+    /// all see the same answer: a drain on any rank stops them all here.
+    /// </summary>
+    private bool StopsHere(CancellationToken drain, CancellationToken ct)
+    {
+        var local = drain.IsCancellationRequested;
+        return _dist is null ? local : _dist.Any(local, ct);
     }
 
     private EpochMetrics TrainEpoch(int epoch, CancellationToken ct)

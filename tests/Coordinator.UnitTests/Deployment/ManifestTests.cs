@@ -138,6 +138,37 @@ public sealed class ManifestTests
         Assert.Equal(Flag(args, "--data-port"), container.Ports.Single(p => p.Name == "data").ContainerPort.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    /// <summary>After the drain timeout a worker still needs a moment to stop its trials and exit before SIGKILL.</summary>
+    private const int StopAfterDrainSeconds = 60;
+
+    [Fact]
+    public void Worker_drain_timeout_ends_well_before_the_pod_grace_period()
+    {
+        var pod = Worker(All.Value).Spec.Template.Spec;
+        var drain = int.Parse(Flag(pod.Containers.Single().Args, "--drain-timeout"), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(drain > 0, "the worker drains on SIGTERM");
+        Assert.True(drain + StopAfterDrainSeconds <= pod.TerminationGracePeriodSeconds,
+            $"--drain-timeout {drain} leaves under {StopAfterDrainSeconds} s of the {pod.TerminationGracePeriodSeconds} s grace period");
+    }
+
+    [Fact]
+    public void Helm_chart_passes_a_drain_timeout_below_its_grace_period_and_refuses_one_that_is_not()
+    {
+        var chart = Path.Combine(All.Value.Directory, "..", "helm", "orchestrator");
+        var values = new YamlStream();
+        values.Load(new StringReader(File.ReadAllText(Path.Combine(chart, "values.yaml"))));
+        var worker = Map((YamlMappingNode)values.Documents.Single().RootNode, "worker");
+        var drain = int.Parse(Str(worker, "drainTimeoutSeconds"), System.Globalization.CultureInfo.InvariantCulture);
+        var grace = int.Parse(Str(worker, "terminationGracePeriodSeconds"), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(drain > 0 && drain + StopAfterDrainSeconds <= grace, $"drainTimeoutSeconds {drain}, terminationGracePeriodSeconds {grace}");
+
+        // The template is not rendered here (no helm binary): check the lines that carry the values.
+        var template = File.ReadAllText(Path.Combine(chart, "templates", "worker.yaml"));
+        Assert.Contains("- --drain-timeout\n            - {{ .Values.worker.drainTimeoutSeconds | quote }}", template.ReplaceLineEndings("\n"), StringComparison.Ordinal);
+        Assert.Contains("terminationGracePeriodSeconds: {{ .Values.worker.terminationGracePeriodSeconds }}", template, StringComparison.Ordinal);
+        Assert.Contains("{{- if ge (int .Values.worker.drainTimeoutSeconds) (int .Values.worker.terminationGracePeriodSeconds) }}", template, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Redis_persists_append_only_on_a_claimed_volume_behind_its_service()
     {

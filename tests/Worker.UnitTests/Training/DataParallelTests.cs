@@ -80,5 +80,46 @@ public sealed class DataParallelTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task A_drain_on_one_rank_stops_every_rank_after_the_same_epoch_without_hanging()
+    {
+        var spec = Spec(16);
+        spec.Epochs = 4;
+        var data = TinyData.Splits(128, 32);
+        await using var group = await Distributed.RingGroup.CreateAsync(2, Distributed.Transport.Tcp);
+        using var drain = new CancellationTokenSource();
+        var sessions = Enumerable.Range(0, 2).Select(r =>
+            new TrainingSession(spec, data, torch.CPU, Path.Combine(_dir, $"drain{r}"), r == 1 ? new DrainOnEpoch(2, drain) : null,
+                new DistributedContext(r, 2, group.Ranks[r]))).ToArray();
+        try
+        {
+            // Only rank 1's worker is shutting down; rank 0 is not asked to drain.
+            var drained = new bool[2];
+            var threads = Enumerable.Range(0, 2).Select(r => new Thread(() => drained[r] = sessions[r].RunUntilDrained(r == 1 ? drain.Token : CancellationToken.None))
+                { IsBackground = true }).ToArray();
+            foreach (var t in threads) t.Start();
+            foreach (var t in threads) Assert.True(t.Join(TimeSpan.FromMinutes(2)), "a rank hung");
+
+            Assert.Equal([true, true], drained);
+            // Both finished epoch 2, the one under way when the drain came, and neither began epoch 3.
+            Assert.Equal([2, 2], sessions.Select(s => s.EpochsCompleted));
+            Assert.Equal(sessions[0].Step, sessions[1].Step);
+            Assert.Equal(2, Orchestrator.Worker.Checkpoints.CheckpointFile.ReadHeader(Path.Combine(_dir, "drain0", "last.ckpt")).EpochsCompleted);
+        }
+        finally
+        {
+            foreach (var s in sessions) s.Dispose();
+        }
+    }
+
+    /// <summary>Requests a drain when a given epoch starts.</summary>
+    private sealed class DrainOnEpoch(int epoch, CancellationTokenSource drain) : ITrainingObserver
+    {
+        public void OnEpochStart(int e, int epochs, int batches)
+        {
+            if (e == epoch) drain.Cancel();
+        }
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }

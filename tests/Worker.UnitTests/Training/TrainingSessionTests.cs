@@ -56,6 +56,67 @@ public sealed class TrainingSessionTests : IDisposable
     }
 
     [Fact]
+    public void A_drain_during_an_epoch_finishes_that_epoch_and_its_checkpoint_then_stops_and_the_run_resumes_after_it()
+    {
+        var spec = Spec(epochs: 4);
+        var data = TinyData.Splits(128, 64);
+        using var drain = new CancellationTokenSource();
+        // Asked while epoch 2 is under way (its first batch is being prepared).
+        var observer = new DrainAt(epoch: 2, drain);
+        bool drained;
+        using (var first = new TrainingSession(spec, data, torch.CPU, Path.Combine(_dir, "drained"), observer))
+        {
+            drained = first.RunUntilDrained(drain.Token);
+            Assert.Equal(2, first.EpochsCompleted);
+        }
+        Assert.True(drained, "the run did not report that it stopped early");
+        // Epoch 2 ended as any epoch does: its metrics and its checkpoint, and nothing of epoch 3.
+        Assert.Equal([1, 2], observer.Ended);
+        Assert.Equal(["last 1", "last 2"], observer.Checkpoints.Where(c => c.StartsWith("last", StringComparison.Ordinal)));
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(_dir, "drained", "metrics.jsonl")).Length);
+        var checkpoint = Path.Combine(_dir, "drained", "last.ckpt");
+        Assert.Equal(2, Orchestrator.Worker.Checkpoints.CheckpointFile.ReadHeader(checkpoint).EpochsCompleted);
+
+        // Resumed elsewhere from that checkpoint, the rest of the run trains epochs 3 and 4 only.
+        var resumedObserver = new DrainAt(epoch: int.MaxValue, drain: null);
+        using var resumed = TrainingSession.Resume(checkpoint, data, torch.CPU, Path.Combine(_dir, "resumed"), resumedObserver);
+        Assert.False(resumed.RunUntilDrained(CancellationToken.None), "a run nobody drains stopped early");
+        Assert.Equal([3, 4], resumedObserver.Ended);
+        Assert.Equal(4, resumed.EpochsCompleted);
+        Assert.Equal([1, 2, 3, 4], resumed.History.Select(m => m.Epoch));
+    }
+
+    [Fact]
+    public void A_drain_before_the_first_epoch_stops_without_training()
+    {
+        using var drain = new CancellationTokenSource();
+        drain.Cancel();
+        var observer = new DrainAt(epoch: int.MaxValue, drain: null);
+        using var session = new TrainingSession(Spec(epochs: 2), TinyData.Splits(64, 32), torch.CPU, Path.Combine(_dir, "early"), observer);
+        Assert.True(session.RunUntilDrained(drain.Token));
+        Assert.Equal(0, session.EpochsCompleted);
+        Assert.Empty(observer.Ended);
+        Assert.False(File.Exists(session.LastCheckpointPath));
+    }
+
+    /// <summary>Records epoch ends and checkpoints, and requests a drain when a given epoch starts.</summary>
+    private sealed class DrainAt(int epoch, CancellationTokenSource? drain) : ITrainingObserver
+    {
+        public List<int> Ended { get; } = [];
+        public List<string> Checkpoints { get; } = [];
+
+        public void OnEpochStart(int e, int epochs, int batches)
+        {
+            if (e == epoch) drain?.Cancel();
+        }
+
+        public void OnEpochEnd(EpochMetrics metrics) => Ended.Add(metrics.Epoch);
+
+        public void OnCheckpoint(string path, CheckpointKind kind) =>
+            Checkpoints.Add($"{kind.ToString().ToLowerInvariant()} {Orchestrator.Worker.Checkpoints.CheckpointFile.ReadHeader(path).EpochsCompleted}");
+    }
+
+    [Fact]
     public void Two_epochs_straight_equal_one_epoch_then_resume()
     {
         var spec = Spec(epochs: 2);
