@@ -122,8 +122,10 @@ public sealed partial class SweepEndToEndTests : IAsyncLifetime
         {
             Assert.Equal(Orchestrator.Coordinator.Domain.TrialStatus.Completed, t.State);
             var points = await store.GetMetricsAsync(t.Id, CancellationToken.None);
-            Assert.Equal([1, 2, 3], points.Select(p => p.Epoch));
-            Assert.Equal(points.Select(p => p.Step).Distinct().Count(), points.Count);
+            var epochs = string.Join(",", points.Select(p => p.Epoch));
+            Assert.True(epochs == "1,2,3" && points.Select(p => p.Step).Distinct().Count() == points.Count,
+                $"trial {t.Id} (attempt {t.Attempt}) has metric points for epochs [{epochs}], steps [{string.Join(",", points.Select(p => p.Step))}]; " +
+                $"expected each of 1,2,3 once.\ncoordinator:\n{_coordinator.Output}\n" + string.Join("\n", _services.Select(s => s.Output)));
         }
     }
 

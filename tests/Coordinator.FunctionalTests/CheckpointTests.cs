@@ -9,10 +9,10 @@ namespace Orchestrator.Coordinator.FunctionalTests;
 /// <summary>Checkpoint upload and download through the worker gateway, checked by token and SHA-256.</summary>
 public sealed class CheckpointTests
 {
-    private static async Task<UploadCheckpointResponse> UploadAsync(TestCoordinator coordinator, TrialLease lease, byte[] bytes, string sha256)
+    private static async Task<UploadCheckpointResponse> UploadAsync(TestCoordinator coordinator, TrialLease lease, byte[] bytes, string sha256, MetricPoint? point = null)
     {
         using var call = coordinator.Gateway().UploadCheckpoint();
-        await call.RequestStream.WriteAsync(new CheckpointUpload { Header = new CheckpointHeader { Lease = lease, Epoch = 1, Size = bytes.Length } }).DefaultTimeout();
+        await call.RequestStream.WriteAsync(new CheckpointUpload { Header = new CheckpointHeader { Lease = lease, Epoch = 1, Size = bytes.Length, Point = point } }).DefaultTimeout();
         for (var offset = 0; offset < bytes.Length; offset += 100_000)
             await call.RequestStream.WriteAsync(new CheckpointUpload { Data = ByteString.CopyFrom(bytes, offset, Math.Min(100_000, bytes.Length - offset)) }).DefaultTimeout();
         await call.RequestStream.WriteAsync(new CheckpointUpload { Trailer = new CheckpointTrailer { Sha256 = sha256 } }).DefaultTimeout();
@@ -47,6 +47,32 @@ public sealed class CheckpointTests
         Assert.Equal(bytes, received.ToArray());
         Assert.Equal(Sha(bytes), last);
         Assert.True((await coordinator.TrialAsync(sweep.Id, assign.Lease.TrialId)).HasCheckpoint);
+    }
+
+    [Fact]
+    public async Task A_checkpoint_stores_the_metric_point_of_its_epoch_when_the_report_was_lost_and_keeps_one_that_arrived()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        await using var worker = await coordinator.ConnectWorkerAsync("w1");
+        await coordinator.SubmitAsync(Specs.Grid("ckpt-metrics", [0.05]));
+        var assign = await worker.NextAssignmentAsync();
+        var bytes = new byte[10_000];
+        new Random(9).NextBytes(bytes);
+        // The epoch-1 report never reached the coordinator (its stream broke); the checkpoint of
+        // epoch 1 carries the same point, so a trial resumed after epoch 1 has no gap.
+        var point = new MetricPoint { TrialId = assign.Lease.TrialId, Step = 18, Epoch = 1, Time = Google.Protobuf.WellKnownTypes.Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };
+        point.Values.Add("val_accuracy", 0.75);
+        await UploadAsync(coordinator, assign.Lease, bytes, Sha(bytes), point);
+
+        var points = await coordinator.Store.GetMetricsAsync(assign.Lease.TrialId, CancellationToken.None).DefaultTimeout();
+        var stored = Assert.Single(points);
+        Assert.Equal((1, 18L, 0.75), (stored.Epoch, stored.Step, stored.Values["val_accuracy"]));
+
+        // The report arriving late (re-sent after a reconnect), and the checkpoint uploaded again: still one point.
+        await worker.SendAsync(new WorkerMessage { Metric = new MetricReport { Lease = assign.Lease, Point = point } });
+        await worker.SyncAsync();
+        await UploadAsync(coordinator, assign.Lease, bytes, Sha(bytes), point);
+        Assert.Single(await coordinator.Store.GetMetricsAsync(assign.Lease.TrialId, CancellationToken.None).DefaultTimeout());
     }
 
     [Fact]

@@ -187,7 +187,13 @@ public sealed partial class WorkerGatewayService(
         // The token may have changed while the bytes travelled; the file is then harmless (the new
         // owner overwrites it), but the epoch is recorded only for the current owner.
         if (slot == CheckpointSlot.Latest)
+        {
+            // The epoch's metrics first (idempotent by step): once the checkpoint's epoch is recorded,
+            // a resumed trial skips that epoch, so its metric point must already be stored.
+            if (header.Point is { } point && point.Epoch == header.Epoch)
+                await sweeps.ReportMetricAsync(trial.Id, header.Lease.FencingToken, Mapping.FromProto(point, clock.GetUtcNow()), ct).ConfigureAwait(false);
             await sweeps.CheckpointStoredAsync(trial.Id, header.Lease.FencingToken, header.Epoch, ct).ConfigureAwait(false);
+        }
         metrics.CheckpointUploaded(header.Size, clock.GetElapsedTime(started));
         return new UploadCheckpointResponse { Size = header.Size };
     }

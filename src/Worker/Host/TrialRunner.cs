@@ -319,7 +319,9 @@ internal sealed partial class TrialRunner : ITrainingObserver
             {
                 using var call = _agent.Client.UploadCheckpoint(_agent.Headers, cancellationToken: ct);
                 await using var file = File.OpenRead(path);
-                await call.RequestStream.WriteAsync(new CheckpointUpload { Header = new CheckpointHeader { Lease = Lease, Epoch = epoch, Size = file.Length, Best = best } }, ct).ConfigureAwait(false);
+                // A latest checkpoint carries its epoch's metric point, in case the report was lost.
+                var point = best ? null : _reports.LastOrDefault(r => r.Metric.Point.Epoch == epoch)?.Metric.Point;
+                await call.RequestStream.WriteAsync(new CheckpointUpload { Header = new CheckpointHeader { Lease = Lease, Epoch = epoch, Size = file.Length, Best = best, Point = point } }, ct).ConfigureAwait(false);
                 using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                 var buffer = new byte[UploadChunk];
                 int n;
