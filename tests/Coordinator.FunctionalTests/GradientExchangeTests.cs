@@ -154,6 +154,64 @@ public sealed class GradientExchangeTests
     }
 
     [Fact]
+    public async Task Metrics_count_the_bytes_of_each_data_plane_the_live_sessions_and_failures_by_kind()
+    {
+        await using var coordinator = await TestCoordinator.StartAsync();
+        var bytes = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
+        var failures = new System.Collections.Concurrent.ConcurrentDictionary<string, long>();
+        long sessions = 0;
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, coordinator.GradientMetrics.Meter)) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            var label = tags.Length > 0 ? (string)tags[0].Value! : "";
+            switch (instrument.Name)
+            {
+                case "orch_gradient_exchange_received": bytes.AddOrUpdate(label, value, (_, v) => v + value); break;
+                case "orch_gradient_exchange_failures": failures.AddOrUpdate(label, value, (_, v) => v + value); break;
+                case "orch_gradient_exchange_sessions": Interlocked.Add(ref sessions, value); break;
+            }
+        });
+        listener.Start();
+
+        var (workers, assignments) = await StartTrialAsync(coordinator, 3);
+        var ranks = await Task.WhenAll(
+            Connect(coordinator, assignments[0], Transport.SharedMemory),
+            Connect(coordinator, assignments[1], Transport.Grpc),
+            Connect(coordinator, assignments[2], Transport.Socket)).DefaultTimeout();
+        try
+        {
+            Assert.Equal(1, Interlocked.Read(ref sessions));
+            await Task.WhenAll(ranks.Select(r => r.AllReduceAsync(new float[2 * ChunkFloats + 10], CancellationToken.None).AsTask())).DefaultTimeout();
+            foreach (var plane in new[] { "shm", "grpc", "tcp" })
+                Assert.Equal((2 * ChunkFloats + 10) * sizeof(float), bytes.GetValueOrDefault(plane));
+            // Two ranks disagree: one failure of kind "mismatch" for the session.
+            var calls = ranks.Select((r, i) => r.AllReduceAsync(new float[i == 0 ? 10 : 11], CancellationToken.None).AsTask()).ToArray();
+            foreach (var call in calls) await Assert.ThrowsAsync<CollectiveException>(() => call.DefaultTimeout());
+            Assert.Equal(1, failures.GetValueOrDefault("mismatch"));
+        }
+        finally
+        {
+            await DisposeAllAsync(ranks);
+            foreach (var w in workers) await w.DisposeAsync();
+        }
+        await EventuallyAsync(() => Interlocked.Read(ref sessions) == 0, "the session to close");
+    }
+
+    private static async Task EventuallyAsync(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"waited 10 s for {what}");
+            await Task.Delay(50);
+        }
+    }
+
+    [Fact]
     public async Task With_the_gradient_socket_off_assignments_name_none_and_the_stream_still_works()
     {
         await using var coordinator = await TestCoordinator.StartAsync(gradientSocket: false);

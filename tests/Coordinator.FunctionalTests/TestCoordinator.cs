@@ -62,6 +62,9 @@ public sealed class TestCoordinator : IAsyncDisposable
     /// <summary>The gradient socket's port (null when it is off).</summary>
     public int? GradientPort => _app.Services.GetRequiredService<Aggregation.GradientSocketEndpoint>().Port;
 
+    /// <summary>This coordinator's gradient-exchange metrics.</summary>
+    public Aggregation.GradientExchangeMetrics GradientMetrics => _app.Services.GetRequiredService<Aggregation.GradientExchangeMetrics>();
+
     /// <summary>The gradient socket's Unix twin (null when none).</summary>
     public string? GradientSocketPath => _app.Services.GetRequiredService<Aggregation.GradientSocketEndpoint>().UnixPath;
 

@@ -17,6 +17,7 @@ public static class AggregationServiceCollectionExtensions
         services.AddOptions<GradientAggregationOptions>().BindConfiguration("GradientAggregation");
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<ITrialLeaseCheck, SweepLeaseCheck>();
+        services.TryAddSingleton<GradientExchangeMetrics>();
         services.TryAddSingleton<AggregationSessions>();
         services.TryAddSingleton<GradientSocketEndpoint>();
         services.TryAddSingleton<GradientSocketServer>();

@@ -34,6 +34,7 @@ internal sealed class AggregationSession
     private readonly int[] _sent;             // chunks each rank sent of the current step
     private readonly long[] _waitingSince;    // when the others started waiting for this rank (0: nobody waits)
     private readonly CancellationTokenSource _ended = new();
+    private readonly GradientExchangeMetrics? _metrics;
     private readonly long _createdAt;
     private GradientPart[][] _slots = [];
     private int[] _arrived = [];
@@ -47,8 +48,9 @@ internal sealed class AggregationSession
     private List<IDisposable>? _idleDisposals;
     private RpcException? _failure;
 
-    public AggregationSession(GradientStreamHeader header, long maxBufferFloats, GradientAggregationOptions options, TimeProvider clock)
+    public AggregationSession(GradientStreamHeader header, long maxBufferFloats, GradientAggregationOptions options, TimeProvider clock, GradientExchangeMetrics? metrics = null)
     {
+        _metrics = metrics;
         TrialId = header.TrialId;
         FencingToken = header.FencingToken;
         WorldSize = header.WorldSize;
@@ -271,6 +273,7 @@ internal sealed class AggregationSession
     {
         if (_failure is not null) return _failure;
         _failure = reason;
+        _metrics?.Failed(reason);
         foreach (var port in _ranks) port?.Outbox.Writer.TryComplete(reason);
         // Drops the parts held for unreduced chunks, and stops the watchdog and blocked writes.
         foreach (var slot in _slots) Array.Clear(slot);

@@ -9,7 +9,7 @@ namespace Orchestrator.Coordinator.Aggregation;
 /// session, the others join it, and a newer attempt of the trial (a higher fencing token) ends
 /// the older one.
 /// </summary>
-public sealed class AggregationSessions(IOptions<GradientAggregationOptions> options, IOptions<CoordinatorOptions> coordinator, TimeProvider clock)
+public sealed class AggregationSessions(IOptions<GradientAggregationOptions> options, IOptions<CoordinatorOptions> coordinator, TimeProvider clock, GradientExchangeMetrics metrics)
 {
     /// <summary>Protobuf framing around a chunk's data (tags, lengths, step, index): well under this.</summary>
     private const int ChunkOverheadBytes = 64;
@@ -57,15 +57,17 @@ public sealed class AggregationSessions(IOptions<GradientAggregationOptions> opt
                 if (session.FencingToken < header.FencingToken || session.Finished)
                 {
                     // A newer attempt: whatever is left of the old one must not reduce with it.
-                    session.Fail(AggregationErrors.Superseded(header.TrialId, header.FencingToken));
+                    if (!session.Finished) session.Fail(AggregationErrors.Superseded(header.TrialId, header.FencingToken));
+                    metrics.SessionClosed();
                     session = null;
                 }
             }
             if (session is null)
             {
                 var max = header.MaxBufferFloats == 0 ? options.Value.MaxBufferFloats : header.MaxBufferFloats;
-                session = new AggregationSession(header, max, options.Value, clock);
+                session = new AggregationSession(header, max, options.Value, clock, metrics);
                 _sessions[header.TrialId] = session;
+                metrics.SessionOpened();
             }
             return (session, session.Join(header));
         }
@@ -78,7 +80,10 @@ public sealed class AggregationSessions(IOptions<GradientAggregationOptions> opt
         lock (_sessions)
         {
             if (session.Finished && _sessions.TryGetValue(session.TrialId, out var current) && ReferenceEquals(current, session))
+            {
                 _sessions.Remove(session.TrialId);
+                metrics.SessionClosed();
+            }
         }
     }
 }

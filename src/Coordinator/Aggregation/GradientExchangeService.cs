@@ -13,6 +13,7 @@ namespace Orchestrator.Coordinator.Aggregation;
 public sealed class GradientExchangeService(
     AggregationSessions sessions,
     ITrialLeaseCheck leases,
+    GradientExchangeMetrics metrics,
     IOptions<GradientAggregationOptions> options) : GradientExchange.GradientExchangeBase
 {
     /// <inheritdoc />
@@ -37,7 +38,7 @@ public sealed class GradientExchangeService(
 
         var (session, port) = sessions.Join(header);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct, session.Ended);
-        var reader = ReadLoopAsync(session, port, requestStream, stop.Token);
+        var reader = ReadLoopAsync(session, port, requestStream, metrics, stop.Token);
         try
         {
             await WriteLoopAsync(session, port, responseStream, stop.Token).ConfigureAwait(false);
@@ -52,12 +53,16 @@ public sealed class GradientExchangeService(
     }
 
     /// <summary>Feeds the rank's chunks to the session until the rank closes its stream or anything fails.</summary>
-    private static async Task ReadLoopAsync(AggregationSession session, RankPort port, IAsyncStreamReader<GradientChunk> requestStream, CancellationToken ct)
+    private static async Task ReadLoopAsync(AggregationSession session, RankPort port, IAsyncStreamReader<GradientChunk> requestStream,
+        GradientExchangeMetrics metrics, CancellationToken ct)
     {
         try
         {
             while (await requestStream.MoveNext(ct).ConfigureAwait(false))
+            {
                 session.Receive(port.Rank, requestStream.Current);
+                metrics.Received("grpc", requestStream.Current.Data.Length);
+            }
             session.Depart(port, clean: true);
         }
         catch (RpcException) when (session.Failure is not null)

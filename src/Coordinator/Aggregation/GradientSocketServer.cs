@@ -46,6 +46,7 @@ public sealed partial class GradientSocketServer(
     AggregationSessions sessions,
     ITrialLeaseCheck leases,
     GradientSocketEndpoint endpoint,
+    GradientExchangeMetrics metrics,
     IOptions<GradientAggregationOptions> options,
     IOptions<CoordinatorOptions> coordinator,
     ILogger<GradientSocketServer> logger) : IHostedService, IAsyncDisposable
@@ -203,8 +204,8 @@ public sealed partial class GradientSocketServer(
         using var shutdown = stopping.Register(static s => ((AggregationSession)s!).Fail(new RpcException(new Status(StatusCode.Unavailable,
             "the coordinator is shutting down; the trial resumes from its last checkpoint when it is back"))), session);
         var reader = connection.Shared
-            ? ReadSharedLoopAsync(connection, session, port, stop.Token)
-            : ReadLoopAsync(socket, session, port, stop.Token);
+            ? ReadSharedLoopAsync(connection, session, port, metrics, stop.Token)
+            : ReadLoopAsync(socket, session, port, metrics, socket.AddressFamily == AddressFamily.Unix ? "unix" : "tcp", stop.Token);
         try
         {
             await WriteLoopAsync(connection, session, port, stop.Token).ConfigureAwait(false);
@@ -252,7 +253,7 @@ public sealed partial class GradientSocketServer(
     }
 
     /// <summary>Feeds the rank's steps to the session until the rank closes its half or anything fails.</summary>
-    private static async Task ReadLoopAsync(Socket socket, AggregationSession session, RankPort port, CancellationToken ct)
+    private static async Task ReadLoopAsync(Socket socket, AggregationSession session, RankPort port, GradientExchangeMetrics metrics, string plane, CancellationToken ct)
     {
         var header = new byte[GradientSocketFrames.StepHeaderBytes];
         var chunkFloats = session.ChunkFloats;
@@ -281,6 +282,7 @@ public sealed partial class GradientSocketServer(
                     var array = ArrayPool<byte>.Shared.Rent(bytes);
                     await SocketIo.ReceiveExactlyAsync(socket, array.AsMemory(0, bytes), ct).ConfigureAwait(false);
                     session.Receive(port.Rank, step, index, floats, new GradientPart(array.AsMemory(0, bytes), array));
+                    metrics.Received(plane, bytes);
                 }
             }
         }
@@ -300,7 +302,7 @@ public sealed partial class GradientSocketServer(
     /// segment first when the step needs one), then one Ready frame per chunk, whose values the
     /// session sums straight from the segment.
     /// </summary>
-    private static async Task ReadSharedLoopAsync(Connection connection, AggregationSession session, RankPort port, CancellationToken ct)
+    private static async Task ReadSharedLoopAsync(Connection connection, AggregationSession session, RankPort port, GradientExchangeMetrics metrics, CancellationToken ct)
     {
         var socket = connection.Socket;
         var frame = new byte[GradientSocketFrames.StepHeaderBytes];
@@ -358,6 +360,7 @@ public sealed partial class GradientSocketServer(
                     }
                     var length = (int)Math.Min(chunkFloats, floats - (long)index * chunkFloats) * sizeof(float);
                     session.Receive(port.Rank, step, index, floats, new GradientPart(memory.Slice(index * chunkFloats * sizeof(float), length), null));
+                    metrics.Received("shm", length);
                 }
             }
         }
