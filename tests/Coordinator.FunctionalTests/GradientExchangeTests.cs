@@ -212,6 +212,29 @@ public sealed class GradientExchangeTests
     }
 
     [Fact]
+    public async Task A_starting_coordinator_removes_the_unix_socket_a_killed_one_left_behind()
+    {
+        // A process id that runs nothing: its owner was killed before it could remove the file.
+        var dead = Enumerable.Range(3_000_000, 1000).First(pid =>
+        {
+            try
+            {
+                using var p = Process.GetProcessById(pid);
+                return false;
+            }
+            catch (ArgumentException)
+            {
+                return true;
+            }
+        });
+        var stale = Path.Combine(Path.GetTempPath(), $"{Aggregation.GradientSocketServer.UnixSocketPrefix}{dead}-{Guid.NewGuid():N}.sock");
+        await File.WriteAllTextAsync(stale, "");
+        await using var coordinator = await TestCoordinator.StartAsync();
+        Assert.False(File.Exists(stale));
+        Assert.Contains($"-{Environment.ProcessId}-", coordinator.GradientSocketPath, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task With_the_gradient_socket_off_assignments_name_none_and_the_stream_still_works()
     {
         await using var coordinator = await TestCoordinator.StartAsync(gradientSocket: false);

@@ -51,6 +51,9 @@ public sealed partial class GradientSocketServer(
     IOptions<CoordinatorOptions> coordinator,
     ILogger<GradientSocketServer> logger) : IHostedService, IAsyncDisposable
 {
+    /// <summary>Unix socket file names: the process id lets a later start remove those of killed coordinators.</summary>
+    internal const string UnixSocketPrefix = "orch-gradients-";
+
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Task, bool> _connections = new();
     private Socket? _listener;
@@ -80,8 +83,9 @@ public sealed partial class GradientSocketServer(
             throw new InvalidOperationException($"The gradient socket cannot listen on {address}:{port}: {e.Message} (choose another --gradient-port, or --gradient-port 0 for a free one).", e);
         }
         _listener = listener;
-        // Segments a killed coordinator left in /dev/shm (they hold RAM until removed).
+        // Segments a killed coordinator left in /dev/shm (they hold RAM until removed), and its socket.
         SharedMemorySegment.RemoveStale();
+        SharedMemorySegment.RemoveStale(Path.GetTempPath(), UnixSocketPrefix, ".sock");
         _unixListener = options.Value.UnixSocket ? ListenUnix(out _unixPath) : null;
         endpoint.Set(((IPEndPoint)listener.LocalEndPoint!).Port, _unixPath);
         Log.Listening(logger, address.ToString(), endpoint.Port!.Value, _unixPath ?? "none");
@@ -97,7 +101,7 @@ public sealed partial class GradientSocketServer(
     /// </summary>
     private Socket? ListenUnix(out string? path)
     {
-        path = Path.Combine(Path.GetTempPath(), $"orch-gradients-{Guid.NewGuid():N}.sock");
+        path = Path.Combine(Path.GetTempPath(), $"{UnixSocketPrefix}{Environment.ProcessId}-{Guid.NewGuid():N}.sock");
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {

@@ -90,14 +90,20 @@ public sealed unsafe class SharedMemorySegment : MemoryManager<byte>
     /// Removes segments left in <see cref="Folder"/> by processes that no longer run (a coordinator
     /// killed with its segments still named). Returns how many it removed.
     /// </summary>
-    public static int RemoveStale()
+    public static int RemoveStale() => RemoveStale(Folder, Prefix, ".shm");
+
+    /// <summary>
+    /// Removes files named <c>{prefix}{pid}-…{suffix}</c> in <paramref name="folder"/> whose process
+    /// no longer runs (left by a process killed before it could remove them). Returns how many.
+    /// </summary>
+    public static int RemoveStale(string folder, string prefix, string suffix)
     {
         var removed = 0;
         try
         {
-            foreach (var path in Directory.EnumerateFiles(Folder, Prefix + "*.shm"))
+            foreach (var path in Directory.EnumerateFiles(folder, prefix + "*" + suffix))
             {
-                var name = System.IO.Path.GetFileName(path).AsSpan(Prefix.Length);
+                var name = System.IO.Path.GetFileName(path).AsSpan(prefix.Length);
                 var dash = name.IndexOf('-');
                 if (dash <= 0 || !int.TryParse(name[..dash], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || Alive(pid)) continue;
                 try
