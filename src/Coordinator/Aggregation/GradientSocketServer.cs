@@ -85,7 +85,7 @@ public sealed partial class GradientSocketServer(
         _listener = listener;
         // Segments a killed coordinator left in /dev/shm (they hold RAM until removed), and its socket.
         SharedMemorySegment.RemoveStale();
-        SharedMemorySegment.RemoveStale(Path.GetTempPath(), UnixSocketPrefix, ".sock");
+        StaleFiles.Remove(Path.GetTempPath(), UnixSocketPrefix, ".sock");
         _unixListener = options.Value.UnixSocket ? ListenUnix(out _unixPath) : null;
         endpoint.Set(((IPEndPoint)listener.LocalEndPoint!).Port, _unixPath);
         Log.Listening(logger, address.ToString(), endpoint.Port!.Value, _unixPath ?? "none");

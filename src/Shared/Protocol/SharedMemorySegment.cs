@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Diagnostics;
 using System.Globalization;
 using System.IO.MemoryMappedFiles;
 
@@ -90,52 +89,7 @@ public sealed unsafe class SharedMemorySegment : MemoryManager<byte>
     /// Removes segments left in <see cref="Folder"/> by processes that no longer run (a coordinator
     /// killed with its segments still named). Returns how many it removed.
     /// </summary>
-    public static int RemoveStale() => RemoveStale(Folder, Prefix, ".shm");
-
-    /// <summary>
-    /// Removes files named <c>{prefix}{pid}-…{suffix}</c> in <paramref name="folder"/> whose process
-    /// no longer runs (left by a process killed before it could remove them). Returns how many.
-    /// </summary>
-    public static int RemoveStale(string folder, string prefix, string suffix)
-    {
-        var removed = 0;
-        try
-        {
-            foreach (var path in Directory.EnumerateFiles(folder, prefix + "*" + suffix))
-            {
-                var name = System.IO.Path.GetFileName(path).AsSpan(prefix.Length);
-                var dash = name.IndexOf('-');
-                if (dash <= 0 || !int.TryParse(name[..dash], NumberStyles.None, CultureInfo.InvariantCulture, out var pid) || Alive(pid)) continue;
-                try
-                {
-                    File.Delete(path);
-                    removed++;
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-                {
-                    // Someone else's; leave it.
-                }
-            }
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // No folder to clean.
-        }
-        return removed;
-    }
-
-    private static bool Alive(int pid)
-    {
-        try
-        {
-            using var process = Process.GetProcessById(pid);
-            return !process.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-    }
+    public static int RemoveStale() => StaleFiles.Remove(Folder, Prefix, ".shm");
 
     /// <summary>Removes the file; the mapping lives on in every process that has it mapped.</summary>
     public void Unlink()

@@ -30,33 +30,20 @@ namespace Orchestrator.Worker.Distributed;
 /// buffer each way per step, and every byte pays gRPC's framing (bench/README.md); it needs no
 /// worker-to-worker connectivity.</para>
 /// </remarks>
-public sealed class CoordinatorAllReduce : IAllReduce
+public sealed class CoordinatorAllReduce : CoordinatorCollective
 {
-    private readonly CoordinatorAllReduceOptions _options;
     private readonly AsyncDuplexStreamingCall<GradientChunk, GradientChunk> _call;
     private readonly CancellationTokenSource _life;
     private readonly GrpcChannel? _ownedChannel;
-    private long _step;
-    private int _busy;
-    private Exception? _failure;
-    private bool _disposed;
 
     private CoordinatorAllReduce(CoordinatorAllReduceOptions options, AsyncDuplexStreamingCall<GradientChunk, GradientChunk> call,
         CancellationTokenSource life, GrpcChannel? ownedChannel)
+        : base(options)
     {
-        _options = options;
         _call = call;
         _life = life;
         _ownedChannel = ownedChannel;
-        Rank = options.Rank;
-        WorldSize = options.WorldSize;
     }
-
-    /// <inheritdoc />
-    public int Rank { get; }
-
-    /// <inheritdoc />
-    public int WorldSize { get; }
 
     /// <summary>
     /// A channel for gradient traffic only: its own HTTP/2 connection, so that gradient bytes never
@@ -144,61 +131,13 @@ public sealed class CoordinatorAllReduce : IAllReduce
         }
     }
 
-    /// <inheritdoc />
-    public ValueTask AllReduceAsync(Memory<float> buffer, CancellationToken cancellationToken)
+    private protected override Task ExchangeAsync(Memory<float> buffer, long step, CancellationTokenSource idle, StrongBox<Task> send)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0) ThrowConcurrentCall();
-        if (_failure is { } failure)
-        {
-            Volatile.Write(ref _busy, 0);
-            return ValueTask.FromException(Broken(failure));
-        }
-        if (cancellationToken.IsCancellationRequested)
-        {
-            Volatile.Write(ref _busy, 0);
-            return ValueTask.FromCanceled(cancellationToken);
-        }
-        if (WorldSize == 1 || buffer.IsEmpty)
-        {
-            // One rank's mean is its own values; an empty buffer has nothing to average.
-            Volatile.Write(ref _busy, 0);
-            return ValueTask.CompletedTask;
-        }
-        return RunAsync(buffer, cancellationToken);
+        send.Value = SendAsync(buffer, step, idle);
+        return ReceiveAsync(buffer, step, idle);
     }
 
-    private async ValueTask RunAsync(Memory<float> buffer, CancellationToken ct)
-    {
-        var step = _step++;
-        // Restarted at every message from the coordinator: bounds silence, not the whole step.
-        using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        idle.CancelAfter(_options.Timeout);
-        var send = SendAsync(buffer, step, idle);
-        try
-        {
-            await ReceiveAsync(buffer, step, idle).ConfigureAwait(false);
-            await send.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            // Stop the other half (a send blocked on flow control, a read waiting for a mean).
-            await idle.CancelAsync().ConfigureAwait(false);
-            Exception? sendError = null;
-            try { await send.ConfigureAwait(false); } catch (Exception s) { sendError = s; }
-            var failure = ct.IsCancellationRequested
-                ? new OperationCanceledException(ct)
-                : Describe(Informative(e, sendError), _options, IdleTimedOut(e, sendError) ? _options.Timeout : null, joining: false);
-            Volatile.Write(ref _failure, failure);
-            // The stream no longer agrees with the other ranks about where it stands.
-            _call.Dispose();
-            throw failure;
-        }
-        finally
-        {
-            Volatile.Write(ref _busy, 0);
-        }
-    }
+    private protected override void Abandon() => _call.Dispose();
 
     /// <summary>
     /// Sends the step's chunks. A write fails only when the call is over (RpcException, or
@@ -210,12 +149,12 @@ public sealed class CoordinatorAllReduce : IAllReduce
     {
         using var bytes = new FloatBytes(buffer);
         var memory = bytes.Memory;
-        var chunk = _options.ChunkFloats * sizeof(float);
+        var chunk = Options.ChunkFloats * sizeof(float);
         for (int offset = 0, index = 0; offset < memory.Length; offset += chunk, index++)
         {
             var length = Math.Min(chunk, memory.Length - offset);
             ByteString data;
-            if (_options.Wire == WireFormat.Bf16)
+            if (Options.Wire == WireFormat.Bf16)
             {
                 // A fresh array per chunk: the stream may still hold the previous message's bytes.
                 var narrowed = new byte[length / 2];
@@ -233,7 +172,7 @@ public sealed class CoordinatorAllReduce : IAllReduce
 
     private async Task ReceiveAsync(Memory<float> buffer, long step, CancellationTokenSource idle)
     {
-        var chunk = _options.ChunkFloats;
+        var chunk = Options.ChunkFloats;
         var chunks = (buffer.Length + chunk - 1) / chunk;
         var responses = _call.ResponseStream;
         for (var index = 0; index < chunks; index++)
@@ -244,11 +183,11 @@ public sealed class CoordinatorAllReduce : IAllReduce
             var mean = responses.Current;
             var offset = index * chunk;
             var length = Math.Min(chunk, buffer.Length - offset);
-            if (mean.Step != step || mean.Index != index || mean.Data.Length != length * _options.ValueBytes)
+            if (mean.Step != step || mean.Index != index || mean.Data.Length != length * Options.ValueBytes)
                 ThrowUnexpectedChunk(mean, step, index, length);
-            if (_options.Wire == WireFormat.Bf16) BFloat16Codec.Widen(MemoryMarshal.Cast<byte, ushort>(mean.Data.Span), buffer.Span.Slice(offset, length));
+            if (Options.Wire == WireFormat.Bf16) BFloat16Codec.Widen(MemoryMarshal.Cast<byte, ushort>(mean.Data.Span), buffer.Span.Slice(offset, length));
             else mean.Data.Span.CopyTo(MemoryMarshal.AsBytes(buffer.Span.Slice(offset, length)));
-            idle.CancelAfter(_options.Timeout);
+            idle.CancelAfter(Options.Timeout);
         }
     }
 
@@ -256,11 +195,11 @@ public sealed class CoordinatorAllReduce : IAllReduce
     /// Leaves the exchange: between steps the coordinator takes that as this rank finishing;
     /// mid-collective (or after a failure) the other ranks fail, as with a ring.
     /// </summary>
-    public async ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
-        if (_disposed) return;
-        _disposed = true;
-        if (_failure is null && Volatile.Read(ref _busy) == 0)
+        if (Disposed) return;
+        Disposed = true;
+        if (Idle)
         {
             try
             {
@@ -279,17 +218,6 @@ public sealed class CoordinatorAllReduce : IAllReduce
         _life.Dispose();
         _ownedChannel?.Dispose();
     }
-
-    /// <summary>The error that says most: the coordinator's status over our own cancellation of the other half.</summary>
-    internal static Exception Informative(Exception receive, Exception? send)
-    {
-        static bool Secondary(Exception e) => e is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled };
-        return Secondary(receive) && send is not null && !Secondary(send) ? send : receive;
-    }
-
-    internal static bool IdleTimedOut(Exception receive, Exception? send) =>
-        (receive is OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled })
-        && (send is null or OperationCanceledException or RpcException { StatusCode: StatusCode.Cancelled });
 
     /// <summary>Turns what the call threw into the failure a user can act on; the coordinator's trailers name the rank.</summary>
     internal static Exception Describe(Exception error, CoordinatorAllReduceOptions options, TimeSpan? timedOut, bool joining)
@@ -324,18 +252,10 @@ public sealed class CoordinatorAllReduce : IAllReduce
         return new CollectiveException(failure, options.Rank, peer, message, error);
     }
 
-    private CollectiveException Broken(Exception first) =>
-        new(CollectiveFailure.Broken, Rank, (first as CollectiveException)?.PeerRank,
-            $"The gradient exchange of rank {Rank} is broken by an earlier failure; connect a new one. First failure: {first.Message}", first);
-
-    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
-    internal static void ThrowConcurrentCall() =>
-        throw new InvalidOperationException("AllReduceAsync is already running on this instance; collectives must be called one at a time, in the same order on every rank.");
-
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
     private void ThrowUnexpectedChunk(GradientChunk mean, long step, int index, int floats) =>
         throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
-            $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent chunk {mean.Index} of step {mean.Step} ({mean.Data.Length} bytes) where chunk {index} of step {step} ({floats * _options.ValueBytes} bytes) was due.");
+            $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent chunk {mean.Index} of step {mean.Step} ({mean.Data.Length} bytes) where chunk {index} of step {step} ({floats * Options.ValueBytes} bytes) was due.");
 
     /// <summary>The caller's floats seen as bytes, for <see cref="UnsafeByteOperations.UnsafeWrap"/> (no copy).</summary>
     internal sealed class FloatBytes(Memory<float> floats) : MemoryManager<byte>

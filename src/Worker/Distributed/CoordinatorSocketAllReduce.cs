@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
@@ -25,9 +26,8 @@ namespace Orchestrator.Worker.Distributed;
 /// from the coordinator; a stalled or dead peer is reported sooner, by the coordinator, naming
 /// the rank.</para>
 /// </remarks>
-public sealed class CoordinatorSocketAllReduce : IAllReduce
+public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
 {
-    private readonly CoordinatorAllReduceOptions _options;
     private readonly Socket _socket;
     private readonly byte[] _stepHeader = new byte[GradientSocketFrames.StepHeaderBytes];
     private readonly byte[] _frame = new byte[GradientSocketFrames.FrameHeaderBytes];
@@ -37,14 +37,10 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     private readonly byte[]? _receiveStaging; // bf16: one chunk of means, to widen
     private SharedMemorySegment? _segment;
     private long _capacity;
-    private long _step;
-    private int _busy;
-    private Exception? _failure;
-    private bool _disposed;
 
     private CoordinatorSocketAllReduce(CoordinatorAllReduceOptions options, Socket socket, bool shared)
+        : base(options)
     {
-        _options = options;
         _socket = socket;
         _shared = shared;
         if (options.Wire == WireFormat.Bf16)
@@ -52,15 +48,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
             _sendStaging = new byte[options.ChunkFloats * sizeof(ushort)];
             _receiveStaging = new byte[options.ChunkFloats * sizeof(ushort)];
         }
-        Rank = options.Rank;
-        WorldSize = options.WorldSize;
     }
-
-    /// <inheritdoc />
-    public int Rank { get; }
-
-    /// <inheritdoc />
-    public int WorldSize { get; }
 
     /// <summary>True when gradients move through shared memory (a rank on the coordinator's machine), not the socket.</summary>
     public bool SharedMemory => _shared;
@@ -155,76 +143,30 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
         }
     }
 
-    /// <inheritdoc />
-    public ValueTask AllReduceAsync(Memory<float> buffer, CancellationToken cancellationToken)
+    private protected override async Task ExchangeAsync(Memory<float> buffer, long step, CancellationTokenSource idle, StrongBox<Task> send)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0) CoordinatorAllReduce.ThrowConcurrentCall();
-        if (_failure is { } failure)
+        using var bytes = new CoordinatorAllReduce.FloatBytes(buffer);
+        if (_shared)
         {
-            Volatile.Write(ref _busy, 0);
-            return ValueTask.FromException(Broken(failure));
+            GradientSocketFrames.WriteStep(_stepHeader, step, buffer.Length);
+            await SocketIo.SendAllAsync(_socket, _stepHeader, idle.Token).ConfigureAwait(false);
+            if (bytes.Memory.Length > _capacity) await ReceiveSegmentAsync(idle.Token).ConfigureAwait(false);
+            send.Value = SendReadyAsync(bytes.Memory, buffer.Length, step, idle.Token);
         }
-        if (cancellationToken.IsCancellationRequested)
+        else
         {
-            Volatile.Write(ref _busy, 0);
-            return ValueTask.FromCanceled(cancellationToken);
+            send.Value = SendStepAsync(bytes.Memory, buffer.Length, step, idle.Token);
         }
-        if (WorldSize == 1 || buffer.IsEmpty)
-        {
-            Volatile.Write(ref _busy, 0);
-            return ValueTask.CompletedTask;
-        }
-        return RunAsync(buffer, cancellationToken);
+        await ReceiveMeansAsync(bytes.Memory, buffer.Length, step, idle).ConfigureAwait(false);
+        await send.Value.ConfigureAwait(false);
     }
 
-    private async ValueTask RunAsync(Memory<float> buffer, CancellationToken ct)
-    {
-        var step = _step++;
-        using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        idle.CancelAfter(_options.Timeout);
-        using var bytes = new CoordinatorAllReduce.FloatBytes(buffer);
-        var send = Task.CompletedTask;
-        try
-        {
-            if (_shared)
-            {
-                GradientSocketFrames.WriteStep(_stepHeader, step, buffer.Length);
-                await SocketIo.SendAllAsync(_socket, _stepHeader, idle.Token).ConfigureAwait(false);
-                if (bytes.Memory.Length > _capacity) await ReceiveSegmentAsync(idle.Token).ConfigureAwait(false);
-                send = SendReadyAsync(bytes.Memory, buffer.Length, step, idle.Token);
-                await ReceiveMeansAsync(bytes.Memory, buffer.Length, step, idle).ConfigureAwait(false);
-            }
-            else
-            {
-                send = SendStepAsync(bytes.Memory, buffer.Length, step, idle.Token);
-                await ReceiveMeansAsync(bytes.Memory, buffer.Length, step, idle).ConfigureAwait(false);
-            }
-            await send.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            await idle.CancelAsync().ConfigureAwait(false);
-            Exception? sendError = null;
-            try { await send.ConfigureAwait(false); } catch (Exception s) { sendError = s; }
-            var error = Informative(e, sendError);
-            if (error is IOException or SocketException)
-                error = new CollectiveException(CollectiveFailure.PeerClosed, Rank, null,
-                    $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator's gradient socket closed mid-collective ({error.Message}); the coordinator stopped, or the connection broke.", error);
-            var failure = ct.IsCancellationRequested
-                ? new OperationCanceledException(ct)
-                : CoordinatorAllReduce.Describe(error, _options,
-                    CoordinatorAllReduce.IdleTimedOut(e, sendError) ? _options.Timeout : null, joining: false);
-            Volatile.Write(ref _failure, failure);
-            // The connection no longer agrees with the coordinator about where it stands.
-            _socket.Dispose();
-            throw failure;
-        }
-        finally
-        {
-            Volatile.Write(ref _busy, 0);
-        }
-    }
+    private protected override Exception Translate(Exception error) => error is IOException or SocketException
+        ? new CollectiveException(CollectiveFailure.PeerClosed, Rank, null,
+            $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator's gradient socket closed mid-collective ({error.Message}); the coordinator stopped, or the connection broke.", error)
+        : error;
+
+    private protected override void Abandon() => _socket.Dispose();
 
     /// <summary>
     /// Sends the step. A failed send does not stop the receiver: a broken connection fails the
@@ -241,7 +183,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
             return;
         }
         // bf16: narrow a chunk, send it (the send returns once the kernel has the bytes), repeat.
-        var chunkBytes = _options.ChunkFloats * sizeof(float);
+        var chunkBytes = Options.ChunkFloats * sizeof(float);
         for (var offset = 0; offset < bytes.Length; offset += chunkBytes)
         {
             var values = MemoryMarshal.Cast<byte, float>(bytes.Span.Slice(offset, Math.Min(chunkBytes, bytes.Length - offset)));
@@ -253,7 +195,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     /// <summary>Shared memory: copies chunk by chunk into the segment, telling the coordinator after each.</summary>
     private async Task SendReadyAsync(Memory<byte> bytes, long floats, long step, CancellationToken ct)
     {
-        var chunkBytes = _options.ChunkFloats * sizeof(float);
+        var chunkBytes = Options.ChunkFloats * sizeof(float);
         var segment = _segment!;
         for (int offset = 0, index = 0; offset < bytes.Length; offset += chunkBytes, index++)
         {
@@ -287,8 +229,8 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     /// </summary>
     private async Task ReceiveMeansAsync(Memory<byte> bytes, long floats, long step, CancellationTokenSource idle)
     {
-        var chunkBytes = _options.ChunkFloats * sizeof(float);
-        var chunks = (int)((floats + _options.ChunkFloats - 1) / _options.ChunkFloats);
+        var chunkBytes = Options.ChunkFloats * sizeof(float);
+        var chunks = (int)((floats + Options.ChunkFloats - 1) / Options.ChunkFloats);
         for (var index = 0; index < chunks; index++)
         {
             await SocketIo.ReceiveExactlyAsync(_socket, _frame, idle.Token).ConfigureAwait(false);
@@ -313,7 +255,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
                 await SocketIo.ReceiveExactlyAsync(_socket, halves, idle.Token).ConfigureAwait(false);
                 BFloat16Codec.Widen(MemoryMarshal.Cast<byte, ushort>(halves.Span), MemoryMarshal.Cast<byte, float>(slice.Span));
             }
-            idle.CancelAfter(_options.Timeout);
+            idle.CancelAfter(Options.Timeout);
         }
     }
 
@@ -321,11 +263,11 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
     /// Leaves the exchange: between steps the coordinator takes that as this rank finishing;
     /// mid-collective (or after a failure) the other ranks fail.
     /// </summary>
-    public async ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
-        if (_disposed) return;
-        _disposed = true;
-        if (_failure is null && Volatile.Read(ref _busy) == 0)
+        if (Disposed) return;
+        Disposed = true;
+        if (Idle)
         {
             try
             {
@@ -341,7 +283,7 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
         }
         _socket.Dispose();
         // Unmapped only when no collective still copies through it (disposed mid-call, it stays mapped).
-        if (Volatile.Read(ref _busy) == 0) ((IDisposable?)_segment)?.Dispose();
+        if (!Busy) ((IDisposable?)_segment)?.Dispose();
     }
 
     /// <summary>Reads the failure the coordinator ended the connection with: the same status the gRPC stream would carry.</summary>
@@ -353,12 +295,4 @@ public sealed class CoordinatorSocketAllReduce : IAllReduce
         await SocketIo.ReceiveExactlyAsync(socket, payload, ct).ConfigureAwait(false);
         return GradientSocketFrames.ToRpcException(GradientSocketFailure.Parser.ParseFrom(payload));
     }
-
-    /// <summary>The error that says most: the coordinator's failure over our own cancellation of the other half.</summary>
-    private static Exception Informative(Exception receive, Exception? send) =>
-        receive is OperationCanceledException && send is not null and not OperationCanceledException ? send : receive;
-
-    private CollectiveException Broken(Exception first) =>
-        new(CollectiveFailure.Broken, Rank, (first as CollectiveException)?.PeerRank,
-            $"The gradient exchange of rank {Rank} is broken by an earlier failure; connect a new one. First failure: {first.Message}", first);
 }
