@@ -97,10 +97,13 @@ public sealed partial class WorkerGatewayService(
 
     private async Task HandleAsync(WorkerConnection connection, WorkerMessage message, CancellationToken ct)
     {
-        connection.LastHeartbeat = clock.GetUtcNow();
         switch (message.KindCase)
         {
             case WorkerMessage.KindOneofCase.Heartbeat:
+                // Only heartbeats count as signs of life: they are what renews leases, so a worker
+                // whose leases expired is also one the scheduler sees as silent (a report sent after
+                // its last heartbeat must not make a hung worker eligible for the re-queued trial).
+                connection.LastHeartbeat = clock.GetUtcNow();
                 if (message.Heartbeat.Draining && !connection.Draining)
                 {
                     // From now on the scheduler passes it over; its trials come back as OUTCOME_DRAINED.
