@@ -1,5 +1,6 @@
 // MSBuild inline task (see TorchSharp.Debian.targets): marks one GNU version need of an
-// ELF64 little-endian shared library as weak, when the system libstdc++ lacks that version.
+// ELF64 little-endian shared library as weak, when the system libstdc++ lacks that version
+// (or always, for output that runs on another system's libstdc++, such as a container image).
 using System;
 using System.IO;
 using System.Text;
@@ -22,10 +23,12 @@ public class WeakenElfVersionNeed : Task
 
     [Required] public ITaskItem[] Files { get; set; } = Array.Empty<ITaskItem>();
     [Required] public string VersionName { get; set; } = "";
+    /// <summary>Patch even when this machine's libstdc++ has the version: the output runs elsewhere (a container image).</summary>
+    public bool Always { get; set; }
 
     public override bool Execute()
     {
-        if (SystemProvides(VersionName))
+        if (!Always && SystemProvides(VersionName))
         {
             Log.LogMessage(MessageImportance.Low, "System libstdc++ provides {0}; no patch needed.", VersionName);
             return true;

@@ -14,5 +14,6 @@ var app = CoordinatorHost.Build(new CoordinatorHostSettings
     Redis = env("ORCH_REDIS"),
     StateDir = env("ORCH_STATE_DIR") ?? "/var/lib/orchestrator",
     CheckpointDir = env("ORCH_CHECKPOINT_DIR"),
+    DataDir = env("ORCH_DATA_DIR"),
 }, args);
 await app.RunAsync();

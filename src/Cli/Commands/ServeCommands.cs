@@ -18,7 +18,7 @@ internal static class ServeCommands
         var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Folder for checkpoints (default: <state-dir>/checkpoints).", HelpName = "DIR" };
         var bind = new Option<string>("--bind") { Description = "Address to listen on (0.0.0.0 for all interfaces).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
         var port = new Option<int>("--port") { Description = "gRPC port (workers and the CLI connect here).", DefaultValueFactory = _ => 5000 };
-        var httpPort = new Option<int?>("--http-port") { Description = "HTTP port for /healthz.", HelpName = "PORT" };
+        var httpPort = new Option<int?>("--http-port") { Description = "HTTP port (HTTP/1.1) for /healthz (liveness), /readyz (ready when the state store answers) and /metrics.", HelpName = "PORT" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Serve data sets to workers from this folder: catalog data sets (searched before the cache and /usr/share/datasets) and imagefolder data (data.dir relative to it).", HelpName = "DIR" };
         var gradientPort = new Option<int>("--gradient-port") { Description = "TCP port of the gradient socket: data-parallel trials with aggregation: coordinator send gradients here, without gRPC framing (0: a free port).", DefaultValueFactory = _ => 5002, HelpName = "PORT" };
         var gradientSocket = new Option<bool>("--gradient-socket") { Description = "Open the gradient socket (false: coordinator-mode trials send gradients over the gRPC port instead, slower; for networks that only pass --port).", DefaultValueFactory = _ => true, HelpName = "true|false" };
@@ -67,7 +67,7 @@ internal static class ServeCommands
         var workDir = new Option<string?>("--work-dir") { Description = "Scratch folder for trial runs.", HelpName = "DIR" };
         var threads = new Option<int?>("--threads") { Description = "libtorch CPU threads (default: all cores).", HelpName = "N" };
         var libTorch = CommonOptions.LibTorchDir();
-        var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://<host>:PORT/metrics (throughput, step time, data wait, GPU memory).", HelpName = "PORT" };
+        var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://<host>:PORT/metrics (throughput, step time, data wait, GPU memory), and the probes /healthz (alive) and /readyz (connected, not draining).", HelpName = "PORT" };
         var dataPort = new Option<int>("--data-port") { Description = "Port for exchanging gradients with peers in data-parallel trials (default: a free port).", HelpName = "PORT" };
         var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name).", HelpName = "HOST" };
         var metricsBind = new Option<string>("--metrics-bind") { Description = "Address for --metrics-port (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
@@ -102,8 +102,8 @@ internal static class ServeCommands
             };
             if (parse.GetValue(id) is { } workerId) options = options with { WorkerId = workerId };
             if (parse.GetValue(workDir) is { } w) options = options with { WorkDir = w };
-            await using var telemetry = parse.GetValue(metricsPort) is { } mp ? await WorkerTelemetry.StartAsync(mp, parse.GetValue(metricsBind)!, ct) : null;
             await using var agent = new WorkerAgent(options, loggers);
+            await using var telemetry = parse.GetValue(metricsPort) is { } mp ? await WorkerTelemetry.StartAsync(mp, parse.GetValue(metricsBind)!, () => agent.IsReady, ct) : null;
             using var signals = ShutdownSignals.Register(agent, TimeSpan.FromSeconds(drain));
             await agent.RunAsync(ct);
             return signals.ExitCode;

@@ -1,5 +1,6 @@
 using System.Net;
 using OpenTelemetry.Metrics;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Orchestrator.Coordinator.Aggregation;
 using Orchestrator.Coordinator.Checkpoints;
@@ -22,7 +23,7 @@ public sealed record CoordinatorHostSettings
     public string Host { get; init; } = "127.0.0.1";
     /// <summary>gRPC port (HTTP/2 without TLS); 0 picks a free port.</summary>
     public int GrpcPort { get; init; } = 5000;
-    /// <summary>HTTP/1.1 port for /healthz (and /metrics); null: none.</summary>
+    /// <summary>HTTP/1.1 port for /healthz (liveness), /readyz (readiness: the store answers) and /metrics; null: none.</summary>
     public int? HttpPort { get; init; }
     /// <summary>TCP port of the gradient socket (coordinator aggregation without gRPC framing); 0 picks a free port, null: off.</summary>
     public int? GradientPort { get; init; } = 0;
@@ -104,7 +105,7 @@ public static class CoordinatorHost
             o.Interceptors.Add<AuthInterceptor>();
             o.Interceptors.Add<ExceptionInterceptor>();
         });
-        services.AddHealthChecks();
+        services.AddHealthChecks().AddCheck<StateStoreHealthCheck>("state-store", tags: [StateStoreHealthCheck.ReadinessTag]);
         services.AddSingleton<Metrics.CoordinatorMetrics>();
         services.AddSingleton<Metrics.MetricsSnapshotService>();
         services.AddHostedService(sp => sp.GetRequiredService<Metrics.MetricsSnapshotService>());
@@ -123,7 +124,9 @@ public static class CoordinatorHost
         app.MapGrpcService<WorkerGatewayService>();
         app.MapGrpcService<DataSetsService>();
         app.MapGrpcService<GradientExchangeService>();
-        app.MapHealthChecks("/healthz");
+        // Liveness: the process serves requests. Readiness: its state store answers too.
+        app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = c => !c.Tags.Contains(StateStoreHealthCheck.ReadinessTag) });
+        app.MapHealthChecks("/readyz");
         // Prometheus scrapes over HTTP/1.1: the endpoint answers on the HTTP port only.
         app.MapPrometheusScrapingEndpoint("/metrics");
         return app;

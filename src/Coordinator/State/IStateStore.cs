@@ -55,6 +55,10 @@ public interface IStateStore
     Task<IReadOnlyList<WorkerRecord>> ListWorkersAsync(CancellationToken ct);
 
     Task RemoveWorkerAsync(string workerId, CancellationToken ct);
+
+    /// <summary>Returns when the backing store answers a trivial request; throws
+    /// <see cref="StateStoreUnavailableException"/> when it cannot be reached (the coordinator's readiness).</summary>
+    Task PingAsync(CancellationToken ct);
 }
 
 /// <summary>The backing store (Redis, the SQLite file) cannot be reached right now.</summary>

@@ -31,6 +31,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     private TimeSpan _heartbeat = TimeSpan.FromSeconds(2);
     // Takes no new trials: set by the coordinator's Drain message or by Drain().
     private volatile bool _draining;
+    private volatile bool _connected;
 
     // The shutdown drain. _gate orders taking a trial against starting the drain, so none starts unnoticed.
     private readonly Lock _gate = new();
@@ -182,6 +183,9 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         if (done) DrainDone();
     }
 
+    /// <summary>Ready for work: connected to the coordinator (welcomed) and not draining. The worker's readiness probe.</summary>
+    public bool IsReady => _connected && !_draining;
+
     /// <summary>
     /// Stops at once (a second signal, the drain timeout, or --drain-timeout 0): running trials
     /// stop at the next batch and lose the epoch in progress, as when the worker is killed, and
@@ -242,6 +246,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         }
         finally
         {
+            _connected = false;
             await session.CancelAsync().ConfigureAwait(false);
             await Task.WhenAll(writer, heartbeat).ConfigureAwait(false);
         }
@@ -256,6 +261,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
                 _heartbeat = TimeSpan.FromMilliseconds(Math.Max(100, message.Welcome.HeartbeatIntervalMs));
                 foreach (var id in message.Welcome.StopTrialIds)
                     if (_trials.TryGetValue(id, out var lost)) lost.Stop("the coordinator gave the trial to another worker");
+                _connected = true;
                 Log.Connected(_logger, _options.CoordinatorUrl, _options.WorkerId);
                 break;
             case CoordinatorMessage.KindOneofCase.Assign:

@@ -1,9 +1,11 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
 using Orchestrator.Worker.Training;
@@ -11,13 +13,14 @@ using Orchestrator.Worker.Training;
 namespace Orchestrator.Worker.Host;
 
 /// <summary>
-/// Serves a worker's metrics for Prometheus at http://&lt;bind&gt;:&lt;port&gt;/metrics: training
+/// Serves a worker's health probes and its metrics for Prometheus at http://&lt;bind&gt;:&lt;port&gt;/metrics: training
 /// (throughput, step time, data wait), GPU memory where an NVIDIA driver is present, and the .NET
 /// runtime and process metrics. A small Kestrel endpoint, as on the coordinator.
 /// </summary>
 public sealed class WorkerTelemetry : IAsyncDisposable
 {
     private static readonly Meter GpuMeter = new("Orchestrator.Worker.Gpu", "1.0");
+    private const string ReadinessTag = "ready";
     private readonly WebApplication _app;
 
     static WorkerTelemetry()
@@ -29,8 +32,12 @@ public sealed class WorkerTelemetry : IAsyncDisposable
 
     private WorkerTelemetry(WebApplication app) => _app = app;
 
-    /// <summary>Starts serving on <paramref name="bind"/>:<paramref name="port"/> (0.0.0.0 for every interface).</summary>
-    public static async Task<WorkerTelemetry> StartAsync(int port, string bind, CancellationToken ct)
+    /// <summary>
+    /// Starts serving on <paramref name="bind"/>:<paramref name="port"/> (0.0.0.0 for every interface):
+    /// <c>/metrics</c>, <c>/healthz</c> (liveness: the process answers) and <c>/readyz</c> (readiness:
+    /// <paramref name="ready"/> says the worker is connected and takes trials).
+    /// </summary>
+    public static async Task<WorkerTelemetry> StartAsync(int port, string bind, Func<bool> ready, CancellationToken ct)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
@@ -40,8 +47,13 @@ public sealed class WorkerTelemetry : IAsyncDisposable
             .AddRuntimeInstrumentation()
             .AddProcessInstrumentation()
             .AddPrometheusExporter());
+        builder.Services.AddHealthChecks().AddCheck("coordinator",
+            () => ready() ? HealthCheckResult.Healthy() : HealthCheckResult.Unhealthy("not connected to the coordinator, or draining"),
+            tags: [ReadinessTag]);
         var app = builder.Build();
         app.MapPrometheusScrapingEndpoint("/metrics");
+        app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = c => !c.Tags.Contains(ReadinessTag) });
+        app.MapHealthChecks("/readyz");
         await app.StartAsync(ct).ConfigureAwait(false);
         return new WorkerTelemetry(app);
     }

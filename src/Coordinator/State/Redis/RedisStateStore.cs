@@ -251,6 +251,14 @@ public sealed class RedisStateStore : IStateStore, IAsyncDisposable
 
     // SE.Redis commands take no CancellationToken: the caller stops waiting on cancellation while
     // the command itself completes or times out on the connection (asyncTimeout).
+    /// <inheritdoc />
+    public async Task PingAsync(CancellationToken ct)
+    {
+        // A disconnected multiplexer would queue the PING until its timeout: say so at once instead.
+        if (!_redis.IsConnected) throw new StateStoreUnavailableException($"The {StoreName} state store cannot be reached: not connected.");
+        await RunAsync(_redis.GetDatabase().PingAsync(), ct).ConfigureAwait(false);
+    }
+
     private static async Task<T> RunAsync<T>(Task<T> pending, CancellationToken ct)
     {
         try

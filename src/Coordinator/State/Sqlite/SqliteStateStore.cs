@@ -326,6 +326,14 @@ public sealed class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposabl
         return new InsertedTrials(count, firstSkipped);
     }
 
+    /// <inheritdoc />
+    public Task PingAsync(CancellationToken ct) =>
+        WriteAsync(async (db, token) =>
+        {
+            await ExecuteAsync(db, "SELECT 1;", token).ConfigureAwait(false);
+            return true;
+        }, ct);
+
     private async Task<T> WriteAsync<T>(Func<SqliteConnection, CancellationToken, Task<T>> write, CancellationToken ct)
     {
         await _writeGate.WaitAsync(ct).ConfigureAwait(false);
