@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the solution and ends with one line: "N passed, N failed, N skipped".
 # Needs the Debian packages dataset-fashion-mnist (real data for the training tests), redis-server
-# and prometheus (the tests start their own servers on free ports); .ci/run installs them.
+# and prometheus (the tests start their own servers on free ports), and podman with buildah, runc,
+# uidmap and mmdebstrap (the container test runs the images it builds here); .ci/run installs them.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
@@ -10,7 +11,7 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   echo "test.sh: Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (or run .ci/run)" >&2
   exit 1
 fi
-for tool in redis-server prometheus; do
+for tool in redis-server prometheus podman mmdebstrap; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "test.sh: $tool is missing (the tests start their own): apt-get install $tool (or run .ci/run)" >&2
     exit 1
@@ -19,6 +20,12 @@ done
 results="$root/artifacts/test-results"
 rm -rf "$results"
 dotnet build Orchestrator.sln -c Release -nologo -v q -clp:ErrorsOnly || { echo "0 passed, 1 failed (build)"; exit 1; }
+# The images the container test runs, from this tree: a Debian base from the apt mirror (no registry
+# here; made once), then coordinator and CPU worker. containers/podman-sandbox.conf unless set.
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$root/containers/podman-sandbox.conf}"
+base=localhost/orchestrator/debian-base:bookworm
+{ containers/debian-base.sh "$base" && containers/build.sh --base "$base" coordinator worker; } \
+  || { echo "0 passed, 1 failed (container images)"; exit 1; }
 status=0
 # One assembly at a time (two cores; several test classes train models), each with its own result file.
 for project in tests/*/*.csproj; do
