@@ -342,9 +342,11 @@ internal sealed partial class TrialRunner : ITrainingObserver
                 ct.ThrowIfCancellationRequested();
                 throw;
             }
-            catch (RpcException e) when (!ct.IsCancellationRequested)
+            catch (Exception e) when (e is RpcException or IOException && !ct.IsCancellationRequested)
             {
-                Log.UploadRetry(_agent.Logger, TrialId, attempt, e.Status.Detail);
+                // IOException: the connection dropped under a write of the request stream (a coordinator
+                // killed mid-upload); the restarted one takes the whole checkpoint again.
+                Log.UploadRetry(_agent.Logger, TrialId, attempt, e is RpcException r ? r.Status.Detail : e.Message);
                 await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(5000, 200 * attempt)), ct).ConfigureAwait(false);
             }
         }
