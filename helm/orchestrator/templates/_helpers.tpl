@@ -23,6 +23,9 @@ helm.sh/chart: {{ printf "%s-%s" (index . 0).Chart.Name (index . 0).Chart.Versio
 
 {{/* The Redis address the coordinator uses, empty for none. */}}
 {{- define "orchestrator.redisAddress" -}}
+{{- if and .Values.redis.enabled .Values.redis.externalAddress -}}
+{{- fail "redis.externalAddress is set but redis.enabled is true: set redis.enabled: false to use an external Redis" -}}
+{{- end -}}
 {{- if .Values.redis.enabled -}}
 {{ include "orchestrator.fullname" . }}-redis:6379
 {{- else -}}
@@ -38,4 +41,22 @@ helm.sh/chart: {{ printf "%s-%s" (index . 0).Chart.Name (index . 0).Chart.Versio
       name: {{ .Values.token.secretName }}
       key: {{ .Values.token.key }}
       optional: true
+{{- end -}}
+
+{{/* Pod security context of the .NET images' non-root "app" user (uid/gid 1654). */}}
+{{- define "orchestrator.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1654
+runAsGroup: 1654
+fsGroup: 1654
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container security context: read-only root; writes go to mounted volumes only. */}}
+{{- define "orchestrator.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
 {{- end -}}
