@@ -23,9 +23,6 @@ helm.sh/chart: {{ printf "%s-%s" (index . 0).Chart.Name (index . 0).Chart.Versio
 
 {{/* The Redis address the coordinator uses, empty for none. */}}
 {{- define "orchestrator.redisAddress" -}}
-{{- if and .Values.redis.enabled .Values.redis.externalAddress -}}
-{{- fail "redis.externalAddress is set but redis.enabled is true: set redis.enabled: false to use an external Redis" -}}
-{{- end -}}
 {{- if .Values.redis.enabled -}}
 {{ include "orchestrator.fullname" . }}-redis:6379
 {{- else -}}
