@@ -23,7 +23,7 @@ public sealed class Render
     public const string Manifests = "k8s";
     private const string ChartPath = "helm/orchestrator";
     private static readonly string[] CustomGroups = ["monitoring.coreos.com/", "keda.sh/"];
-    private static readonly ConcurrentDictionary<string, Render> Cache = new();
+    private static readonly ConcurrentDictionary<string, Lazy<Render>> Cache = new();
 
     public string Name { get; }
     /// <summary>The YAML files this render wrote (for the schema validator).</summary>
@@ -41,7 +41,9 @@ public sealed class Render
         System.IO.Directory.GetFiles(Path.Combine(K8sTools.RepositoryRoot, ChartPath, "ci"), "*-values.yaml")
             .Select(f => Path.GetFileName(f)[..^"-values.yaml".Length]).Order(StringComparer.Ordinal).ToList();
 
-    public static Render Get(string name) => Cache.GetOrAdd(name, n => n == Manifests ? RenderManifests() : RenderChart(n["helm:".Length..]));
+    /// <summary>Each render runs once per test run (test classes run in parallel, so Lazy keeps it single).</summary>
+    public static Render Get(string name) =>
+        Cache.GetOrAdd(name, n => new Lazy<Render>(() => n == Manifests ? RenderManifests() : RenderChart(n["helm:".Length..]))).Value;
 
     /// <summary>helm template with extra arguments (e.g. --set), for the tests of refused values.</summary>
     public static ProcessResult Template(params string[] args) =>
