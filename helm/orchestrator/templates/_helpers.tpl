@@ -39,3 +39,21 @@ helm.sh/chart: {{ printf "%s-%s" (index . 0).Chart.Name (index . 0).Chart.Versio
       key: {{ .Values.token.key }}
       optional: true
 {{- end -}}
+
+{{/* Pod security context of the .NET images' non-root "app" user (uid/gid 1654). */}}
+{{- define "orchestrator.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1654
+runAsGroup: 1654
+fsGroup: 1654
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Container security context: read-only root; writes go to mounted volumes only. */}}
+{{- define "orchestrator.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}

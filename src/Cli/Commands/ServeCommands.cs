@@ -96,9 +96,9 @@ internal static class ServeCommands
                 FetchData = parse.GetValue(fetchData) ?? (parse.GetValue(dataDir) is null),
                 TorchThreads = parse.GetValue(threads),
                 LibTorchDir = parse.GetValue(libTorch),
-                Token = Environment.GetEnvironmentVariable("ORCH_TOKEN"),
+                Token = Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.Token),
                 DataPort = parse.GetValue(dataPort),
-                AdvertiseHost = parse.GetValue(advertise) ?? Environment.GetEnvironmentVariable("ORCH_ADVERTISE_HOST"),
+                AdvertiseHost = parse.GetValue(advertise) ?? Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.AdvertiseHost),
             };
             if (parse.GetValue(id) is { } workerId) options = options with { WorkerId = workerId };
             if (parse.GetValue(workDir) is { } w) options = options with { WorkDir = w };

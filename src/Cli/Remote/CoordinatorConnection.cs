@@ -7,7 +7,7 @@ namespace Orchestrator.Cli.Remote;
 /// <summary>A client of the coordinator's user API, with a deadline on every call.</summary>
 internal sealed class CoordinatorConnection : IDisposable
 {
-    public const string AddressVariable = "ORCH_COORDINATOR";
+    public const string AddressVariable = Orchestrator.Configuration.EnvironmentVariables.Coordinator;
     public const string DefaultAddress = "http://127.0.0.1:5000";
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(30);
     private readonly GrpcChannel _channel;
@@ -25,7 +25,7 @@ internal sealed class CoordinatorConnection : IDisposable
 
     public Protocol.V1.Sweeps.SweepsClient Client { get; }
 
-    public Metadata Headers => Environment.GetEnvironmentVariable("ORCH_TOKEN") is { Length: > 0 } t
+    public Metadata Headers => Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.Token) is { Length: > 0 } t
         ? new Metadata { { "authorization", "Bearer " + t } }
         : [];
 

@@ -73,7 +73,7 @@ public static class CoordinatorHost
             o.MaxTrialAttempts = options.MaxTrialAttempts;
             o.MaxGridPoints = options.MaxGridPoints;
             o.MaxWorkersPerTrial = options.MaxWorkersPerTrial;
-            o.AuthToken = options.AuthToken ?? Environment.GetEnvironmentVariable("ORCH_TOKEN");
+            o.AuthToken = options.AuthToken ?? Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.Token);
             o.MaxMessageBytes = options.MaxMessageBytes;
         });
         services.AddOptions<CheckpointStoreOptions>().Configure(o => o.Root = settings.CheckpointDir ?? Path.Combine(settings.StateDir, "checkpoints"));

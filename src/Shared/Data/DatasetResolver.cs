@@ -27,10 +27,10 @@ public sealed record DatasetLocation(string Directory, string Source, IReadOnlyD
 public sealed class DatasetResolver
 {
     /// <summary>Environment variable that sets the cache root (data sets go to <c>$ORCH_DATA_DIR/&lt;name&gt;</c>).</summary>
-    public const string DataDirVariable = "ORCH_DATA_DIR";
+    public const string DataDirVariable = Configuration.EnvironmentVariables.DataDir;
 
     /// <summary>Environment variable that replaces the official URLs' scheme, host and path up to the file name.</summary>
-    public const string MirrorVariable = "ORCH_DATASET_MIRROR";
+    public const string MirrorVariable = Configuration.EnvironmentVariables.DatasetMirror;
 
     /// <summary>Where Debian's dataset-* packages install data sets.</summary>
     public const string DefaultSystemRoot = "/usr/share/datasets";

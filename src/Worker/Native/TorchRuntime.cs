@@ -13,7 +13,7 @@ namespace Orchestrator.Worker.Native;
 public static class TorchRuntime
 {
     /// <summary>Environment variable naming a libtorch folder (PyTorch's torch/lib).</summary>
-    public const string LibTorchDirVariable = "ORCH_LIBTORCH_DIR";
+    public const string LibTorchDirVariable = Orchestrator.Configuration.EnvironmentVariables.LibTorchDir;
 
     /// <summary>Optional path of libLibTorchSharp.so to load with an external libtorch.</summary>
     public const string LibTorchSharpVariable = "LIBTORCHSHARP";

@@ -3,11 +3,12 @@ using k8s;
 using k8s.Models;
 using YamlDotNet.RepresentationModel;
 
-namespace Orchestrator.Coordinator.UnitTests.Deployment;
+namespace Orchestrator.Deployment.UnitTests;
 
 /// <summary>
-/// The plain Kubernetes manifests under k8s/: built-in objects parsed with the KubernetesClient
-/// models, custom resources (ServiceMonitor, PodMonitor, ScaledObject) as generic YAML.
+/// The plain Kubernetes manifests under k8s/, file by file: built-in objects parsed with the
+/// KubernetesClient models, custom resources (ServiceMonitor, PodMonitor, ScaledObject) as generic
+/// YAML. The rendered, schema-validated and cross-checked forms are in the other test classes.
 /// </summary>
 public sealed class ManifestTests
 {
@@ -22,7 +23,7 @@ public sealed class ManifestTests
     {
         var m = All.Value;
         Assert.Equal(
-            ["ConfigMap", "Deployment", "Deployment", "PersistentVolumeClaim", "PodMonitor", "ScaledObject", "Service", "Service", "ServiceMonitor", "StatefulSet"],
+            ["ConfigMap", "Deployment", "Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "PodMonitor", "ScaledObject", "Service", "Service", "ServiceMonitor", "StatefulSet"],
             m.Typed.Select(o => ((IKubernetesObject)o).Kind).Concat(m.Custom.Select(c => Str(c, "kind"))).Order(StringComparer.Ordinal));
     }
 
@@ -77,7 +78,7 @@ public sealed class ManifestTests
     }
 
     [Fact]
-    public void Coordinator_is_a_single_recreated_replica_with_probes_on_healthz_and_persistent_state()
+    public void Coordinator_is_a_single_recreated_replica_ready_on_readyz_alive_on_healthz_with_persistent_state()
     {
         var m = All.Value;
         var deployment = Coordinator(m);
@@ -85,12 +86,10 @@ public sealed class ManifestTests
         Assert.Equal("Recreate", deployment.Spec.Strategy.Type);
 
         var container = deployment.Spec.Template.Spec.Containers.Single();
+        Assert.Equal("/readyz", container.ReadinessProbe?.HttpGet?.Path);
+        Assert.Equal("/healthz", container.LivenessProbe?.HttpGet?.Path);
         foreach (var probe in new[] { container.ReadinessProbe, container.LivenessProbe })
-        {
-            Assert.NotNull(probe?.HttpGet);
-            Assert.Equal("/healthz", probe.HttpGet.Path);
-            Assert.Equal("http", probe.HttpGet.Port.Value);
-        }
+            Assert.Equal("http", probe!.HttpGet.Port.Value);
         Assert.NotNull(container.Resources?.Requests);
 
         var env = container.Env.ToDictionary(e => e.Name);
@@ -119,6 +118,9 @@ public sealed class ManifestTests
         var container = pod.Containers.Single();
 
         Assert.Equal(new ResourceQuantity("1"), container.Resources.Limits["nvidia.com/gpu"]);
+        Assert.Equal(new ResourceQuantity("1"), container.Resources.Requests["nvidia.com/gpu"]);
+        Assert.Equal("/readyz", container.ReadinessProbe?.HttpGet?.Path);
+        Assert.Equal("/healthz", container.LivenessProbe?.HttpGet?.Path);
         Assert.True(pod.TerminationGracePeriodSeconds >= 300);
 
         var env = container.Env.ToDictionary(e => e.Name);
@@ -136,37 +138,6 @@ public sealed class ManifestTests
         Assert.Equal(9464, metrics.ContainerPort);
         Assert.Equal("9464", Flag(args, "--metrics-port"));
         Assert.Equal(Flag(args, "--data-port"), container.Ports.Single(p => p.Name == "data").ContainerPort.ToString(System.Globalization.CultureInfo.InvariantCulture));
-    }
-
-    /// <summary>After the drain timeout a worker still needs a moment to stop its trials and exit before SIGKILL.</summary>
-    private const int StopAfterDrainSeconds = 60;
-
-    [Fact]
-    public void Worker_drain_timeout_ends_well_before_the_pod_grace_period()
-    {
-        var pod = Worker(All.Value).Spec.Template.Spec;
-        var drain = int.Parse(Flag(pod.Containers.Single().Args, "--drain-timeout"), System.Globalization.CultureInfo.InvariantCulture);
-        Assert.True(drain > 0, "the worker drains on SIGTERM");
-        Assert.True(drain + StopAfterDrainSeconds <= pod.TerminationGracePeriodSeconds,
-            $"--drain-timeout {drain} leaves under {StopAfterDrainSeconds} s of the {pod.TerminationGracePeriodSeconds} s grace period");
-    }
-
-    [Fact]
-    public void Helm_chart_passes_a_drain_timeout_below_its_grace_period_and_refuses_one_that_is_not()
-    {
-        var chart = Path.Combine(All.Value.Directory, "..", "helm", "orchestrator");
-        var values = new YamlStream();
-        values.Load(new StringReader(File.ReadAllText(Path.Combine(chart, "values.yaml"))));
-        var worker = Map((YamlMappingNode)values.Documents.Single().RootNode, "worker");
-        var drain = int.Parse(Str(worker, "drainTimeoutSeconds"), System.Globalization.CultureInfo.InvariantCulture);
-        var grace = int.Parse(Str(worker, "terminationGracePeriodSeconds"), System.Globalization.CultureInfo.InvariantCulture);
-        Assert.True(drain > 0 && drain + StopAfterDrainSeconds <= grace, $"drainTimeoutSeconds {drain}, terminationGracePeriodSeconds {grace}");
-
-        // The template is not rendered here (no helm binary): check the lines that carry the values.
-        var template = File.ReadAllText(Path.Combine(chart, "templates", "worker.yaml"));
-        Assert.Contains("- --drain-timeout\n            - {{ .Values.worker.drainTimeoutSeconds | quote }}", template.ReplaceLineEndings("\n"), StringComparison.Ordinal);
-        Assert.Contains("terminationGracePeriodSeconds: {{ .Values.worker.terminationGracePeriodSeconds }}", template, StringComparison.Ordinal);
-        Assert.Contains("{{- if ge (int .Values.worker.drainTimeoutSeconds) (int .Values.worker.terminationGracePeriodSeconds) }}", template, StringComparison.Ordinal);
     }
 
     [Fact]

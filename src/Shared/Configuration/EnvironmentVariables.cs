@@ -1,0 +1,45 @@
+namespace Orchestrator.Configuration;
+
+/// <summary>
+/// Every <c>ORCH_*</c> environment variable the programs read, in one place: the coordinator's
+/// container is configured by them alone, and the deployment tests check that the Kubernetes
+/// manifests and the Helm chart set no variable outside these lists.
+/// </summary>
+public static class EnvironmentVariables
+{
+    /// <summary>Bearer token: the coordinator requires it of every call; workers and the CLI send it.</summary>
+    public const string Token = "ORCH_TOKEN";
+    /// <summary>The coordinator's gRPC address for the CLI (<c>http://host:5000</c>).</summary>
+    public const string Coordinator = "ORCH_COORDINATOR";
+    /// <summary>Host or address that peers use to reach a worker's data port (<c>--advertise-host</c>).</summary>
+    public const string AdvertiseHost = "ORCH_ADVERTISE_HOST";
+    /// <summary>An installed PyTorch's <c>torch/lib</c>, loaded instead of the bundled CPU libtorch.</summary>
+    public const string LibTorchDir = "ORCH_LIBTORCH_DIR";
+    /// <summary>Folder searched first for data sets.</summary>
+    public const string DataDir = "ORCH_DATA_DIR";
+    /// <summary>A server holding data set files, for machines without internet access.</summary>
+    public const string DatasetMirror = "ORCH_DATASET_MIRROR";
+
+    /// <summary>Coordinator program: Redis <c>host:port</c> (unset: the embedded SQLite store).</summary>
+    public const string Redis = "ORCH_REDIS";
+    /// <summary>Coordinator program: folder of the embedded store.</summary>
+    public const string StateDir = "ORCH_STATE_DIR";
+    /// <summary>Coordinator program: folder of checkpoints.</summary>
+    public const string CheckpointDir = "ORCH_CHECKPOINT_DIR";
+    /// <summary>Coordinator program: gRPC port (5000).</summary>
+    public const string GrpcPort = "ORCH_GRPC_PORT";
+    /// <summary>Coordinator program: HTTP/1.1 port for /healthz, /readyz and /metrics (5001).</summary>
+    public const string HttpPort = "ORCH_HTTP_PORT";
+    /// <summary>Coordinator program: gradient socket port (5002; <c>off</c>: gradients ride the gRPC port).</summary>
+    public const string GradientPort = "ORCH_GRADIENT_PORT";
+    /// <summary>Coordinator program: address to listen on (0.0.0.0).</summary>
+    public const string Bind = "ORCH_BIND";
+
+    /// <summary>What the coordinator program (the coordinator image's entry point) reads.</summary>
+    public static readonly IReadOnlyList<string> ReadByCoordinator =
+        [Redis, StateDir, CheckpointDir, GrpcPort, HttpPort, GradientPort, Bind, DataDir, DatasetMirror, Token];
+
+    /// <summary>What <c>orch worker</c> reads (the worker images' entry point is <c>orch</c>).</summary>
+    public static readonly IReadOnlyList<string> ReadByWorker =
+        [Token, AdvertiseHost, LibTorchDir, DataDir, DatasetMirror];
+}

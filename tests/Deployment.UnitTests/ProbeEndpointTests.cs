@@ -1,0 +1,73 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Deployment.UnitTests.Rendering;
+using Orchestrator.TestSupport;
+using Orchestrator.Worker.Host;
+
+namespace Orchestrator.Deployment.UnitTests;
+
+/// <summary>
+/// The probe paths of the rendered pods, asked of the real coordinator host and worker telemetry
+/// endpoint in this process (the container tests ask the same of the images).
+/// </summary>
+public sealed class ProbeEndpointTests
+{
+    [Fact]
+    public async Task Coordinator_answers_its_probe_paths_on_the_http_port()
+    {
+        var container = Render.Get(Render.Manifests).Container("coordinator");
+        var state = Directory.CreateTempSubdirectory("orch-probe-");
+        try
+        {
+            var port = FreePort();
+            await using var app = CoordinatorHost.Build(new CoordinatorHostSettings
+            {
+                GrpcPort = 0,
+                HttpPort = port,
+                GradientPort = null,
+                StateDir = state.FullName,
+                LogLevel = LogLevel.Warning,
+            });
+            await app.StartAsync().DefaultTimeout();
+            using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            // The embedded store answers: ready and alive.
+            Assert.Equal(HttpStatusCode.OK, await Status(http, container.ReadinessProbe.HttpGet.Path));
+            Assert.Equal(HttpStatusCode.OK, await Status(http, container.LivenessProbe.HttpGet.Path));
+            Assert.Equal(HttpStatusCode.NotFound, await Status(http, "/ready"));
+            await app.StopAsync().DefaultTimeout();
+        }
+        finally
+        {
+            state.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Worker_is_alive_at_once_and_ready_only_when_connected()
+    {
+        var container = Render.Get(Render.Manifests).Container("worker");
+        var connected = false;
+        var port = FreePort();
+        await using var telemetry = await WorkerTelemetry.StartAsync(port, "127.0.0.1", () => connected, CancellationToken.None).DefaultTimeout();
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+        Assert.Equal(HttpStatusCode.OK, await Status(http, container.LivenessProbe.HttpGet.Path));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, await Status(http, container.ReadinessProbe.HttpGet.Path));
+        connected = true;
+        Assert.Equal(HttpStatusCode.OK, await Status(http, container.ReadinessProbe.HttpGet.Path));
+    }
+
+    private static async Task<HttpStatusCode> Status(HttpClient http, string path)
+    {
+        using var response = await http.GetAsync(path).DefaultTimeout();
+        return response.StatusCode;
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
