@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the tools the chart and manifest checks run (tests/Coordinator.UnitTests/Deployment):
+# Installs the tools the chart and manifest checks run (tests/Deployment.UnitTests):
 # the official helm and kubectl binaries, and the Kubernetes, Prometheus Operator and KEDA object
 # schemas (the npm packages kubernetes-models, @kubernetes-models/*, with `yaml` to read renders).
 #

@@ -142,17 +142,21 @@ public sealed partial class TrainingSession : IDisposable
                 _bestEpoch = epoch;
             }
             var isLast = epoch == stopAt;
-            if (writesCheckpoints && (epoch % _spec.Checkpoint.EveryEpochs == 0 || isLast))
-            {
-                SaveCheckpoint(LastCheckpointPath);
-                lastSaved = LastCheckpointPath;
-                _observer.OnCheckpoint(lastSaved, CheckpointKind.Last);
-            }
+            // The best checkpoint before the last one: a run interrupted between the two resumes from
+            // the previous last checkpoint and trains this epoch again, so it writes this best again.
+            // In the other order, a resumed run would start after this epoch, already counted as its
+            // best, and never write its checkpoint: the best accuracy without its weights.
             if (writesCheckpoints && isBest && _spec.Checkpoint.KeepBest)
             {
                 SaveCheckpoint(BestCheckpointPath);
                 bestSaved = BestCheckpointPath;
                 _observer.OnCheckpoint(bestSaved, CheckpointKind.Best);
+            }
+            if (writesCheckpoints && (epoch % _spec.Checkpoint.EveryEpochs == 0 || isLast))
+            {
+                SaveCheckpoint(LastCheckpointPath);
+                lastSaved = LastCheckpointPath;
+                _observer.OnCheckpoint(lastSaved, CheckpointKind.Last);
             }
         }
         return new TrainEnd(Drained: false, lastSaved, bestSaved);

@@ -67,6 +67,8 @@ public sealed partial class ContainerTests : IAsyncLifetime
     {
         var state = await _stack.VolumeAsync("coordinator-state");
         await _stack.RunAsync("coordinator", ContainerStack.CoordinatorImage, [GrpcPort, HttpPort], [
+            // As the manifests run it: a read-only root, writes only to its volume and /tmp.
+            "--read-only", "--tmpfs", "/tmp",
             "-v", state + ":/var/lib/orchestrator",
             // The coordinator serves the data set to the workers, which fetch it into their scratch folder.
             "-v", "/usr/share/datasets/fashion-mnist:/usr/share/datasets/fashion-mnist:ro",
@@ -74,7 +76,8 @@ public sealed partial class ContainerTests : IAsyncLifetime
         ]);
     }
 
-    private Task StartWorkerAsync(string id) => _stack.RunAsync(id, ContainerStack.WorkerImage, [WorkerMetricsPort], [],
+    // As the manifests run it: a read-only root, writes only to /scratch and /tmp (emptyDir there).
+    private Task StartWorkerAsync(string id) => _stack.RunAsync(id, ContainerStack.WorkerImage, [WorkerMetricsPort], ["--read-only", "--tmpfs", "/tmp", "--tmpfs", "/scratch"],
         "worker", "--coordinator", "http://coordinator:5000", "--id", id, "--threads", "1",
         "--metrics-port", WorkerMetricsPort.ToString(), "--metrics-bind", "0.0.0.0", "--drain-timeout", "120");
 
@@ -157,7 +160,7 @@ public sealed partial class ContainerTests : IAsyncLifetime
         }
 
         // The CLI from a container, on the cluster network.
-        var trials = await Podman.RunAsync("run", "--rm", "--network", _stack.Network, ContainerStack.WorkerImage,
+        var trials = await Podman.RunAsync("run", "--rm", "--read-only", "--network", _stack.Network, ContainerStack.WorkerImage,
             "trials", sweepId, "--coordinator", "http://coordinator:5000", "--json");
         var rows = JsonDocument.Parse(trials).RootElement;
         Assert.Equal(4, rows.GetArrayLength());

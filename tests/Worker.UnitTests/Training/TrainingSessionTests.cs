@@ -99,6 +99,53 @@ public sealed class TrainingSessionTests : IDisposable
         Assert.False(File.Exists(session.LastCheckpointPath));
     }
 
+    /// <summary>
+    /// Stores checkpoints as the coordinator does (copies of what it is given), checks that the best
+    /// epoch of every last checkpoint was stored before it, and fails like a killed worker when the
+    /// last checkpoint of one epoch arrives.
+    /// </summary>
+    private sealed class StoringObserver(string store, int dieAtEpoch) : ITrainingObserver
+    {
+        public HashSet<int> BestStored { get; } = [];
+        public string Last => Path.Combine(store, "latest.ckpt");
+        public string Best => Path.Combine(store, "best.ckpt");
+
+        public void OnCheckpoint(string path, CheckpointKind kind)
+        {
+            var header = Orchestrator.Worker.Checkpoints.CheckpointFile.ReadHeader(path);
+            if (kind == CheckpointKind.Best)
+            {
+                File.Copy(path, Best, overwrite: true);
+                BestStored.Add(header.EpochsCompleted);
+                return;
+            }
+            Assert.True(BestStored.Contains(header.BestEpoch),
+                $"the last checkpoint of epoch {header.EpochsCompleted} arrived before the best one of epoch {header.BestEpoch}");
+            if (header.EpochsCompleted == dieAtEpoch) throw new IOException("killed");
+            File.Copy(path, Last, overwrite: true);
+        }
+    }
+
+    [Fact]
+    public void A_run_killed_between_checkpoints_still_ends_with_a_best_checkpoint_of_its_best_epoch()
+    {
+        var data = TinyData.Splits(192, 64);
+        var store = Directory.CreateDirectory(Path.Combine(_dir, "store")).FullName;
+        var observer = new StoringObserver(store, dieAtEpoch: 2);
+        using (var first = new TrainingSession(Spec(epochs: 3), data, torch.CPU, Path.Combine(_dir, "killed"), observer))
+            Assert.Throws<IOException>(() => first.Run());
+        Assert.Equal(1, Orchestrator.Worker.Checkpoints.CheckpointFile.ReadHeader(observer.Last).EpochsCompleted);
+
+        // Resumed elsewhere from the stored last checkpoint, storing into the same place.
+        var resumedObserver = new StoringObserver(store, dieAtEpoch: -1);
+        foreach (var e in observer.BestStored) resumedObserver.BestStored.Add(e);
+        using var resumed = TrainingSession.Resume(observer.Last, data, torch.CPU, Path.Combine(_dir, "resumed"), resumedObserver);
+        var result = resumed.Run();
+        var best = Orchestrator.Worker.Checkpoints.CheckpointFile.ReadHeader(observer.Best);
+        Assert.Equal(result.BestEpoch, best.EpochsCompleted);
+        Assert.Equal(result.BestValAccuracy, best.History[^1].ValAccuracy);
+    }
+
     /// <summary>Records epoch ends and checkpoints, and requests a drain when a given epoch starts.</summary>
     private sealed class DrainAt(int epoch, CancellationTokenSource? drain) : ITrainingObserver
     {
