@@ -29,6 +29,9 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     private readonly Channel<WorkerMessage> _outbox = Channel.CreateUnbounded<WorkerMessage>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ResiliencePipeline _reconnect;
     private TimeSpan _heartbeat = TimeSpan.FromSeconds(2);
+    // The GPUs offered (known once libtorch is loaded) and, with several, each one's gradient endpoint.
+    private IReadOnlyList<WorkerGpu> _gpus = [];
+    private IReadOnlyList<string> _deviceEndpoints = [];
     // Takes no new trials: set by the coordinator's Drain message or by Drain().
     private volatile bool _draining;
     private volatile bool _connected;
@@ -108,8 +111,14 @@ public sealed partial class WorkerAgent : IAsyncDisposable
 
     internal Metadata Headers => _options.Token is { } t ? new Metadata { { "authorization", "Bearer " + t } } : [];
 
-    /// <summary>Trials running now.</summary>
-    public IReadOnlyCollection<string> RunningTrials => (IReadOnlyCollection<string>)_trials.Keys;
+    /// <summary>Trials running now (a trial with several ranks here counts once).</summary>
+    public IReadOnlyCollection<string> RunningTrials => _trials.Values.Select(t => t.Lease.TrialId).Distinct(StringComparer.Ordinal).ToList();
+
+    /// <summary>The GPUs this worker offers (after <see cref="RunAsync"/> started).</summary>
+    public IReadOnlyList<WorkerGpu> Gpus => _gpus;
+
+    // A worker may run several ranks of one trial, one per GPU.
+    private static string Key(string trialId, int rank) => rank == 0 ? trialId : $"{trialId}#{rank}";
 
     /// <summary>True when <see cref="StopNow"/> stopped running trials: they lost the epoch in progress.</summary>
     public bool InterruptedTrials { get; private set; }
@@ -122,6 +131,13 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     {
         Native.TorchRuntime.Initialize(_options.LibTorchDir);
         if (_options.TorchThreads is { } threads) TorchSharp.torch.set_num_threads(threads);
+        _gpus = DeviceInventory.Resolve(_options.Devices, _options.Device);
+        var visible = _options.Devices is null ? _gpus.Count : DeviceInventory.Visible();
+        if (_gpus.Count > visible)
+            Log.DevicesNotVisible(_logger, _gpus.Count, visible);
+        _deviceEndpoints = DeviceEndpoints();
+        Log.Devices(_logger, _gpus.Count == 0 ? "no GPU (CPU trials, one at a time)"
+            : string.Join(", ", _gpus.Select(g => $"cuda:{g.Index}" + (g.Name.Length > 0 ? $" {g.Name}" : "") + (g.MemoryBytes > 0 ? $" {g.MemoryBytes / 1e9:0.#} GB" : ""))));
         using var run = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopNow.Token, _nothingToSay.Token);
         try
         {
@@ -231,6 +247,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             DataEndpoint = DataEndpoint,
             Draining = _draining,
         };
+        hello.DeviceDataEndpoints.AddRange(_deviceEndpoints);
         hello.Running.AddRange(_trials.Values.Select(t => t.Lease));
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = hello }, ct).ConfigureAwait(false);
 
@@ -260,7 +277,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             case CoordinatorMessage.KindOneofCase.Welcome:
                 _heartbeat = TimeSpan.FromMilliseconds(Math.Max(100, message.Welcome.HeartbeatIntervalMs));
                 foreach (var id in message.Welcome.StopTrialIds)
-                    if (_trials.TryGetValue(id, out var lost)) lost.Stop("the coordinator gave the trial to another worker");
+                    foreach (var lost in RanksOf(id)) lost.Stop("the coordinator gave the trial to another worker");
                 _connected = true;
                 Log.Connected(_logger, _options.CoordinatorUrl, _options.WorkerId);
                 break;
@@ -268,7 +285,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
                 Accept(message.Assign);
                 break;
             case CoordinatorMessage.KindOneofCase.Stop:
-                if (_trials.TryGetValue(message.Stop.TrialId, out var t)) t.Stop(message.Stop.Reason);
+                foreach (var t in RanksOf(message.Stop.TrialId)) t.Stop(message.Stop.Reason);
                 break;
             case CoordinatorMessage.KindOneofCase.Drain:
                 _draining = true;
@@ -283,7 +300,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         {
             if (!_draining)
             {
-                var id = a.Lease.TrialId;
+                var id = Key(a.Lease.TrialId, a.Rank);
                 if (_trials.TryGetValue(id, out var earlier))
                 {
                     if (earlier.Lease.FencingToken >= a.Lease.FencingToken) return; // a duplicate
@@ -373,25 +390,40 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         bool done;
         lock (_gate)
         {
-            _trials.TryRemove(new KeyValuePair<string, TrialRunner>(runner.Lease.TrialId, runner));
+            _trials.TryRemove(new KeyValuePair<string, TrialRunner>(Key(runner.Lease.TrialId, runner.Lease.Rank), runner));
             if (_shuttingDown) _drainSummary.Add(summary);
             done = _shuttingDown && _trials.IsEmpty;
         }
         if (done) DrainDone();
     }
 
+    private IEnumerable<TrialRunner> RanksOf(string trialId) => _trials.Values.Where(t => t.Lease.TrialId == trialId).ToList();
+
     private WorkerCapabilities Capabilities()
     {
-        var cuda = Native.TorchRuntime.ResolveDevice(_options.Device).type == TorchSharp.DeviceType.CUDA;
-        return new WorkerCapabilities
+        var capabilities = new WorkerCapabilities
         {
-            Device = cuda ? "cuda" : "cpu",
-            Gpus = cuda ? TorchSharp.torch.cuda.device_count() : 0,
-            MemoryBytes = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
+            Device = _gpus.Count > 0 ? "cuda" : "cpu",
+            Gpus = _gpus.Count,
+            MemoryBytes = _gpus.Count > 0 && _gpus[0].MemoryBytes > 0 ? _gpus[0].MemoryBytes : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
             Version = typeof(WorkerAgent).Assembly.GetName().Version?.ToString() ?? "0",
             CpuCores = Environment.ProcessorCount,
             Host = Environment.MachineName,
         };
+        capabilities.Devices.AddRange(_gpus.Select(g => new WorkerDevice { Kind = "cuda", Index = g.Index, Name = g.Name, MemoryBytes = g.MemoryBytes }));
+        return capabilities;
+    }
+
+    /// <summary>
+    /// With several GPUs, one gradient port per GPU: ranks of one trial may share this worker, and
+    /// a ring that spans machines needs each of them reachable on its own port. The first GPU uses
+    /// the data port; the others --data-port + i when it was given, else free ports.
+    /// </summary>
+    private List<string> DeviceEndpoints()
+    {
+        if (_gpus.Count < 2) return [];
+        var host = DataEndpoint[..DataEndpoint.LastIndexOf(':')];
+        return _gpus.Select((_, i) => $"{host}:{(i == 0 ? DataPort : _options.DataPort != 0 ? DataPort + i : FreePort())}").ToList();
     }
 
     public async ValueTask DisposeAsync()
@@ -425,5 +457,11 @@ public sealed partial class WorkerAgent : IAsyncDisposable
 
         [LoggerMessage(106, LogLevel.Information, "Stopping now ({Reason}); no trial is running")]
         public static partial void StoppingIdle(ILogger logger, string reason);
+
+        [LoggerMessage(107, LogLevel.Information, "Offering {Devices}")]
+        public static partial void Devices(ILogger logger, string devices);
+
+        [LoggerMessage(108, LogLevel.Warning, "--devices offers {Offered} GPUs but this process sees {Visible}: trials placed on the missing ones will fail")]
+        public static partial void DevicesNotVisible(ILogger logger, int offered, int visible);
     }
 }
