@@ -67,6 +67,9 @@ public sealed class CoordinatorMetrics : IDisposable
         _reports = _meter.CreateCounter<long>("orch_metric_reports", "{report}", "Metric reports received from workers (duplicates included).");
     }
 
+    /// <summary>The meter these instruments belong to (tests listen to this instance only).</summary>
+    internal Meter Meter => _meter;
+
     public void Publish(MetricsSnapshot snapshot) => _snapshot = snapshot;
 
     public void MetricReported(IReadOnlyDictionary<string, double> values)
