@@ -66,7 +66,8 @@ internal static class ServeCommands
         {
             Description = "GPUs to offer the coordinator, one trial (or data-parallel rank) at a time on each: auto (detect: what --device trains on, " +
                           "names and memory from the NVIDIA driver), cpu (none: CPU trials only, one at a time), cuda:N (GPUs 0..N-1), or " +
-                          "cuda:N:NAME[:MEMORY] to state them, e.g. cuda:8:H200:141GB (memory in B, KB, MB, GB, TB, KiB, MiB, GiB or TiB).",
+                          "cuda:N:NAME[:MEMORY] to state them, e.g. cuda:8:H200:141GB (memory in B, KB, MB, GB, TB, KiB, MiB, GiB or TiB). " +
+                          "Each trial trains on its slot's GPU (cuda:i), except with --device cpu, which trains every trial on the CPU.",
             HelpName = "auto|cpu|cuda:N[:NAME[:MEMORY]]",
         };
         var dataDir = new Option<string?>("--data-dir") { Description = "Read data sets from this folder for every trial (a shared volume).", HelpName = "DIR" };

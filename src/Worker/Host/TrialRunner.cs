@@ -110,8 +110,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
             else if (_agent.Options.FetchData && RemoteDatasetCache.CanFetch(spec.Data))
                 spec.Data.Dir = FetchData(spec.Data, setupToken);
             var data = DatasetLoader.Load(spec.Data, spec.Seed, null, setupToken);
-            // The coordinator pins each rank to its slot's device (cuda:N); an older coordinator leaves it to --device.
-            var device = Native.TorchRuntime.ResolveDevice(_assignment.Device.Length > 0 ? _assignment.Device : _agent.Options.Device);
+            var device = Native.TorchRuntime.ResolveDevice(WorkerAgent.TrainingDevice(_agent.Options.Device, _assignment.Device));
             var runDir = Path.Combine(_agent.Options.WorkDir, _assignment.Rank == 0 ? TrialId : $"{TrialId}-rank{_assignment.Rank}");
             if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
             Directory.CreateDirectory(runDir);

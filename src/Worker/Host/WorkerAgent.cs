@@ -132,7 +132,8 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         Native.TorchRuntime.Initialize(_options.LibTorchDir);
         if (_options.TorchThreads is { } threads) TorchSharp.torch.set_num_threads(threads);
         _gpus = DeviceInventory.Resolve(_options.Devices, _options.Device);
-        var visible = _options.Devices is null ? _gpus.Count : DeviceInventory.Visible();
+        var cpuOnly = _options.Device.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase);
+        var visible = _options.Devices is null || cpuOnly ? _gpus.Count : DeviceInventory.Visible();
         if (_gpus.Count > visible)
             Log.DevicesNotVisible(_logger, _gpus.Count, visible);
         _deviceEndpoints = DeviceEndpoints();
@@ -396,6 +397,14 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         }
         if (done) DrainDone();
     }
+
+    /// <summary>
+    /// Where a rank trains: on the device of the slot the coordinator gave it (cuda:N), unless the
+    /// worker was started with --device cpu, which always trains on the CPU (with --devices, that
+    /// is how slots are exercised on a machine without GPUs). An older coordinator names no device.
+    /// </summary>
+    internal static string TrainingDevice(string workerDevice, string assigned) =>
+        workerDevice.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase) || assigned.Length == 0 ? workerDevice : assigned;
 
     private IEnumerable<TrialRunner> RanksOf(string trialId) => _trials.Values.Where(t => t.Lease.TrialId == trialId).ToList();
 
