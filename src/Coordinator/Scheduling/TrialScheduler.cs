@@ -28,6 +28,13 @@ public sealed partial class TrialScheduler(
     // After a restart, workers need a moment to reconnect and re-attach before their leases count.
     private readonly DateTimeOffset _startedAt = clock.GetUtcNow();
     private DateTimeOffset _lastLeaseScan = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastReasons = DateTimeOffset.MinValue;
+
+    /// <summary>
+    /// With every slot taken a pass can place nothing and only refreshes why trials wait: that
+    /// happens this often rather than on every pass (it lists the trials of every active sweep).
+    /// </summary>
+    public static readonly TimeSpan ReasonRefreshInterval = TimeSpan.FromSeconds(2);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -100,6 +107,8 @@ public sealed partial class TrialScheduler(
         }
 
         var fleet = new Fleet(workers.All.OrderBy(w => w.ConnectedAt).Select(w => Capacity(w, now)).ToList());
+        if (fleet.FreeRanks(0) == 0 && now - _lastReasons < ReasonRefreshInterval) return;
+        _lastReasons = now;
         var reasons = new Dictionary<string, PendingReason>(StringComparer.Ordinal);
         var waiting = new List<TrialRecord>();
         foreach (var sweep in active)

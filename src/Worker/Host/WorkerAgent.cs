@@ -29,9 +29,6 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     private readonly Channel<WorkerMessage> _outbox = Channel.CreateUnbounded<WorkerMessage>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ResiliencePipeline _reconnect;
     private TimeSpan _heartbeat = TimeSpan.FromSeconds(2);
-    // The GPUs offered (known once libtorch is loaded) and, with several, each one's gradient endpoint.
-    private IReadOnlyList<WorkerGpu> _gpus = [];
-    private IReadOnlyList<string> _deviceEndpoints = [];
     // Takes no new trials: set by the coordinator's Drain message or by Drain().
     private volatile bool _draining;
     private volatile bool _connected;
@@ -114,9 +111,6 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     /// <summary>Trials running now (a trial with several ranks here counts once).</summary>
     public IReadOnlyCollection<string> RunningTrials => _trials.Values.Select(t => t.Lease.TrialId).Distinct(StringComparer.Ordinal).ToList();
 
-    /// <summary>The GPUs this worker offers (after <see cref="RunAsync"/> started).</summary>
-    public IReadOnlyList<WorkerGpu> Gpus => _gpus;
-
     // A worker may run several ranks of one trial, one per GPU.
     private static string Key(string trialId, int rank) => rank == 0 ? trialId : $"{trialId}#{rank}";
 
@@ -131,14 +125,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     {
         Native.TorchRuntime.Initialize(_options.LibTorchDir);
         if (_options.TorchThreads is { } threads) TorchSharp.torch.set_num_threads(threads);
-        _gpus = DeviceInventory.Resolve(_options.Devices, _options.Device);
-        var cpuOnly = _options.Device.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase);
-        var visible = _options.Devices is null || cpuOnly ? _gpus.Count : DeviceInventory.Visible();
-        if (_gpus.Count > visible)
-            Log.DevicesNotVisible(_logger, _gpus.Count, visible);
-        _deviceEndpoints = DeviceEndpoints();
-        Log.Devices(_logger, _gpus.Count == 0 ? "no GPU (CPU trials, one at a time)"
-            : string.Join(", ", _gpus.Select(g => $"cuda:{g.Index}" + (g.Name.Length > 0 ? $" {g.Name}" : "") + (g.MemoryBytes > 0 ? $" {g.MemoryBytes / 1e9:0.#} GB" : ""))));
+        FindDevices();
         using var run = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopNow.Token, _nothingToSay.Token);
         try
         {
@@ -398,42 +385,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         if (done) DrainDone();
     }
 
-    /// <summary>
-    /// Where a rank trains: on the device of the slot the coordinator gave it (cuda:N), unless the
-    /// worker was started with --device cpu, which always trains on the CPU (with --devices, that
-    /// is how slots are exercised on a machine without GPUs). An older coordinator names no device.
-    /// </summary>
-    internal static string TrainingDevice(string workerDevice, string assigned) =>
-        workerDevice.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase) || assigned.Length == 0 ? workerDevice : assigned;
-
     private IEnumerable<TrialRunner> RanksOf(string trialId) => _trials.Values.Where(t => t.Lease.TrialId == trialId).ToList();
-
-    private WorkerCapabilities Capabilities()
-    {
-        var capabilities = new WorkerCapabilities
-        {
-            Device = _gpus.Count > 0 ? "cuda" : "cpu",
-            Gpus = _gpus.Count,
-            MemoryBytes = _gpus.Count > 0 && _gpus[0].MemoryBytes > 0 ? _gpus[0].MemoryBytes : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
-            Version = typeof(WorkerAgent).Assembly.GetName().Version?.ToString() ?? "0",
-            CpuCores = Environment.ProcessorCount,
-            Host = Environment.MachineName,
-        };
-        capabilities.Devices.AddRange(_gpus.Select(g => new WorkerDevice { Kind = "cuda", Index = g.Index, Name = g.Name, MemoryBytes = g.MemoryBytes }));
-        return capabilities;
-    }
-
-    /// <summary>
-    /// With several GPUs, one gradient port per GPU: ranks of one trial may share this worker, and
-    /// a ring that spans machines needs each of them reachable on its own port. The first GPU uses
-    /// the data port; the others --data-port + i when it was given, else free ports.
-    /// </summary>
-    private List<string> DeviceEndpoints()
-    {
-        if (_gpus.Count < 2) return [];
-        var host = DataEndpoint[..DataEndpoint.LastIndexOf(':')];
-        return _gpus.Select((_, i) => $"{host}:{(i == 0 ? DataPort : _options.DataPort != 0 ? DataPort + i : FreePort())}").ToList();
-    }
 
     public async ValueTask DisposeAsync()
     {
@@ -466,11 +418,5 @@ public sealed partial class WorkerAgent : IAsyncDisposable
 
         [LoggerMessage(106, LogLevel.Information, "Stopping now ({Reason}); no trial is running")]
         public static partial void StoppingIdle(ILogger logger, string reason);
-
-        [LoggerMessage(107, LogLevel.Information, "Offering {Devices}")]
-        public static partial void Devices(ILogger logger, string devices);
-
-        [LoggerMessage(108, LogLevel.Warning, "--devices offers {Offered} GPUs but this process sees {Visible}: trials placed on the missing ones will fail")]
-        public static partial void DevicesNotVisible(ILogger logger, int offered, int visible);
     }
 }

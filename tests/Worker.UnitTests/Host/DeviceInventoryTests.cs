@@ -63,4 +63,13 @@ public sealed class DeviceInventoryTests
         Assert.Equal($"--devices {value}: expected auto, cpu, cuda:N or cuda:N:NAME[:MEMORY] (e.g. cuda:8:H200:141GB){detail}", e.Message);
         Assert.DoesNotContain('\n', e.Message);
     }
+
+    [Theory]
+    [InlineData("auto", "cuda:3", "cuda:3")]
+    [InlineData("cuda", "cuda:1", "cuda:1")]
+    [InlineData("auto", "", "auto")]
+    [InlineData("cpu", "cuda:3", "cpu")]
+    [InlineData(" CPU ", "cuda:0", " CPU ")]
+    public void A_rank_trains_on_its_slots_device_unless_the_worker_is_forced_to_the_CPU(string workerDevice, string assigned, string expected) =>
+        Assert.Equal(expected, WorkerAgent.TrainingDevice(workerDevice, assigned));
 }
