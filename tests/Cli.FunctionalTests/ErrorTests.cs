@@ -34,6 +34,14 @@ public sealed class ErrorTests : IDisposable
     }
 
     [Fact]
+    public void A_bad_devices_value_is_one_line_before_the_worker_connects()
+    {
+        // No coordinator listens on port 1: the value is checked before any connection attempt.
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "worker", "--coordinator", "http://127.0.0.1:1", "--devices", "cuda:8:H200:lots"), 2);
+        Assert.Contains("--devices cuda:8:H200:lots: expected auto, cpu, cuda:N or cuda:N:NAME[:MEMORY]", line);
+    }
+
+    [Fact]
     public void A_trial_file_error_names_the_file_line_and_field()
     {
         var file = Path.Combine(_dir, "trial.yaml");

@@ -124,8 +124,12 @@ public sealed class ApiTests
         var bad = await Assert.ThrowsAsync<RpcException>(() => anonymous.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = Valid }, wrong).ResponseAsync.DefaultTimeout());
         var gateway = new WorkerGateway.WorkerGatewayClient(coordinator.Channel);
         using var stream = gateway.Connect();
-        await stream.RequestStream.WriteAsync(new WorkerMessage { Hello = new Hello { WorkerId = "intruder" } }).DefaultTimeout();
-        var worker = await Assert.ThrowsAsync<RpcException>(() => stream.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout());
+        // The refusal may arrive before the Hello is written: then the write fails with it.
+        var worker = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            await stream.RequestStream.WriteAsync(new WorkerMessage { Hello = new Hello { WorkerId = "intruder" } }).DefaultTimeout();
+            await stream.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout();
+        });
 
         Assert.Equal(StatusCode.Unauthenticated, none.StatusCode);
         Assert.Equal(StatusCode.Unauthenticated, bad.StatusCode);

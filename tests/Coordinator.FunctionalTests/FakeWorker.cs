@@ -39,7 +39,15 @@ public sealed class FakeWorker : IAsyncDisposable
     /// <summary>The leases this worker holds (assigned and not stopped, completed or failed).</summary>
     public IReadOnlyDictionary<string, long> Leases => _leases;
 
-    public static async Task<FakeWorker> ConnectAsync(TestCoordinator coordinator, string id, IEnumerable<TrialLease>? running, bool heartbeat)
+    /// <summary>Capabilities of a worker that offers <paramref name="gpus"/> fake GPUs (none: a CPU worker).</summary>
+    public static WorkerCapabilities Offering(int gpus, string name = "Fake GPU", long memoryBytes = 80_000_000_000)
+    {
+        var c = new WorkerCapabilities { Device = gpus > 0 ? "cuda" : "cpu", Gpus = gpus, CpuCores = 1, Host = "test", Version = "test" };
+        c.Devices.AddRange(Enumerable.Range(0, gpus).Select(i => new WorkerDevice { Kind = "cuda", Index = i, Name = name, MemoryBytes = memoryBytes }));
+        return c;
+    }
+
+    public static async Task<FakeWorker> ConnectAsync(TestCoordinator coordinator, string id, IEnumerable<TrialLease>? running, bool heartbeat, WorkerCapabilities? capabilities = null)
     {
         var call = coordinator.Gateway().Connect();
         var worker = new FakeWorker(id, call);
@@ -47,10 +55,13 @@ public sealed class FakeWorker : IAsyncDisposable
         {
             WorkerId = id,
             Name = id,
-            Capabilities = new WorkerCapabilities { Device = "cpu", CpuCores = 1, Host = "test", Version = "test" },
+            Capabilities = capabilities ?? Offering(0),
             // Gangs need one; fake workers never form a ring, so nothing listens there.
             DataEndpoint = "127.0.0.1:9",
         };
+        // With several GPUs, one endpoint per GPU (ports nobody listens on, as above).
+        if (hello.Capabilities.Gpus > 1)
+            hello.DeviceDataEndpoints.AddRange(Enumerable.Range(0, hello.Capabilities.Gpus).Select(i => $"127.0.0.1:{10 + i}"));
         foreach (var lease in running ?? [])
         {
             hello.Running.Add(lease);

@@ -63,6 +63,8 @@ public sealed class TestCoordinator : IAsyncDisposable
     public int? GradientPort => _app.Services.GetRequiredService<Aggregation.GradientSocketEndpoint>().Port;
 
     /// <summary>This coordinator's gradient-exchange metrics.</summary>
+    public Metrics.CoordinatorMetrics Metrics => _app.Services.GetRequiredService<Metrics.CoordinatorMetrics>();
+
     public Aggregation.GradientExchangeMetrics GradientMetrics => _app.Services.GetRequiredService<Aggregation.GradientExchangeMetrics>();
 
     /// <summary>The gradient socket's Unix twin (null when none).</summary>
@@ -118,8 +120,12 @@ public sealed class TestCoordinator : IAsyncDisposable
     }
 
     /// <summary>Connects a fake worker (sends Hello, waits for Welcome).</summary>
-    public Task<FakeWorker> ConnectWorkerAsync(string id, IEnumerable<TrialLease>? running = null, bool heartbeat = true) =>
-        FakeWorker.ConnectAsync(this, id, running, heartbeat);
+    public Task<FakeWorker> ConnectWorkerAsync(string id, IEnumerable<TrialLease>? running = null, bool heartbeat = true, WorkerCapabilities? capabilities = null) =>
+        FakeWorker.ConnectAsync(this, id, running, heartbeat, capabilities);
+
+    /// <summary>Connects a fake worker offering <paramref name="gpus"/> GPUs (0: a CPU worker).</summary>
+    public Task<FakeWorker> ConnectGpuWorkerAsync(string id, int gpus) =>
+        FakeWorker.ConnectAsync(this, id, null, heartbeat: true, FakeWorker.Offering(gpus));
 
     /// <summary>A WorkerGateway client carrying the test headers.</summary>
     public WorkerGateway.WorkerGatewayClient Gateway() => new(Channel.Intercept(m =>

@@ -62,13 +62,21 @@ internal static class ServeCommands
         var coordinator = new Option<string>("--coordinator") { Description = "The coordinator's address.", DefaultValueFactory = _ => Remote.CoordinatorConnection.DefaultAddress, HelpName = "URL" };
         var id = new Option<string?>("--id") { Description = "Stable worker id (default: host name and process id).", HelpName = "ID" };
         var device = CommonOptions.Device();
+        var devices = new Option<string?>("--devices")
+        {
+            Description = "GPUs to offer the coordinator, one trial (or data-parallel rank) at a time on each: auto (detect: what --device trains on, " +
+                          "names and memory from the NVIDIA driver), cpu (none: CPU trials only, one at a time), cuda:N (GPUs 0..N-1), or " +
+                          "cuda:N:NAME[:MEMORY] to state them, e.g. cuda:8:H200:141GB (memory in B, KB, MB, GB, TB, KiB, MiB, GiB or TiB). " +
+                          "Each trial trains on its slot's GPU (cuda:i), except with --device cpu, which trains every trial on the CPU.",
+            HelpName = "auto|cpu|cuda:N[:NAME[:MEMORY]]",
+        };
         var dataDir = new Option<string?>("--data-dir") { Description = "Read data sets from this folder for every trial (a shared volume).", HelpName = "DIR" };
         var fetchData = new Option<bool?>("--fetch-data") { Description = "Fetch each trial's data set from the coordinator into <work-dir>/datasets (default: on unless --data-dir is given; false resolves data sets on this machine).", HelpName = "true|false" };
         var workDir = new Option<string?>("--work-dir") { Description = "Scratch folder for trial runs.", HelpName = "DIR" };
         var threads = new Option<int?>("--threads") { Description = "libtorch CPU threads (default: all cores).", HelpName = "N" };
         var libTorch = CommonOptions.LibTorchDir();
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://<host>:PORT/metrics (throughput, step time, data wait, GPU memory), and the probes /healthz (alive) and /readyz (connected, not draining).", HelpName = "PORT" };
-        var dataPort = new Option<int>("--data-port") { Description = "Port for exchanging gradients with peers in data-parallel trials (default: a free port).", HelpName = "PORT" };
+        var dataPort = new Option<int>("--data-port") { Description = "Port for exchanging gradients with peers in data-parallel trials (default: a free port). With several GPUs, GPU i uses PORT + i.", HelpName = "PORT" };
         var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name).", HelpName = "HOST" };
         var metricsBind = new Option<string>("--metrics-bind") { Description = "Address for --metrics-port (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
         var drainTimeout = new Option<int>("--drain-timeout")
@@ -81,17 +89,19 @@ internal static class ServeCommands
         };
         var command = new SignalHandlingCommand("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\n" +
             "SIGTERM or Ctrl+C drains it (see --drain-timeout); a second signal stops it at once.\nExample: orch worker --coordinator http://127.0.0.1:5000")
-        { coordinator, id, device, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise, drainTimeout };
+        { coordinator, id, device, devices, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise, drainTimeout };
         command.SetAction(async (parse, ct) =>
         {
             var drain = parse.GetValue(drainTimeout);
             if (drain < 0) throw new ArgumentException("--drain-timeout must be 0 or more seconds");
+            DeviceInventory.Parse(parse.GetValue(devices)); // a bad value fails here, in one line, before connecting
             using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
                 .SetMinimumLevel(LogLevel.Warning).AddFilter("Orchestrator", LogLevel.Information));
             var options = new WorkerAgentOptions
             {
                 CoordinatorUrl = parse.GetValue(coordinator)!,
                 Device = parse.GetValue(device)!,
+                Devices = parse.GetValue(devices),
                 DataDir = parse.GetValue(dataDir),
                 FetchData = parse.GetValue(fetchData) ?? (parse.GetValue(dataDir) is null),
                 TorchThreads = parse.GetValue(threads),

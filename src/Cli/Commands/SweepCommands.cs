@@ -143,6 +143,10 @@ internal static class SweepCommands
                 Console.Out.WriteLine(new JsonArray(response.Workers.Select(w => (JsonNode)new JsonObject
                 {
                     ["worker"] = w.Id, ["name"] = w.Name, ["state"] = w.State, ["device"] = w.Capabilities?.Device, ["trial"] = w.TrialId,
+                    ["gpus"] = new JsonArray((w.Capabilities?.Devices ?? []).Select(d => (JsonNode)new JsonObject
+                    {
+                        ["index"] = d.Index, ["name"] = d.Name.Length > 0 ? d.Name : null, ["memory_bytes"] = d.MemoryBytes > 0 ? d.MemoryBytes : null,
+                    }).ToArray()),
                 }).ToArray()).ToJsonString());
             else if (response.Workers.Count == 0) AnsiConsole.WriteLine("no workers connected; start one with `orch worker --coordinator URL`");
             else AnsiConsole.Write(SweepView.WorkersTable(response.Workers));

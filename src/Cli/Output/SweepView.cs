@@ -54,20 +54,36 @@ internal static class SweepView
                 new Text(trial.HasBestMetric ? Metric(trial.BestMetric) : "-"),
             };
             cells.AddRange(parameterNames.Select(p => new Text(trial.Parameters.TryGetValue(p, out var v) ? v : "")));
-            cells.Add(new Text(Truncate(trial.Message, 60)));
+            cells.Add(new Text(Truncate(Note(trial), 60)));
             t.AddRow(cells);
         }
         return t;
     }
+
+    /// <summary>What the note column says: why a pending trial waits, else the trial's message.</summary>
+    public static string Note(Trial t) =>
+        t.State == TrialState.Pending && t.PendingReason.Length > 0
+            ? (t.Message.Length > 0 ? $"waiting: {t.PendingReason} ({t.Message})" : $"waiting: {t.PendingReason}")
+            : t.Message;
 
     public static Table WorkersTable(IEnumerable<Protocol.V1.Worker> workers)
     {
         var t = new Table().Border(TableBorder.Simple);
         foreach (var h in new[] { "worker", "state", "device", "gpus", "cores", "trial", "last heartbeat" }) t.AddColumn(h);
         foreach (var w in workers)
-            t.AddRow(Markup.Escape(w.Name), w.State, w.Capabilities?.Device ?? "", (w.Capabilities?.Gpus ?? 0).ToString(Inv),
+            t.AddRow(Markup.Escape(w.Name), w.State, w.Capabilities?.Device ?? "", Markup.Escape(Gpus(w.Capabilities)),
                 (w.Capabilities?.CpuCores ?? 0).ToString(Inv), w.TrialId, w.LastHeartbeat?.ToDateTimeOffset().ToLocalTime().ToString("HH:mm:ss", Inv) ?? "");
         return t;
+    }
+
+    /// <summary>"8 × NVIDIA H200 (141 GB)", "2", or "0".</summary>
+    public static string Gpus(WorkerCapabilities? c)
+    {
+        if (c is null || c.Gpus == 0) return "0";
+        var first = c.Devices.FirstOrDefault();
+        if (first is null || (first.Name.Length == 0 && first.MemoryBytes == 0)) return c.Gpus.ToString(Inv);
+        var memory = first.MemoryBytes > 0 ? $" ({(first.MemoryBytes / 1e9).ToString("0.#", Inv)} GB)" : "";
+        return $"{c.Gpus.ToString(Inv)} × {(first.Name.Length > 0 ? first.Name : "GPU")}{memory}";
     }
 
     public static JsonObject Json(Sweep s) => new()
@@ -103,6 +119,7 @@ internal static class SweepView
             ["best_metric"] = t.HasBestMetric ? t.BestMetric : null,
             ["parameters"] = parameters,
             ["message"] = t.Message,
+            ["pending_reason"] = t.State == TrialState.Pending && t.PendingReason.Length > 0 ? t.PendingReason : null,
         };
     }
 
@@ -136,11 +153,12 @@ internal static class SweepView
                         else if (!live) errConsole.WriteLine($"sweep {e.Sweep.Id}: {State(e.Sweep.State)}, {e.Sweep.TrialsCompleted}/{e.Sweep.TrialsTotal} done, best {Metric(e.Sweep.HasBestMetric ? e.Sweep.BestMetric : null)}");
                         break;
                     case SweepEvent.EventOneofCase.Trial:
-                        var changed = !trials.TryGetValue(e.Trial.Index, out var old) || old.State != e.Trial.State || old.Epoch != e.Trial.Epoch;
+                        var changed = !trials.TryGetValue(e.Trial.Index, out var old) || old.State != e.Trial.State || old.Epoch != e.Trial.Epoch
+                                      || old.PendingReason != e.Trial.PendingReason;
                         trials[e.Trial.Index] = e.Trial;
                         if (json && changed) Console.Out.WriteLine(new JsonObject { ["type"] = "trial", ["data"] = Json(e.Trial) }.ToJsonString());
                         else if (!live && changed)
-                            errConsole.WriteLine($"  {e.Trial.Id} {State(e.Trial.State)} epoch {e.Trial.Epoch}/{e.Trial.Epochs} {Metric(e.Trial.HasLatestMetric ? e.Trial.LatestMetric : null)} {e.Trial.Message}");
+                            errConsole.WriteLine($"  {e.Trial.Id} {State(e.Trial.State)} epoch {e.Trial.Epoch}/{e.Trial.Epochs} {Metric(e.Trial.HasLatestMetric ? e.Trial.LatestMetric : null)} {Note(e.Trial)}");
                         break;
                 }
                 refresh();

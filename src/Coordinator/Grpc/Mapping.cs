@@ -1,6 +1,7 @@
 using Google.Protobuf.WellKnownTypes;
 using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Domain;
+using Orchestrator.Coordinator.Scheduling;
 using Orchestrator.Coordinator.Workers;
 using Orchestrator.Sweeps;
 using Proto = Orchestrator.Protocol.V1;
@@ -50,7 +51,7 @@ public static class Mapping
         return p;
     }
 
-    public static Proto.Trial ToProto(TrialRecord t, CheckpointStore? checkpoints)
+    public static Proto.Trial ToProto(TrialRecord t, CheckpointStore? checkpoints, PendingReasons? reasons = null)
     {
         var p = new Proto.Trial
         {
@@ -63,6 +64,7 @@ public static class Mapping
             Epochs = t.Epochs,
             HasCheckpoint = checkpoints is not null && (checkpoints.Exists(t.SweepId, t.Id, CheckpointSlot.Best) || checkpoints.Exists(t.SweepId, t.Id, CheckpointSlot.Latest)),
             Message = t.Message ?? "",
+            PendingReason = t.State == TrialStatus.Pending ? reasons?.Of(t.Id)?.Text ?? "" : "",
         };
         foreach (var (k, v) in t.Parameters) p.Parameters[k] = v;
         p.WorkerIds.AddRange(t.WorkerIds);
@@ -102,9 +104,45 @@ public static class Mapping
     {
         Id = w.Id,
         Name = w.Name,
-        State = w.Draining ? "draining" : w.Trials.Count > 0 ? "busy" : "idle",
-        Capabilities = w.Capabilities,
+        State = w.Draining ? "draining" : w.IsBusy ? "busy" : "idle",
+        Capabilities = ToProto(w.Resources),
         TrialId = w.Trials.Keys.FirstOrDefault() ?? "",
         LastHeartbeat = Timestamp.FromDateTimeOffset(w.LastHeartbeat),
     };
+
+    public static Proto.WorkerCapabilities ToProto(WorkerResources r)
+    {
+        var p = new Proto.WorkerCapabilities
+        {
+            Device = r.Device,
+            Gpus = r.Gpus.Count,
+            MemoryBytes = r.MemoryBytes,
+            CpuCores = r.CpuCores,
+            Version = r.Version,
+            Host = r.Host,
+        };
+        p.Devices.AddRange(r.Gpus.Select(g => new Proto.WorkerDevice { Kind = "cuda", Index = g.Index, Name = g.Name, MemoryBytes = g.MemoryBytes }));
+        return p;
+    }
+
+    /// <summary>
+    /// A Hello's capabilities as the scheduler's resources. A worker that lists no devices but
+    /// counts GPUs (an older worker) gets GPUs 0..n-1 of unknown name.
+    /// </summary>
+    public static WorkerResources FromProto(Proto.WorkerCapabilities? c)
+    {
+        if (c is null) return new WorkerResources();
+        var gpus = c.Devices.Count > 0
+            ? c.Devices.Where(d => d.Kind is "cuda" or "").Select(d => new GpuDevice(d.Index, d.Name, d.MemoryBytes)).DistinctBy(g => g.Index).ToList()
+            : Enumerable.Range(0, Math.Max(0, c.Gpus)).Select(i => new GpuDevice(i)).ToList();
+        return new WorkerResources
+        {
+            Device = gpus.Count > 0 ? "cuda" : string.IsNullOrEmpty(c.Device) ? "cpu" : c.Device,
+            Gpus = gpus,
+            MemoryBytes = c.MemoryBytes,
+            CpuCores = c.CpuCores,
+            Version = c.Version,
+            Host = c.Host,
+        };
+    }
 }

@@ -15,7 +15,8 @@ public sealed class SweepsService(
     IStateStore store,
     SweepEvents events,
     WorkerRegistry workers,
-    CheckpointStore checkpoints) : Protocol.V1.Sweeps.SweepsBase
+    CheckpointStore checkpoints,
+    Scheduling.PendingReasons pendingReasons) : Protocol.V1.Sweeps.SweepsBase
 {
     private const int MaxSpecBytes = 1 << 20;
 
@@ -57,7 +58,7 @@ public sealed class SweepsService(
             .ThenBy(t => t.BestMetric is { } m ? (maximize ? -m : m) : 0)
             .ThenBy(t => t.Index);
         var response = new ListTrialsResponse();
-        response.Trials.AddRange(ordered.Select(t => Mapping.ToProto(t, checkpoints)));
+        response.Trials.AddRange(ordered.Select(t => Mapping.ToProto(t, checkpoints, pendingReasons)));
         return response;
     }
 
@@ -69,7 +70,7 @@ public sealed class SweepsService(
         using var subscription = events.Subscribe(sweep.Id);
         await responseStream.WriteAsync(new SweepEvent { Sweep = await ViewAsync(sweep, ct).ConfigureAwait(false) }, ct).ConfigureAwait(false);
         foreach (var t in await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false))
-            await responseStream.WriteAsync(new SweepEvent { Trial = Mapping.ToProto(t, checkpoints) }, ct).ConfigureAwait(false);
+            await responseStream.WriteAsync(new SweepEvent { Trial = Mapping.ToProto(t, checkpoints, pendingReasons) }, ct).ConfigureAwait(false);
         if (sweep.State is SweepStatus.Completed or SweepStatus.Failed or SweepStatus.Cancelled) return;
         await foreach (var e in subscription.Reader.ReadAllAsync(ct).ConfigureAwait(false))
         {

@@ -35,7 +35,8 @@ public sealed partial class WorkerGatewayService(
         if (string.IsNullOrWhiteSpace(hello.WorkerId) || hello.WorkerId.Length > 128)
             throw new RpcException(new Status(StatusCode.InvalidArgument, "Hello.worker_id must be 1 to 128 characters"));
 
-        var connection = new WorkerConnection(hello.WorkerId, string.IsNullOrEmpty(hello.Name) ? hello.WorkerId : hello.Name, hello.Capabilities ?? new WorkerCapabilities(), hello.DataEndpoint)
+        var connection = new WorkerConnection(hello.WorkerId, string.IsNullOrEmpty(hello.Name) ? hello.WorkerId : hello.Name,
+            Mapping.FromProto(hello.Capabilities), hello.DataEndpoint, hello.DeviceDataEndpoints)
         {
             Draining = hello.Draining,
         };
@@ -45,12 +46,17 @@ public sealed partial class WorkerGatewayService(
             LeaseTimeoutMs = (int)options.Value.LeaseTimeout.TotalMilliseconds,
         };
         // Re-attach: a worker that kept training while it was cut off keeps its trials if nobody took them meanwhile.
-        foreach (var lease in hello.Running)
+        // A worker running several ranks of one trial lists it once per rank.
+        foreach (var ranks in hello.Running.GroupBy(l => (l.TrialId, l.FencingToken)))
         {
-            if (await sweeps.RenewLeaseAsync(connection.Id, lease.TrialId, lease.FencingToken, ct).ConfigureAwait(false))
-                connection.Attach(lease.TrialId, lease.FencingToken);
+            if (await sweeps.RenewLeaseAsync(connection.Id, ranks.Key.TrialId, ranks.Key.FencingToken, ct).ConfigureAwait(false))
+            {
+                foreach (var lease in ranks) connection.Attach(lease.TrialId, lease.FencingToken, lease.Rank, lease.Gpus);
+            }
             else
-                welcome.StopTrialIds.Add(lease.TrialId);
+            {
+                welcome.StopTrialIds.Add(ranks.Key.TrialId);
+            }
         }
         connection.Send(new CoordinatorMessage { Welcome = welcome });
         registry.Add(connection);
@@ -111,7 +117,7 @@ public sealed partial class WorkerGatewayService(
                     Log.WorkerDraining(logger, connection.Id, connection.Trials.Count);
                     await UpsertAsync(connection, "busy", ct).ConfigureAwait(false);
                 }
-                foreach (var lease in message.Heartbeat.Running)
+                foreach (var lease in message.Heartbeat.Running.DistinctBy(l => (l.TrialId, l.FencingToken)))
                 {
                     if (!await sweeps.RenewLeaseAsync(connection.Id, lease.TrialId, lease.FencingToken, ct).ConfigureAwait(false))
                     {
@@ -133,7 +139,7 @@ public sealed partial class WorkerGatewayService(
             case WorkerMessage.KindOneofCase.Status:
                 var s = message.Status;
                 if (s.Lease is null) break;
-                await sweeps.TrialOutcomeAsync(connection.Id, s.Lease.TrialId, s.Lease.FencingToken, s.Outcome, s.Message, ct).ConfigureAwait(false);
+                await sweeps.TrialOutcomeAsync(connection.Id, s.Lease.TrialId, s.Lease.FencingToken, s.Lease.Rank, s.Outcome, s.Message, ct).ConfigureAwait(false);
                 break;
             case WorkerMessage.KindOneofCase.Hello:
                 throw new RpcException(new Status(StatusCode.InvalidArgument, "Hello may be sent only once per stream"));
@@ -144,13 +150,13 @@ public sealed partial class WorkerGatewayService(
     {
         Id = w.Id,
         Name = w.Name,
-        Device = w.Capabilities.Device,
-        Gpus = w.Capabilities.Gpus,
-        MemoryBytes = w.Capabilities.MemoryBytes,
-        CpuCores = w.Capabilities.CpuCores,
-        Version = w.Capabilities.Version,
-        Host = w.Capabilities.Host,
-        State = state == "busy" ? (w.Draining ? "draining" : w.Trials.Count > 0 ? "busy" : "idle") : state,
+        Device = w.Resources.Device,
+        Gpus = w.Resources.Gpus.Count,
+        MemoryBytes = w.Resources.MemoryBytes,
+        CpuCores = w.Resources.CpuCores,
+        Version = w.Resources.Version,
+        Host = w.Resources.Host,
+        State = state == "busy" ? (w.Draining ? "draining" : w.IsBusy ? "busy" : "idle") : state,
         TrialId = w.Trials.Keys.FirstOrDefault(),
         ConnectedAt = w.ConnectedAt,
         LastHeartbeat = w.LastHeartbeat,

@@ -93,6 +93,7 @@ public static class CoordinatorHost
             o.SocketPort = settings.GradientPort;
             o.SocketAddress = settings.Host;
         });
+        services.AddSingleton<PendingReasons>();
         services.AddSingleton<TrialScheduler>();
         services.AddHostedService(sp => sp.GetRequiredService<TrialScheduler>());
         services.AddSingleton<AuthInterceptor>();

@@ -23,7 +23,7 @@ public sealed class CoordinatorMetrics : IDisposable
     private readonly Counter<long> _reports;
     private volatile MetricsSnapshot _snapshot = MetricsSnapshot.Empty;
 
-    public CoordinatorMetrics()
+    public CoordinatorMetrics(Scheduling.PendingReasons pendingReasons)
     {
         _meter.CreateObservableGauge("orch_sweeps", () => _snapshot.Sweeps.Select(kv => new Measurement<long>(kv.Value, new KeyValuePair<string, object?>("state", kv.Key))),
             description: "Sweeps by state.");
@@ -35,6 +35,10 @@ public sealed class CoordinatorMetrics : IDisposable
             description: "Trials of unfinished sweeps waiting for a worker: the autoscaling signal.");
         _meter.CreateObservableGauge("orch_queue_pending_workers", () => _snapshot.PendingWorkerDemand,
             description: "Workers the pending trials would need (pending trials × workers per trial), capped by each sweep's parallelTrials.");
+        // Read from the scheduler's last pass (in memory), not from the snapshot.
+        _meter.CreateObservableGauge("orch_trials_pending", () => pendingReasons.Counts().Select(c =>
+                new Measurement<long>(c.Count, new KeyValuePair<string, object?>("reason", Scheduling.PendingReasonLabels.Of(c.Kind)))),
+            description: "Pending trials by why they wait: parallel_limit, waiting_for_workers (not enough free slots or GPUs now), no_matching_worker (no connected worker could run them).");
         _meter.CreateObservableGauge("orch_sweep_best_objective", () => _snapshot.SweepBest,
             description: "Best objective value of each sweep so far (label metric names the objective).");
         _meter.CreateObservableGauge("orch_trial_objective", () => _snapshot.TrialObjective,
@@ -62,6 +66,9 @@ public sealed class CoordinatorMetrics : IDisposable
         _aggregationBytes = _meter.CreateHistogram<long>("orch_gradient_aggregation_size", "By", "Gradient bytes per rank per all-reduce (data-parallel trials).");
         _reports = _meter.CreateCounter<long>("orch_metric_reports", "{report}", "Metric reports received from workers (duplicates included).");
     }
+
+    /// <summary>The meter these instruments belong to (tests listen to this instance only).</summary>
+    internal Meter Meter => _meter;
 
     public void Publish(MetricsSnapshot snapshot) => _snapshot = snapshot;
 

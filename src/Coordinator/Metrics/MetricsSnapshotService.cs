@@ -104,7 +104,7 @@ public sealed partial class MetricsSnapshotService(
         }
         foreach (var id in _latest.Keys.Where(id => !live.Contains(id)).ToList()) _latest.TryRemove(id, out _);
         var workerStates = new Dictionary<string, long> { ["idle"] = 0, ["busy"] = 0, ["draining"] = 0 };
-        foreach (var w in workers.All) workerStates[w.Draining ? "draining" : w.Trials.Count > 0 ? "busy" : "idle"]++;
+        foreach (var w in workers.All) workerStates[w.Draining ? "draining" : w.IsBusy ? "busy" : "idle"]++;
         return new MetricsSnapshot(sweepStates, trialStates, workerStates, pending, demand, sweepBest, objective, best, epoch, loss, accuracy, samples);
     }
 

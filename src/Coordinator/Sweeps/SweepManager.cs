@@ -26,6 +26,7 @@ public sealed partial class SweepManager(
     SweepEvents events,
     CheckpointStore checkpoints,
     Aggregation.GradientSocketEndpoint gradientSocket,
+    Scheduling.PendingReasons pendingReasons,
     IOptions<CoordinatorOptions> options,
     TimeProvider clock,
     ILogger<SweepManager> logger)
@@ -135,10 +136,11 @@ public sealed partial class SweepManager(
     public ValidatedSweep SpecOf(SweepRecord sweep) => Runtime(sweep).Spec;
 
     /// <summary>
-    /// Assigns a pending trial to a gang of workers: a new fencing token, the lease, state running.
+    /// Assigns a pending trial to a gang of ranks (a worker and the GPUs each rank holds there; a
+    /// worker appears once per rank it runs): a new fencing token, the lease, state running.
     /// Returns null when the trial is no longer pending (another assignment won).
     /// </summary>
-    public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<WorkerConnection> gang, CancellationToken ct)
+    public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<GangRank> gang, CancellationToken ct)
     {
         var now = Now;
         var assigned = await UpdateTrialAsync(trial.Id, t => t.State != TrialStatus.Pending ? null : t with
@@ -146,7 +148,7 @@ public sealed partial class SweepManager(
             State = TrialStatus.Running,
             Attempt = t.Attempt + 1,
             FencingToken = t.FencingToken + 1,
-            WorkerIds = gang.Select(w => w.Id).ToList(),
+            WorkerIds = gang.Select(r => r.Worker.Id).ToList(),
             LeaseExpiresAt = now + _options.LeaseTimeout,
             StartedAt = t.StartedAt ?? now,
             Message = null,
@@ -161,11 +163,14 @@ public sealed partial class SweepManager(
         var resume = assigned.CheckpointEpoch > 0 && checkpoints.Exists(assigned.SweepId, assigned.Id, CheckpointSlot.Latest);
         for (var rank = 0; rank < gang.Count; rank++)
         {
-            var worker = gang[rank];
-            worker.Attach(assigned.Id, assigned.FencingToken);
+            var (worker, gpus) = gang[rank];
+            worker.Attach(assigned.Id, assigned.FencingToken, rank, gpus);
+            var lease = new Proto.TrialLease { TrialId = assigned.Id, FencingToken = assigned.FencingToken, Rank = rank };
+            lease.Gpus.AddRange(gpus);
             var message = new Proto.AssignTrial
             {
-                Lease = new Proto.TrialLease { TrialId = assigned.Id, FencingToken = assigned.FencingToken },
+                Lease = lease,
+                Device = gpus.Count > 0 ? $"cuda:{gpus[0].ToString(CultureInfo.InvariantCulture)}" : "cpu",
                 SweepId = assigned.SweepId,
                 TrialYaml = assigned.TrialYaml,
                 Rank = rank,
@@ -181,8 +186,8 @@ public sealed partial class SweepManager(
                 message.GradientEndpoint = socket;
                 message.GradientSocketPath = gradientSocket.UnixPath ?? "";
             }
-            message.PeerWorkerIds.AddRange(gang.Select(w => w.Id));
-            message.PeerEndpoints.AddRange(gang.Select(w => w.DataEndpoint));
+            message.PeerWorkerIds.AddRange(gang.Select(r => r.Worker.Id));
+            message.PeerEndpoints.AddRange(gang.Select(r => r.Worker.DataEndpointFor(r.Gpus)));
             worker.Send(new Proto.CoordinatorMessage { Assign = message });
         }
         Log.TrialAssigned(logger, assigned.Id, assigned.Attempt, string.Join(',', assigned.WorkerIds), resume);
@@ -270,7 +275,7 @@ public sealed partial class SweepManager(
     }
 
     /// <summary>A worker reports a trial's outcome.</summary>
-    public async Task TrialOutcomeAsync(string workerId, string trialId, long token, Proto.TrialStatus.Types.Outcome outcome, string message, CancellationToken ct)
+    public async Task TrialOutcomeAsync(string workerId, string trialId, long token, int rank, Proto.TrialStatus.Types.Outcome outcome, string message, CancellationToken ct)
     {
         switch (outcome)
         {
@@ -295,8 +300,9 @@ public sealed partial class SweepManager(
                 // A non-zero rank is free again; the trial itself ends when rank 0 reports.
                 break;
         }
-        // Only this assignment: the trial may already have been given back to the same worker.
-        workers.Find(workerId)?.Detach(trialId, token);
+        // Only this rank of this assignment: the trial may already have been given back to the
+        // same worker, and the worker may run other ranks of it on its other GPUs.
+        workers.Find(workerId)?.Detach(trialId, token, rank);
         workers.Signal();
     }
 
@@ -500,11 +506,13 @@ public sealed partial class SweepManager(
         }
     }
 
-    private void PublishTrial(TrialRecord t)
+    /// <summary>Tells the sweep's watchers about a trial's current state (and pending reason).</summary>
+    public void PublishTrial(TrialRecord t)
     {
         // Building the event checks the checkpoint files: skip it when nobody watches.
-        if (events.HasWatchers(t.SweepId)) events.Publish(t.SweepId, new Proto.SweepEvent { Trial = Mapping.ToProto(t, checkpoints) });
+        if (events.HasWatchers(t.SweepId)) events.Publish(t.SweepId, new Proto.SweepEvent { Trial = Mapping.ToProto(t, checkpoints, pendingReasons) });
     }
+
 
     private void PublishSweep(SweepRecord s) => events.Publish(s.Id, new Proto.SweepEvent { Sweep = Mapping.ToProto(s, null, null) });
 

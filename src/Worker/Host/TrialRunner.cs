@@ -49,7 +49,9 @@ internal sealed partial class TrialRunner : ITrainingObserver
         _agent = agent;
         _assignment = assignment;
         _predecessor = predecessor;
+        // The lease names this rank and its GPUs in everything the worker sends (one worker may run several ranks of a trial).
         Lease = assignment.Lease.Clone();
+        Lease.Rank = assignment.Rank;
         _thread = new Thread(Run) { IsBackground = true, Name = "trial " + assignment.Lease.TrialId };
     }
 
@@ -108,8 +110,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
             else if (_agent.Options.FetchData && RemoteDatasetCache.CanFetch(spec.Data))
                 spec.Data.Dir = FetchData(spec.Data, setupToken);
             var data = DatasetLoader.Load(spec.Data, spec.Seed, null, setupToken);
-            var device = Native.TorchRuntime.ResolveDevice(_agent.Options.Device);
-            var runDir = Path.Combine(_agent.Options.WorkDir, TrialId);
+            var device = Native.TorchRuntime.ResolveDevice(WorkerAgent.TrainingDevice(_agent.Options.Device, _assignment.Device));
+            var runDir = Path.Combine(_agent.Options.WorkDir, _assignment.Rank == 0 ? TrialId : $"{TrialId}-rank{_assignment.Rank}");
             if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
             Directory.CreateDirectory(runDir);
             using var ring = _assignment.WorldSize > 1 ? new RingLease(JoinCollective(ct)) : null;
@@ -248,7 +250,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
         var listener = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
         // The port is reused trial after trial; connections of the last ring may still be in TIME_WAIT.
         listener.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReuseAddress, true);
-        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Any, _agent.DataPort));
+        // This rank's own endpoint: with several GPUs, each rank of this worker listens on its GPU's port.
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Any, endpoints[_assignment.Rank].Port));
         listener.Listen(8);
         var tcp = new Distributed.RingAllReduceOptions { Rank = _assignment.Rank, Endpoints = endpoints, Wire = Wire };
         return Distributed.RingAllReduce.ConnectAsync(tcp, listener, ct).GetAwaiter().GetResult();

@@ -108,8 +108,11 @@ public sealed partial class WorkerAgent : IAsyncDisposable
 
     internal Metadata Headers => _options.Token is { } t ? new Metadata { { "authorization", "Bearer " + t } } : [];
 
-    /// <summary>Trials running now.</summary>
-    public IReadOnlyCollection<string> RunningTrials => (IReadOnlyCollection<string>)_trials.Keys;
+    /// <summary>Trials running now (a trial with several ranks here counts once).</summary>
+    public IReadOnlyCollection<string> RunningTrials => _trials.Values.Select(t => t.Lease.TrialId).Distinct(StringComparer.Ordinal).ToList();
+
+    // A worker may run several ranks of one trial, one per GPU.
+    private static string Key(string trialId, int rank) => rank == 0 ? trialId : $"{trialId}#{rank}";
 
     /// <summary>True when <see cref="StopNow"/> stopped running trials: they lost the epoch in progress.</summary>
     public bool InterruptedTrials { get; private set; }
@@ -122,6 +125,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
     {
         Native.TorchRuntime.Initialize(_options.LibTorchDir);
         if (_options.TorchThreads is { } threads) TorchSharp.torch.set_num_threads(threads);
+        FindDevices();
         using var run = CancellationTokenSource.CreateLinkedTokenSource(ct, _stopNow.Token, _nothingToSay.Token);
         try
         {
@@ -231,6 +235,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             DataEndpoint = DataEndpoint,
             Draining = _draining,
         };
+        hello.DeviceDataEndpoints.AddRange(_deviceEndpoints);
         hello.Running.AddRange(_trials.Values.Select(t => t.Lease));
         await call.RequestStream.WriteAsync(new WorkerMessage { Hello = hello }, ct).ConfigureAwait(false);
 
@@ -260,7 +265,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             case CoordinatorMessage.KindOneofCase.Welcome:
                 _heartbeat = TimeSpan.FromMilliseconds(Math.Max(100, message.Welcome.HeartbeatIntervalMs));
                 foreach (var id in message.Welcome.StopTrialIds)
-                    if (_trials.TryGetValue(id, out var lost)) lost.Stop("the coordinator gave the trial to another worker");
+                    foreach (var lost in RanksOf(id)) lost.Stop("the coordinator gave the trial to another worker");
                 _connected = true;
                 Log.Connected(_logger, _options.CoordinatorUrl, _options.WorkerId);
                 break;
@@ -268,7 +273,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
                 Accept(message.Assign);
                 break;
             case CoordinatorMessage.KindOneofCase.Stop:
-                if (_trials.TryGetValue(message.Stop.TrialId, out var t)) t.Stop(message.Stop.Reason);
+                foreach (var t in RanksOf(message.Stop.TrialId)) t.Stop(message.Stop.Reason);
                 break;
             case CoordinatorMessage.KindOneofCase.Drain:
                 _draining = true;
@@ -283,7 +288,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         {
             if (!_draining)
             {
-                var id = a.Lease.TrialId;
+                var id = Key(a.Lease.TrialId, a.Rank);
                 if (_trials.TryGetValue(id, out var earlier))
                 {
                     if (earlier.Lease.FencingToken >= a.Lease.FencingToken) return; // a duplicate
@@ -373,26 +378,14 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         bool done;
         lock (_gate)
         {
-            _trials.TryRemove(new KeyValuePair<string, TrialRunner>(runner.Lease.TrialId, runner));
+            _trials.TryRemove(new KeyValuePair<string, TrialRunner>(Key(runner.Lease.TrialId, runner.Lease.Rank), runner));
             if (_shuttingDown) _drainSummary.Add(summary);
             done = _shuttingDown && _trials.IsEmpty;
         }
         if (done) DrainDone();
     }
 
-    private WorkerCapabilities Capabilities()
-    {
-        var cuda = Native.TorchRuntime.ResolveDevice(_options.Device).type == TorchSharp.DeviceType.CUDA;
-        return new WorkerCapabilities
-        {
-            Device = cuda ? "cuda" : "cpu",
-            Gpus = cuda ? TorchSharp.torch.cuda.device_count() : 0,
-            MemoryBytes = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes,
-            Version = typeof(WorkerAgent).Assembly.GetName().Version?.ToString() ?? "0",
-            CpuCores = Environment.ProcessorCount,
-            Host = Environment.MachineName,
-        };
-    }
+    private IEnumerable<TrialRunner> RanksOf(string trialId) => _trials.Values.Where(t => t.Lease.TrialId == trialId).ToList();
 
     public async ValueTask DisposeAsync()
     {

@@ -10,6 +10,11 @@ public sealed record WorkerAgentOptions
     public string? Name { get; init; }
     /// <summary>auto, cpu, cuda, cuda:N.</summary>
     public string Device { get; init; } = "auto";
+    /// <summary>
+    /// The GPUs to offer the coordinator (<see cref="DeviceInventory.Syntax"/>); null or auto
+    /// detects them. Each GPU is a scheduling slot: a trial (or rank) assigned to it trains on it.
+    /// </summary>
+    public string? Devices { get; init; }
     /// <summary>Overrides the data folder of every trial (a shared volume with the data sets).</summary>
     public string? DataDir { get; init; }
     /// <summary>

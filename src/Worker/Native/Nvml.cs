@@ -32,6 +32,9 @@ internal static partial class Nvml
     [LibraryImport(Library, EntryPoint = "nvmlDeviceGetMemoryInfo")]
     private static partial int MemoryInfo(IntPtr device, out Memory memory);
 
+    [LibraryImport(Library, EntryPoint = "nvmlDeviceGetName")]
+    private static partial int DeviceName(IntPtr device, [Out] byte[] name, uint length);
+
     private static bool Init()
     {
         try
@@ -55,5 +58,15 @@ internal static partial class Nvml
                 result.Add(((int)i, (long)memory.Used));
         }
         return result;
+    }
+
+    /// <summary>Model name and total memory of GPU <paramref name="index"/> (NVML's numbering); null without an NVIDIA driver.</summary>
+    public static (string Name, long TotalBytes)? Describe(int index)
+    {
+        if (!Available.Value || index < 0 || DeviceHandle((uint)index, out var device) != 0) return null;
+        var buffer = new byte[96];
+        var name = DeviceName(device, buffer, (uint)buffer.Length) == 0 ? System.Text.Encoding.UTF8.GetString(buffer).TrimEnd('\0') : "";
+        var total = MemoryInfo(device, out var memory) == 0 ? (long)memory.Total : 0;
+        return (name, total);
     }
 }
