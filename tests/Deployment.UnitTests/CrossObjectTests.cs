@@ -227,7 +227,7 @@ public sealed partial class CrossObjectTests
             InstrumentPublished = (i, _) => { if (i.Meter.Name == Orchestrator.Coordinator.Metrics.CoordinatorMetrics.MeterName) lock (names) names.Add(i.Name); },
         };
         listener.Start();
-        using var metrics = new Orchestrator.Coordinator.Metrics.CoordinatorMetrics();
+        using var metrics = new Orchestrator.Coordinator.Metrics.CoordinatorMetrics(new Orchestrator.Coordinator.Scheduling.PendingReasons());
         return names;
     });
 
