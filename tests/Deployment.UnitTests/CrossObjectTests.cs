@@ -85,6 +85,11 @@ public sealed partial class CrossObjectTests
             Assert.NotEmpty(MetricName().Matches(query));
             foreach (Match m in MetricName().Matches(query))
                 Assert.True(exported.Contains(m.Value), $"the KEDA query uses {m.Value}, which the coordinator does not export ({string.Join(", ", exported)})");
+            // Pending demand counts ranks; a pod offers one slot per GPU, so pods wanted = pending ranks / GPUs per pod.
+            var gpus = render.Deployment("worker").Spec.Template.Spec.Containers.Single(c => c.Name == "worker").Resources?.Limits?
+                .TryGetValue("nvidia.com/gpu", out var q) == true ? int.Parse(q.ToString(), System.Globalization.CultureInfo.InvariantCulture) : 0;
+            if (gpus > 1) Assert.Contains($"ceil(sum(orch_queue_pending_workers) / {gpus})", query);
+            else Assert.StartsWith("sum(orch_queue_pending_workers) + ", query);
         }
     }
 
