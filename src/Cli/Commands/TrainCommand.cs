@@ -14,6 +14,12 @@ internal static class TrainCommand
         var trial = new TrialOptions();
         var output = new Option<string?>("--out") { Description = "Run folder for checkpoints and metrics.jsonl (default runs/<dataset>-<model>-<time>).", HelpName = "DIR" };
         var resume = new Option<string?>("--resume") { Description = "Continue the run saved in this checkpoint (its trial settings are used; --epochs may extend it).", HelpName = "CKPT" };
+        var tensorBoard = new Option<string?>("--tensorboard")
+        {
+            Description = "Also write TensorBoard event files to this folder: losses, accuracies and learning rate per epoch, and the run's " +
+                          "hyperparameters for the HParams view. Give each run its own folder under one parent, then: tensorboard --logdir PARENT",
+            HelpName = "DIR",
+        };
         var device = CommonOptions.Device();
         var libTorch = CommonOptions.LibTorchDir();
         var json = CommonOptions.Json();
@@ -21,7 +27,7 @@ internal static class TrainCommand
         var command = new Command("train", "Train one model on one data set, evaluating every epoch and saving checkpoints.\n" +
                                            "Example: orch train --dataset fashion-mnist --model simple-cnn --epochs 1");
         trial.AddTo(command);
-        foreach (var o in new Option[] { output, resume, device, libTorch, json })
+        foreach (var o in new Option[] { output, resume, tensorBoard, device, libTorch, json })
             command.Add(o);
 
         command.SetAction((parse, ct) =>
@@ -44,12 +50,14 @@ internal static class TrainCommand
             }
 
             var data = console.LoadData(spec.Data, spec.Seed, ct);
+            using var board = parse.GetValue(tensorBoard) is { } boardDir ? new TensorBoardObserver(boardDir, spec) : null;
+            ITrainingObserver observer = board is null ? console : new CompositeObserver(console, board);
             using var session = resumeFrom is null
-                ? new TrainingSession(spec, data, dev, runDir, console)
-                : TrainingSession.Resume(resumeFrom, data, dev, runDir, console, parse.GetValue(trial.Epochs));
+                ? new TrainingSession(spec, data, dev, runDir, observer)
+                : TrainingSession.Resume(resumeFrom, data, dev, runDir, observer, parse.GetValue(trial.Epochs));
             if (session.PretrainedReport is { } report) console.ReportPretrained(report);
             var result = console.Run(session, ct);
-            console.Summary(result, data.Info);
+            console.Summary(result, data.Info, board?.EventFile);
             return Task.FromResult(ExitCodes.Ok);
         });
         return command;
