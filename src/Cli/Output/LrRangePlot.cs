@@ -49,7 +49,8 @@ internal static class LrRangePlot
 
         // The diverged tail would flatten the interesting part: show from just below the minimum
         // to a little above where the curve started.
-        var low = result.MinSmoothedLoss;
+        var minStep = finite.First(p => p.SmoothedLoss == result.MinSmoothedLoss).Step;
+        var low = Math.Min(result.MinSmoothedLoss, raw.Where(p => p.Step <= minStep).Min(p => p.Loss));
         var high = Math.Max(finite[0].SmoothedLoss, finite.Take(Math.Max(1, finite.Length / 2)).Max(p => p.SmoothedLoss));
         var pad = Math.Max(1e-3, (high - low) * 0.15);
         plot.Axes.SetLimitsY(Math.Max(0, low - pad), high + pad);
