@@ -15,7 +15,9 @@ public static partial class OrchApp
         root.Add(LocalCommand.Create());
         root.Add(TrainCommand.Create());
         root.Add(EvalCommand.Create());
+        root.Add(LrFindCommand.Create());
         foreach (var c in SweepCommands.Create()) root.Add(c);
+        root.Add(TensorBoardCommand.Create());
         root.Add(ServeCommands.Coordinator());
         root.Add(ServeCommands.Worker());
         return root;

@@ -15,15 +15,15 @@ namespace Orchestrator.Cli.Commands;
 /// <summary>Commands that talk to a running coordinator: submit, sweeps, trials, watch, best, cancel, workers.</summary>
 internal static class SweepCommands
 {
-    private static Option<string?> CoordinatorOption() => new("--coordinator")
+    internal static Option<string?> CoordinatorOption() => new("--coordinator")
     {
         Description = $"The coordinator's address (default: ${CoordinatorConnection.AddressVariable} or {CoordinatorConnection.DefaultAddress}).",
         HelpName = "URL",
     };
 
-    private static Argument<string> SweepArgument() => new("sweep") { Description = "The sweep's id (see `orch sweeps`)." };
+    internal static Argument<string> SweepArgument() => new("sweep") { Description = "The sweep's id (see `orch sweeps`)." };
 
-    private static CoordinatorConnection Connect(ParseResult parse, Option<string?> option)
+    internal static CoordinatorConnection Connect(ParseResult parse, Option<string?> option)
     {
         var connection = new CoordinatorConnection(parse.GetValue(option));
         CliErrors.CurrentAddress = connection.Address;

@@ -96,7 +96,7 @@ internal sealed class TrainingConsole(bool json) : ITrainingObserver
 
     public void OnCheckpoint(string path, CheckpointKind kind) => _checkpoints.Add($"{kind.ToString().ToLowerInvariant()}: {path}");
 
-    public void Summary(TrainingResult r, DatasetInfo info)
+    public void Summary(TrainingResult r, DatasetInfo info, string? tensorBoardFile = null)
     {
         var last = r.Last;
         if (json)
@@ -116,6 +116,7 @@ internal sealed class TrainingConsole(bool json) : ITrainingObserver
                 ["last_checkpoint"] = r.LastCheckpoint,
                 ["run_dir"] = r.RunDir,
             };
+            if (tensorBoardFile is not null) summary["tensorboard"] = Path.GetDirectoryName(Path.GetFullPath(tensorBoardFile));
             Console.Out.WriteLine(summary.ToJsonString());
             return;
         }
@@ -140,6 +141,7 @@ internal sealed class TrainingConsole(bool json) : ITrainingObserver
         _err.MarkupLine($"test accuracy [bold]{F(last.ValAccuracy)}[/] (best {F(r.BestValAccuracy)} at epoch {r.BestEpoch}), {r.Seconds:F1}s");
         foreach (var c in _checkpoints.Distinct()) _err.MarkupLine($"[grey]checkpoint[/] {Markup.Escape(c)}");
         _err.MarkupLine($"[grey]metrics[/] {Markup.Escape(Path.Combine(r.RunDir, "metrics.jsonl"))}");
+        if (tensorBoardFile is not null) _err.MarkupLine($"[grey]tensorboard[/] {Markup.Escape(tensorBoardFile)}");
     }
 
     private static IEnumerable<EpochMetrics> HistoryOf(TrainingResult r)

@@ -117,6 +117,18 @@ public sealed class SweepsService(
         return Task.FromResult(response);
     }
 
+    public override async Task<GetTrialMetricsResponse> GetTrialMetrics(GetTrialMetricsRequest request, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        var sweep = await FindAsync(request.SweepId, ct).ConfigureAwait(false);
+        var trial = await store.GetTrialAsync(request.TrialId, ct).ConfigureAwait(false);
+        if (trial is null || trial.SweepId != sweep.Id) throw Errors.NotFound($"no trial '{request.TrialId}' in sweep {sweep.Id}");
+        var response = new GetTrialMetricsResponse();
+        var points = await store.GetMetricsAsync(trial.Id, ct).ConfigureAwait(false);
+        response.Points.AddRange(points.OrderBy(p => p.Step).Select(p => Mapping.ToProto(trial.Id, p)));
+        return response;
+    }
+
     private async Task<SweepRecord> FindAsync(string id, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(id)) throw Errors.Invalid("sweep_id is required");

@@ -238,18 +238,25 @@ public sealed partial class TrainingSession : IDisposable
     /// </summary>
     public void Optimize(Tensor x, Tensor y, Tensor? lossSum = null, Tensor? correctSum = null)
     {
-        _optimizer.zero_grad();
-        var logits = _model.forward(x);
-        var loss = _loss.Compute(logits, y);
-        loss.backward();
-        _dist?.AverageGradients(_trainable, _runToken);
-        if (_spec.GradClip > 0) nn.utils.clip_grad_norm_(_trainable, _spec.GradClip);
-        _optimizer.step();
+        var (logits, loss) = Optimize(_optimizer, x, y);
         using (torch.no_grad())
         {
             lossSum?.add_(loss.detach().to_type(ScalarType.Float64) * y.shape[0]);
             correctSum?.add_(logits.argmax(1).eq(y).sum());
         }
+    }
+
+    /// <summary>Forward, loss, backward, gradient averaging, clip and step with the given optimiser.</summary>
+    private (Tensor Logits, Tensor Loss) Optimize(TorchSharp.Modules.OptimizerHelper optimizer, Tensor x, Tensor y)
+    {
+        optimizer.zero_grad();
+        var logits = _model.forward(x);
+        var loss = _loss.Compute(logits, y);
+        loss.backward();
+        _dist?.AverageGradients(_trainable, _runToken);
+        if (_spec.GradClip > 0) nn.utils.clip_grad_norm_(_trainable, _spec.GradClip);
+        optimizer.step();
+        return (logits, loss);
     }
 
     /// <summary>Evaluates the current model on the validation split (each rank its shard, then combined).</summary>

@@ -1,0 +1,96 @@
+using System.Globalization;
+using Orchestrator.TensorBoard;
+using Orchestrator.TensorBoard.Protos.HParams;
+using Orchestrator.TestSupport;
+
+namespace Orchestrator.Cli.FunctionalTests;
+
+/// <summary>
+/// `orch tensorboard` against a real coordinator: a sweep is run with `orch local`, a coordinator
+/// is started on the same embedded store, and the export is read back record by record.
+/// </summary>
+[Collection(EndToEnd.Name)]
+public sealed class TensorBoardExportTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("orch-tb-").FullName;
+
+    private const string Sweep = """
+        name: tb-export
+        data: { name: fashion-mnist, limitTrain: 600, limitTest: 200 }
+        model: { name: simple-cnn }
+        trial: { epochs: 2, batchSize: 64 }
+        parameters:
+          optimizer.lr: { values: [0.02, 0.05] }
+        search: { method: grid, parallelTrials: 2 }
+        """;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task A_finished_sweep_exports_one_run_per_trial_with_its_epochs_and_hyperparameters()
+    {
+        File.WriteAllText(Path.Combine(_dir, "sweep.yaml"), Sweep);
+        var local = OrchProcess.Run(_dir, "local", "sweep.yaml", "--workers", "2", "--state-dir", "state", "--json");
+        Assert.True(local.ExitCode == 0, local.ToString());
+        var sweepId = local.LastJson.GetProperty("sweep").GetString()!;
+
+        var port = RedisServer.FreePort();
+        var address = $"http://127.0.0.1:{port}";
+        await using var coordinator = OrchService.Start(_dir, "coordinator", "--state-dir", "state", "--port", port.ToString(CultureInfo.InvariantCulture),
+            "--gradient-port", "0");
+        var export = await RetryUntilReachableAsync(() => OrchProcess.Run(_dir, "tensorboard", sweepId, "--out", "tb", "--coordinator", address, "--json"), coordinator);
+        Assert.True(export.ExitCode == 0, export.ToString());
+        Assert.Equal(2, export.LastJson.GetProperty("runs").GetInt32());
+        Assert.Equal(4, export.LastJson.GetProperty("points").GetInt32());
+        var trials = OrchProcess.Run(_dir, "trials", sweepId, "--coordinator", address, "--json");
+        Assert.True(trials.ExitCode == 0, trials.ToString());
+
+        var root = Path.Combine(_dir, "tb");
+        var experiment = TensorBoardEvents.HParams(TensorBoardEvents.ReadDir(root), HParamsSummaries.ExperimentTag)!.Experiment;
+        var lr = Assert.Single(experiment.HparamInfos);
+        Assert.Equal(("optimizer.lr", 0.02, 0.05), (lr.Name, lr.DomainInterval.MinValue, lr.DomainInterval.MaxValue));
+        Assert.Contains(experiment.MetricInfos, m => m.Name.Tag == TensorBoardTags.For("val_accuracy"));
+
+        var seen = new List<double>();
+        foreach (var t in System.Text.Json.JsonDocument.Parse(trials.StdOut.Trim().Split('\n')[^1]).RootElement.EnumerateArray())
+        {
+            var runs = Directory.GetDirectories(root, $"trial-*-{t.GetProperty("trial").GetString()}");
+            var events = TensorBoardEvents.ReadDir(Assert.Single(runs));
+            var accuracy = TensorBoardEvents.Scalars(events, TensorBoardTags.For("val_accuracy"));
+            Assert.Equal([1L, 2L], accuracy.Keys);
+            Assert.Equal((float)t.GetProperty("metric").GetDouble(), accuracy[2]);
+            Assert.Equal(2, TensorBoardEvents.Scalars(events, TensorBoardTags.For("train_loss")).Count);
+            Assert.Equal(2, TensorBoardEvents.Scalars(events, TensorBoardTags.For("lr")).Count);
+            var start = TensorBoardEvents.HParams(events, HParamsSummaries.SessionStartTag)!.SessionStartInfo;
+            var value = start.Hparams["optimizer.lr"].NumberValue;
+            Assert.Equal(double.Parse(t.GetProperty("parameters").GetProperty("optimizer.lr").GetString()!, CultureInfo.InvariantCulture), value);
+            seen.Add(value);
+            Assert.Equal(Status.Success, TensorBoardEvents.HParams(events, HParamsSummaries.SessionEndTag)!.SessionEndInfo.Status);
+        }
+        Assert.Equal([0.02, 0.05], seen.Order());
+
+        // A second export replaces the first rather than adding a second set of files.
+        var again = OrchProcess.Run(_dir, "tensorboard", sweepId, "--out", "tb", "--coordinator", address);
+        Assert.True(again.ExitCode == 0, again.ToString());
+        Assert.Single(Directory.GetFiles(root, "events.out.tfevents.*"));
+    }
+
+    [Fact]
+    public void An_unreachable_coordinator_is_one_clear_error()
+    {
+        var r = OrchProcess.Run(_dir, "tensorboard", "sw-nope", "--out", "tb", "--coordinator", $"http://127.0.0.1:{RedisServer.FreePort()}");
+        Assert.Contains("cannot reach the coordinator", OrchProcess.AssertOneLineError(r, 1));
+    }
+
+    private static async Task<OrchProcess.Result> RetryUntilReachableAsync(Func<OrchProcess.Result> run, OrchService coordinator)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var r = run();
+            if (r.ExitCode == 0 || !r.StdErr.Contains("cannot reach", StringComparison.Ordinal) || DateTime.UtcNow > deadline || coordinator.HasExited)
+                return r;
+            await Task.Delay(500);
+        }
+    }
+}
