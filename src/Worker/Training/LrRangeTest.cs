@@ -12,7 +12,7 @@ public sealed record LrRangeOptions
 
     public double StartLr { get; init; } = 1e-7;
     public double EndLr { get; init; } = 10;
-    public int Steps { get; init; } = 100;
+    public int Steps { get; init; } = 200;
     /// <summary>Weight of the past in the exponential moving average of the loss (fastai's 0.98).</summary>
     public double Smoothing { get; init; } = 0.98;
     /// <summary>The test stops once the smoothed loss exceeds this many times the best so far.</summary>
