@@ -213,8 +213,15 @@ public sealed partial class SweepEndToEndTests : IAsyncLifetime
         // Both ranks train; once the first epoch's checkpoint is stored, SIGKILL one of them. (Killed
         // earlier, the trial restarts from scratch on one rank, whose steps differ: epoch 1 would
         // then be recorded twice under different step numbers.)
-        var trial = await EventuallyAsync(async () => (await TrialsAsync(id))
-            .FirstOrDefault(t => t.State == TrialState.Running && t.Epoch >= 1 && t.HasCheckpoint && t.WorkerIds.Count == 2), TimeSpan.FromMinutes(2), "both ranks finishing an epoch");
+        // The resume point is the last checkpoint's epoch in the store (the best checkpoint, uploaded
+        // just before it, does not count).
+        var trial = await EventuallyAsync(async () =>
+        {
+            var t = (await TrialsAsync(id)).FirstOrDefault(t => t.State == TrialState.Running && t.WorkerIds.Count == 2);
+            if (t is null) return null;
+            await using var s = await RedisStateStore.ConnectAsync(_redis.Configuration, _prefix, CancellationToken.None);
+            return (await s.GetTrialAsync(t.Id, CancellationToken.None))?.CheckpointEpoch >= 1 ? t : null;
+        }, TimeSpan.FromMinutes(2), "both ranks finishing an epoch and its last checkpoint stored");
         await w1.KillAsync();
 
         // The survivor's all-reduce fails instead of hanging; the trial restarts from its checkpoint on one rank.

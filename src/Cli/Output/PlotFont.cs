@@ -19,7 +19,7 @@ internal static class PlotFont
 
     private static readonly Lazy<string?> Registered = new(() =>
     {
-        var file = Environment.GetEnvironmentVariable("ORCH_PLOT_FONT") is { Length: > 0 } env && File.Exists(env)
+        var file = Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.PlotFont) is { Length: > 0 } env && File.Exists(env)
             ? env
             : Candidates.FirstOrDefault(File.Exists);
         if (file is null) return null;

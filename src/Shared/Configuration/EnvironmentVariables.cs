@@ -19,6 +19,8 @@ public static class EnvironmentVariables
     public const string DataDir = "ORCH_DATA_DIR";
     /// <summary>A server holding data set files, for machines without internet access.</summary>
     public const string DatasetMirror = "ORCH_DATASET_MIRROR";
+    /// <summary>A TrueType font file for the text of plots (<c>orch lr-find</c>), where the usual system fonts are missing.</summary>
+    public const string PlotFont = "ORCH_PLOT_FONT";
 
     /// <summary>Coordinator program: Redis <c>host:port</c> (unset: the embedded SQLite store).</summary>
     public const string Redis = "ORCH_REDIS";
