@@ -58,7 +58,7 @@ public sealed class KedaQueryTests : IAsyncLifetime
 
     private static ScaledObject ReadScaledObject()
     {
-        var file = Path.Combine(Repo.Root, "k8s", "keda-scaledobject.yaml");
+        var file = Path.Combine(RepositoryRoot.Path, "k8s", "keda-scaledobject.yaml");
         var yaml = new YamlStream();
         using (var reader = File.OpenText(file)) yaml.Load(reader);
         var spec = (YamlMappingNode)((YamlMappingNode)yaml.Documents[0].RootNode)["spec"];

@@ -29,13 +29,6 @@ public sealed partial class PrometheusTests : IAsyncLifetime
     private PrometheusServer _prometheus = null!;
     private string _sweepId = "";
 
-    private static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Orchestrator.sln"))) return d.FullName;
-        throw new InvalidOperationException("repository root not found");
-    }
-
     public async Task InitializeAsync()
     {
         int grpc = RedisServer.FreePort(), http = RedisServer.FreePort();
@@ -84,7 +77,7 @@ public sealed partial class PrometheusTests : IAsyncLifetime
     private static IEnumerable<(string Job, string Name, string Type)> DocumentedMetrics()
     {
         string? job = null;
-        foreach (var line in File.ReadLines(Path.Combine(RepoRoot(), "docs", "metrics.md")))
+        foreach (var line in File.ReadLines(Path.Combine(RepositoryRoot.Path, "docs", "metrics.md")))
         {
             if (line.StartsWith("## ", StringComparison.Ordinal))
                 job = line switch { "## Coordinator" => "coordinator", "## Worker" => "worker", _ => null };
@@ -140,7 +133,7 @@ public sealed partial class PrometheusTests : IAsyncLifetime
     [Fact]
     public async Task Every_dashboard_query_parses_and_returns_data()
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(RepoRoot(), "k8s", "grafana", "orchestrator-dashboard.json")));
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(RepositoryRoot.Path, "k8s", "grafana", "orchestrator-dashboard.json")));
         var root = doc.RootElement;
         var variables = root.GetProperty("templating").GetProperty("list").EnumerateArray().ToDictionary(v => v.GetProperty("name").GetString()!);
         Assert.Equal("datasource", variables["datasource"].GetProperty("type").GetString());

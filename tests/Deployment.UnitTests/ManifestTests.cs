@@ -271,7 +271,7 @@ public sealed class ManifestTests
 
         public static Manifests Load()
         {
-            var dir = Path.Combine(RepositoryRoot(), "k8s");
+            var dir = Path.Combine(Orchestrator.TestSupport.RepositoryRoot.Path, "k8s");
             var typed = new List<object>();
             var custom = new List<YamlMappingNode>();
             var files = System.IO.Directory.GetFiles(dir, "*.yaml").Where(f => Path.GetFileName(f) != "kustomization.yaml").Order(StringComparer.Ordinal).ToList();
@@ -294,13 +294,6 @@ public sealed class ManifestTests
                 typed.AddRange(objects);
             }
             return new Manifests(dir, typed, custom);
-        }
-
-        private static string RepositoryRoot()
-        {
-            for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-                if (File.Exists(Path.Combine(d.FullName, "Orchestrator.sln"))) return d.FullName;
-            throw new InvalidOperationException("Orchestrator.sln not found above " + AppContext.BaseDirectory);
         }
     }
 }

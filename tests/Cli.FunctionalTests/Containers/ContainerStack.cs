@@ -36,7 +36,7 @@ internal sealed class ContainerStack : IAsyncDisposable
                 $"image {image} is missing: run containers/debian-base.sh, then containers/build.sh --base {BaseImage} (.ci/run does)");
         if (!await Podman.ImageExistsAsync(RedisImage))
         {
-            var dir = Path.Combine(Repo.Root, "tests", "Cli.FunctionalTests", "Containers");
+            var dir = Path.Combine(RepositoryRoot.Path, "tests", "Cli.FunctionalTests", "Containers");
             await Podman.RunAsync("build", "--quiet", "-f", Path.Combine(dir, "redis.Containerfile"), "--build-arg", "BASE=" + BaseImage, "-t", RedisImage, dir);
         }
         var stack = new ContainerStack();

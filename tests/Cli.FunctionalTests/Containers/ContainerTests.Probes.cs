@@ -1,3 +1,4 @@
+using Orchestrator.TestSupport;
 using YamlDotNet.RepresentationModel;
 
 namespace Orchestrator.Cli.FunctionalTests.Containers;
@@ -25,7 +26,7 @@ public sealed partial class ContainerTests
 
     private static IEnumerable<HttpProbe> ManifestHttpProbes()
     {
-        foreach (var file in Directory.GetFiles(Path.Combine(Repo.Root, "k8s"), "*.yaml"))
+        foreach (var file in Directory.GetFiles(Path.Combine(RepositoryRoot.Path, "k8s"), "*.yaml"))
         {
             var yaml = new YamlStream();
             using (var reader = File.OpenText(file)) yaml.Load(reader);

@@ -1,3 +1,4 @@
+using Orchestrator.TestSupport;
 using System.Diagnostics;
 
 namespace Orchestrator.Cli.FunctionalTests.Containers;
@@ -11,7 +12,7 @@ internal static class Podman
         public override string ToString() => $"exit {ExitCode}\n{StdOut}{StdErr}";
     }
 
-    public static string ConfigFile => Path.Combine(Repo.Root, "containers", "podman-sandbox.conf");
+    public static string ConfigFile => Path.Combine(RepositoryRoot.Path, "containers", "podman-sandbox.conf");
 
     public static bool Installed => File.Exists("/usr/bin/podman") || (Environment.GetEnvironmentVariable("PATH") ?? "")
         .Split(':').Any(d => File.Exists(Path.Combine(d, "podman")));
@@ -48,17 +49,4 @@ internal static class Podman
 
     public static async Task<bool> ImageExistsAsync(string image) =>
         (await TryAsync(TimeSpan.FromMinutes(1), "image", "exists", image)).ExitCode == 0;
-}
-
-/// <summary>The repository's folder (where Orchestrator.sln is).</summary>
-internal static class Repo
-{
-    public static string Root { get; } = Find();
-
-    private static string Find()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Orchestrator.sln"))) return dir.FullName;
-        throw new InvalidOperationException("Orchestrator.sln not found above " + AppContext.BaseDirectory);
-    }
 }

@@ -23,7 +23,7 @@ public static class K8sTools
         ? Directory
         : throw Missing(Path.Combine(Directory, "node_modules", "kubernetes-models"));
 
-    public static string RepositoryRoot { get; } = FindRoot();
+    public static string RepositoryRoot => Orchestrator.TestSupport.RepositoryRoot.Path;
 
     private static string Tool(string path) => File.Exists(path) ? path : throw Missing(path);
 
@@ -62,13 +62,6 @@ public static class K8sTools
         }
         process.WaitForExit(); // drains the output events
         return new ProcessResult(process.ExitCode, stdout.ToString(), stderr.ToString());
-    }
-
-    private static string FindRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Orchestrator.sln"))) return d.FullName;
-        throw new InvalidOperationException("Orchestrator.sln not found above " + AppContext.BaseDirectory);
     }
 }
 
