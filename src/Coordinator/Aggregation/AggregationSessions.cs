@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Options;
-using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Coordinator.Aggregation;

@@ -6,7 +6,7 @@ using System.Net.Sockets;
 using Grpc.Core;
 using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Grpc;
-using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Protocol;
 using Orchestrator.Protocol.V1;
 

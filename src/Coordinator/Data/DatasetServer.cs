@@ -192,10 +192,10 @@ public sealed partial class DatasetServer(IOptions<DatasetServerOptions> options
 
     private static partial class Log
     {
-        [LoggerMessage(60, LogLevel.Information, "Packing image folder {Root} at {Size} px into {Target}")]
+        [LoggerMessage(LogEventIds.Data + 1, LogLevel.Information, "Packing image folder {Root} at {Size} px into {Target}")]
         public static partial void Packing(ILogger logger, string root, int size, string target);
 
-        [LoggerMessage(61, LogLevel.Information, "Packed {Root}: {Images} images in {Shards} shards")]
+        [LoggerMessage(LogEventIds.Data + 2, LogLevel.Information, "Packed {Root}: {Images} images in {Shards} shards")]
         public static partial void Packed(ILogger logger, string root, int images, int shards);
     }
 }

@@ -79,6 +79,9 @@ public sealed record TrialRecord
     [JsonIgnore] public int CountedAttempts => Attempt - HandedBack;
 
     [JsonIgnore] public bool IsFinished => State is TrialStatus.Completed or TrialStatus.Failed or TrialStatus.Cancelled;
+
+    /// <summary>Running under the assignment with <paramref name="fencingToken"/>: the only writer whose uploads, reports and gradients count.</summary>
+    public bool IsHeldWith(long fencingToken) => State == TrialStatus.Running && FencingToken == fencingToken;
 }
 
 /// <summary>A worker as last seen.</summary>

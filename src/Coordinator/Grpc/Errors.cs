@@ -2,7 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Microsoft.Extensions.Options;
-using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Specs;
 

@@ -2,14 +2,17 @@ using Google.Protobuf.WellKnownTypes;
 using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Domain;
 using Orchestrator.Coordinator.Scheduling;
-using Orchestrator.Coordinator.Workers;
 using Orchestrator.Sweeps;
 using Proto = Orchestrator.Protocol.V1;
 
-namespace Orchestrator.Coordinator;
+namespace Orchestrator.Coordinator.Grpc;
 
-/// <summary>Domain records ↔ protocol messages, in one place.</summary>
-public static class Mapping
+/// <summary>
+/// Domain records, decisions and events ↔ protocol messages: the one place that knows both. Pure
+/// functions (the checkpoint store and pending reasons are read, never changed); the worker side is
+/// in Mapping.Workers.cs.
+/// </summary>
+public static partial class Mapping
 {
     public static Proto.Sweep ToProto(SweepRecord s, IReadOnlyList<TrialRecord>? trials, ValidatedSweep? spec)
     {
@@ -99,50 +102,4 @@ public static class Mapping
         Values = p.Values.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
         Time = p.Time is null ? now : p.Time.ToDateTimeOffset(),
     };
-
-    public static Proto.Worker ToProto(WorkerConnection w) => new()
-    {
-        Id = w.Id,
-        Name = w.Name,
-        State = w.Draining ? "draining" : w.IsBusy ? "busy" : "idle",
-        Capabilities = ToProto(w.Resources),
-        TrialId = w.Trials.Keys.FirstOrDefault() ?? "",
-        LastHeartbeat = Timestamp.FromDateTimeOffset(w.LastHeartbeat),
-    };
-
-    public static Proto.WorkerCapabilities ToProto(WorkerResources r)
-    {
-        var p = new Proto.WorkerCapabilities
-        {
-            Device = r.Device,
-            Gpus = r.Gpus.Count,
-            MemoryBytes = r.MemoryBytes,
-            CpuCores = r.CpuCores,
-            Version = r.Version,
-            Host = r.Host,
-        };
-        p.Devices.AddRange(r.Gpus.Select(g => new Proto.WorkerDevice { Kind = "cuda", Index = g.Index, Name = g.Name, MemoryBytes = g.MemoryBytes }));
-        return p;
-    }
-
-    /// <summary>
-    /// A Hello's capabilities as the scheduler's resources. A worker that lists no devices but
-    /// counts GPUs (an older worker) gets GPUs 0..n-1 of unknown name.
-    /// </summary>
-    public static WorkerResources FromProto(Proto.WorkerCapabilities? c)
-    {
-        if (c is null) return new WorkerResources();
-        var gpus = c.Devices.Count > 0
-            ? c.Devices.Where(d => d.Kind is "cuda" or "").Select(d => new GpuDevice(d.Index, d.Name, d.MemoryBytes)).DistinctBy(g => g.Index).ToList()
-            : Enumerable.Range(0, Math.Max(0, c.Gpus)).Select(i => new GpuDevice(i)).ToList();
-        return new WorkerResources
-        {
-            Device = gpus.Count > 0 ? "cuda" : string.IsNullOrEmpty(c.Device) ? "cpu" : c.Device,
-            Gpus = gpus,
-            MemoryBytes = c.MemoryBytes,
-            CpuCores = c.CpuCores,
-            Version = c.Version,
-            Host = c.Host,
-        };
-    }
 }

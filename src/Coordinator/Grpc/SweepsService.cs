@@ -72,19 +72,26 @@ public sealed class SweepsService(
         foreach (var t in await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false))
             await responseStream.WriteAsync(new SweepEvent { Trial = Mapping.ToProto(t, checkpoints, pendingReasons) }, ct).ConfigureAwait(false);
         if (sweep.State is SweepStatus.Completed or SweepStatus.Failed or SweepStatus.Cancelled) return;
-        await foreach (var e in subscription.Reader.ReadAllAsync(ct).ConfigureAwait(false))
+        await foreach (var update in subscription.Reader.ReadAllAsync(ct).ConfigureAwait(false))
         {
-            if (e.EventCase == SweepEvent.EventOneofCase.Sweep)
+            switch (update)
             {
-                // Counts come from the store; the event carries the change itself.
-                var fresh = await store.GetSweepAsync(sweep.Id, ct).ConfigureAwait(false);
-                if (fresh is null) return;
-                var view = await ViewAsync(fresh, ct).ConfigureAwait(false);
-                await responseStream.WriteAsync(new SweepEvent { Sweep = view }, ct).ConfigureAwait(false);
-                if (fresh.State is SweepStatus.Completed or SweepStatus.Failed or SweepStatus.Cancelled) return;
-                continue;
+                case SweepChanged:
+                    // Counts come from the store; the event says only that the sweep changed.
+                    var fresh = await store.GetSweepAsync(sweep.Id, ct).ConfigureAwait(false);
+                    if (fresh is null) return;
+                    var view = await ViewAsync(fresh, ct).ConfigureAwait(false);
+                    await responseStream.WriteAsync(new SweepEvent { Sweep = view }, ct).ConfigureAwait(false);
+                    if (fresh.State is SweepStatus.Completed or SweepStatus.Failed or SweepStatus.Cancelled) return;
+                    break;
+                case TrialChanged changed:
+                    // Mapped here, once per watcher: building it checks the checkpoint files.
+                    await responseStream.WriteAsync(new SweepEvent { Trial = Mapping.ToProto(changed.Trial, checkpoints, pendingReasons) }, ct).ConfigureAwait(false);
+                    break;
+                case MetricRecorded metric:
+                    await responseStream.WriteAsync(new SweepEvent { Metric = Mapping.ToProto(metric.TrialId, metric.Point) }, ct).ConfigureAwait(false);
+                    break;
             }
-            await responseStream.WriteAsync(e, ct).ConfigureAwait(false);
         }
     }
 

@@ -1,7 +1,8 @@
 using Grpc.Core;
 using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Checkpoints;
-using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Coordinator.Aggregation;
+using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Coordinator.Sweeps;
 using Orchestrator.Coordinator.Workers;
@@ -22,6 +23,7 @@ public sealed partial class WorkerGatewayService(
     TimeProvider clock,
     Metrics.CoordinatorMetrics metrics,
     Metrics.MetricsSnapshotService snapshots,
+    GradientSocketEndpoint gradientSocket,
     ILogger<WorkerGatewayService> logger) : WorkerGateway.WorkerGatewayBase
 {
     private const int ChunkSize = 256 * 1024;
@@ -36,15 +38,11 @@ public sealed partial class WorkerGatewayService(
             throw new RpcException(new Status(StatusCode.InvalidArgument, "Hello.worker_id must be 1 to 128 characters"));
 
         var connection = new WorkerConnection(hello.WorkerId, string.IsNullOrEmpty(hello.Name) ? hello.WorkerId : hello.Name,
-            Mapping.FromProto(hello.Capabilities), hello.DataEndpoint, hello.DeviceDataEndpoints)
+            Mapping.FromProto(hello.Capabilities), clock.GetUtcNow(), hello.DataEndpoint, hello.DeviceDataEndpoints)
         {
             Draining = hello.Draining,
         };
-        var welcome = new Welcome
-        {
-            HeartbeatIntervalMs = (int)options.Value.HeartbeatInterval.TotalMilliseconds,
-            LeaseTimeoutMs = (int)options.Value.LeaseTimeout.TotalMilliseconds,
-        };
+        var welcome = new Welcome { HeartbeatIntervalMs = (int)options.Value.HeartbeatInterval.TotalMilliseconds };
         // Re-attach: a worker that kept training while it was cut off keeps its trials if nobody took them meanwhile.
         // A worker running several ranks of one trial lists it once per rank.
         foreach (var ranks in hello.Running.GroupBy(l => (l.TrialId, l.FencingToken)))
@@ -58,7 +56,8 @@ public sealed partial class WorkerGatewayService(
                 welcome.StopTrialIds.Add(ranks.Key.TrialId);
             }
         }
-        connection.Send(new CoordinatorMessage { Welcome = welcome });
+        // Welcome goes out before the connection is registered: nothing can be assigned ahead of it.
+        await responseStream.WriteAsync(new CoordinatorMessage { Welcome = welcome }, ct).ConfigureAwait(false);
         registry.Add(connection);
         await UpsertAsync(connection, "busy", ct).ConfigureAwait(false);
         Log.WorkerConnected(logger, connection.Id, connection.Name, hello.Running.Count);
@@ -90,12 +89,13 @@ public sealed partial class WorkerGatewayService(
         }
     }
 
-    private static async Task WriteLoopAsync(WorkerConnection connection, IServerStreamWriter<CoordinatorMessage> stream, CancellationToken ct)
+    /// <summary>The stream's one writer: the domain's commands for this worker, mapped to messages in order.</summary>
+    private async Task WriteLoopAsync(WorkerConnection connection, IServerStreamWriter<CoordinatorMessage> stream, CancellationToken ct)
     {
         try
         {
-            await foreach (var message in connection.Outbox.ReadAllAsync(ct).ConfigureAwait(false))
-                await stream.WriteAsync(message, ct).ConfigureAwait(false);
+            await foreach (var command in connection.Outbox.ReadAllAsync(ct).ConfigureAwait(false))
+                await stream.WriteAsync(Mapping.ToProto(command, gradientSocket.Advertised, gradientSocket.UnixPath), ct).ConfigureAwait(false);
         }
         catch (OperationCanceledException) { }
         catch (InvalidOperationException) { } // the call ended while writing
@@ -122,7 +122,7 @@ public sealed partial class WorkerGatewayService(
                     if (!await sweeps.RenewLeaseAsync(connection.Id, lease.TrialId, lease.FencingToken, ct).ConfigureAwait(false))
                     {
                         connection.Detach(lease.TrialId);
-                        connection.Send(new CoordinatorMessage { Stop = new StopTrial { TrialId = lease.TrialId, Reason = "the lease is no longer yours" } });
+                        connection.Send(new StopOrder(lease.TrialId, "the lease is no longer yours"));
                     }
                 }
                 break;
@@ -132,14 +132,14 @@ public sealed partial class WorkerGatewayService(
                 var point = Mapping.FromProto(m.Point, clock.GetUtcNow());
                 metrics.MetricReported(point.Values);
                 if (!await sweeps.ReportMetricAsync(m.Lease.TrialId, m.Lease.FencingToken, point, ct).ConfigureAwait(false))
-                    connection.Send(new CoordinatorMessage { Stop = new StopTrial { TrialId = m.Lease.TrialId, Reason = "stale fencing token" } });
+                    connection.Send(new StopOrder(m.Lease.TrialId, "stale fencing token"));
                 else
                     snapshots.TrialReported(m.Lease.TrialId, point.Values);
                 break;
             case WorkerMessage.KindOneofCase.Status:
                 var s = message.Status;
-                if (s.Lease is null) break;
-                await sweeps.TrialOutcomeAsync(connection.Id, s.Lease.TrialId, s.Lease.FencingToken, s.Lease.Rank, s.Outcome, s.Message, ct).ConfigureAwait(false);
+                if (s.Lease is null || Mapping.FromProto(s.Outcome) is not { } outcome) break;
+                await sweeps.TrialOutcomeAsync(connection.Id, s.Lease.TrialId, s.Lease.FencingToken, s.Lease.Rank, outcome, s.Message, ct).ConfigureAwait(false);
                 break;
             case WorkerMessage.KindOneofCase.Hello:
                 throw new RpcException(new Status(StatusCode.InvalidArgument, "Hello may be sent only once per stream"));
@@ -245,13 +245,13 @@ public sealed partial class WorkerGatewayService(
 
     private static partial class Log
     {
-        [LoggerMessage(30, LogLevel.Information, "Worker {WorkerId} ({Name}) connected, re-attaching {Running} trials")]
+        [LoggerMessage(LogEventIds.Workers + 1, LogLevel.Information, "Worker {WorkerId} ({Name}) connected, re-attaching {Running} trials")]
         public static partial void WorkerConnected(ILogger logger, string workerId, string name, int running);
 
-        [LoggerMessage(31, LogLevel.Information, "Worker {WorkerId} disconnected")]
+        [LoggerMessage(LogEventIds.Workers + 2, LogLevel.Information, "Worker {WorkerId} disconnected")]
         public static partial void WorkerDisconnected(ILogger logger, string workerId);
 
-        [LoggerMessage(32, LogLevel.Information, "Worker {WorkerId} is draining: no new trials for it; its running trials ({Running}) come back at their next epoch end")]
+        [LoggerMessage(LogEventIds.Workers + 3, LogLevel.Information, "Worker {WorkerId} is draining: no new trials for it; its running trials ({Running}) come back at their next epoch end")]
         public static partial void WorkerDraining(ILogger logger, string workerId, int running);
     }
 }

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Orchestrator.Coordinator.Aggregation;
 using Orchestrator.Coordinator.Checkpoints;
+using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.Data;
 using Orchestrator.Coordinator.Events;
 using Orchestrator.Coordinator.Grpc;
@@ -86,7 +87,7 @@ public static class CoordinatorHost
         services.AddDataDelivery(settings);
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<SweepEvents>();
-        services.AddSingleton<SweepManager>();
+        services.AddSweeps();
         services.AddGradientAggregation();
         services.Configure<Aggregation.GradientAggregationOptions>(o =>
         {

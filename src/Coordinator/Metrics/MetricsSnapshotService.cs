@@ -112,7 +112,7 @@ public sealed partial class MetricsSnapshotService(
 
     private static partial class Log
     {
-        [LoggerMessage(40, LogLevel.Debug, "Metrics snapshot not refreshed: {Message}")]
+        [LoggerMessage(LogEventIds.Metrics + 1, LogLevel.Debug, "Metrics snapshot not refreshed: {Message}")]
         public static partial void RefreshFailed(ILogger logger, string message);
     }
 }

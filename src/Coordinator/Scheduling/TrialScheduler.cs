@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Domain;
-using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Coordinator.Sweeps;
 using Orchestrator.Coordinator.Workers;
@@ -52,8 +52,19 @@ public sealed partial class TrialScheduler(
                 {
                     Log.StoreUnavailable(logger, e.Message);
                 }
-                // Sleep until signalled (a worker freed up, a sweep arrived) or the interval passes.
-                await _wake.WaitAsync(options.Value.SchedulerInterval, stoppingToken).ConfigureAwait(false);
+                // Sleep until signalled (a worker freed up, a sweep arrived) or the interval passes
+                // (on the injected clock, like every time the scheduler reads).
+                using (var interval = new CancellationTokenSource(options.Value.SchedulerInterval, clock))
+                using (var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, interval.Token))
+                {
+                    try
+                    {
+                        await _wake.WaitAsync(wait.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+                    {
+                    }
+                }
                 while (_wake.CurrentCount > 0) await _wake.WaitAsync(0, stoppingToken).ConfigureAwait(false);
             }
         }
@@ -170,7 +181,7 @@ public sealed partial class TrialScheduler(
 
     private static partial class Log
     {
-        [LoggerMessage(20, LogLevel.Warning, "State store unavailable, retrying: {Message}")]
+        [LoggerMessage(LogEventIds.Scheduling + 1, LogLevel.Warning, "State store unavailable, retrying: {Message}")]
         public static partial void StoreUnavailable(ILogger logger, string message);
     }
 }

@@ -1,61 +1,44 @@
-using System.Collections.Concurrent;
-using System.Globalization;
 using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Checkpoints;
+using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.Domain;
 using Orchestrator.Coordinator.Events;
-using Orchestrator.Coordinator.Hosting;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Coordinator.Workers;
-using Proto = Orchestrator.Protocol.V1;
 using Orchestrator.Specs;
 using Orchestrator.Sweeps;
-using Orchestrator.Trials;
 
 namespace Orchestrator.Coordinator.Sweeps;
 
 /// <summary>
-/// The sweep and trial state machine: submit, assign, metrics, outcomes, re-queue, cancel. Every
-/// change is a compare-and-set on the store (so a second writer never overwrites a change), every
-/// write from a worker carries its fencing token (so a stale worker cannot touch a reassigned
-/// trial), and searcher state is persisted with the sweep (so a restarted coordinator continues).
+/// Sweeps: submit, recovery after a restart, and what each trial event means for its sweep. A
+/// worker's report or outcome is a trial transition (<see cref="TrialLifecycle"/>) followed by the
+/// searcher's reaction, under the sweep's gate: new trials, trials stopped early, the sweep's best
+/// trial, the sweep's end (then <see cref="CheckpointRetention"/> prunes). Searcher state is saved
+/// with the sweep, so a restarted coordinator continues where it stopped.
 /// </summary>
 public sealed partial class SweepManager(
     IStateStore store,
+    RecordUpdates updates,
+    TrialLifecycle trials,
+    SweepRuntimes runtimes,
     WorkerRegistry workers,
     SweepEvents events,
-    CheckpointStore checkpoints,
-    Aggregation.GradientSocketEndpoint gradientSocket,
-    Scheduling.PendingReasons pendingReasons,
+    CheckpointRetention retention,
     IOptions<CoordinatorOptions> options,
     TimeProvider clock,
     ILogger<SweepManager> logger)
 {
-    private readonly ConcurrentDictionary<string, SweepRuntime> _runtimes = new(StringComparer.Ordinal);
-    private readonly CoordinatorOptions _options = options.Value;
-
-    /// <summary>A sweep's in-memory companions: the validated spec, its searcher, and a lock for sweep-level updates.</summary>
-    private sealed class SweepRuntime(ValidatedSweep spec, Searcher searcher)
-    {
-        public ValidatedSweep Spec { get; } = spec;
-        public Searcher Searcher { get; } = searcher;
-        public SemaphoreSlim Gate { get; } = new(1, 1);
-    }
-
-    private DateTimeOffset Now => clock.GetUtcNow();
-
-    private SweepLimits Limits => new(_options.MaxGridPoints, _options.MaxWorkersPerTrial);
-
     /// <summary>Validates, expands and persists a sweep. Throws <see cref="SpecException"/> for a bad spec.</summary>
     public async Task<SweepRecord> SubmitAsync(string yaml, string? fileName, CancellationToken ct)
     {
-        var spec = ValidatedSweep.Parse(yaml, fileName, Limits);
+        var spec = ValidatedSweep.Parse(yaml, fileName, new SweepLimits(options.Value.MaxGridPoints, options.Value.MaxWorkersPerTrial));
         var searcher = Searcher.Create(spec);
         var actions = searcher.Start();
         var id = NewSweepId();
-        var now = Now;
-        var trials = actions.OfType<CreateTrial>().Select(a => NewTrial(id, spec, a, now)).ToList();
-        if (trials.Count == 0) throw new SpecException($"{fileName ?? "sweep"}: the search space yields no trials");
+        var now = clock.GetUtcNow();
+        var created = actions.OfType<CreateTrial>().Select(a => TrialLifecycle.Create(id, spec, a, now)).ToList();
+        if (created.Count == 0) throw new SpecException($"{fileName ?? "sweep"}: the search space yields no trials");
         var sweep = new SweepRecord
         {
             Id = id,
@@ -65,27 +48,11 @@ public sealed partial class SweepManager(
             CreatedAt = now,
             SearcherState = searcher.SaveState(),
         };
-        await store.CreateSweepAsync(sweep, trials, ct).ConfigureAwait(false);
-        _runtimes[id] = new SweepRuntime(spec, searcher);
-        Log.SweepSubmitted(logger, id, spec.Name, trials.Count);
+        await store.CreateSweepAsync(sweep, created, ct).ConfigureAwait(false);
+        runtimes.Add(id, new SweepRuntime(spec, searcher));
+        Log.SweepSubmitted(logger, id, spec.Name, created.Count);
         workers.Signal();
         return (await store.GetSweepAsync(id, ct).ConfigureAwait(false))!;
-    }
-
-    private static TrialRecord NewTrial(string sweepId, ValidatedSweep spec, CreateTrial action, DateTimeOffset now)
-    {
-        var trial = spec.TrialFor(action.Parameters);
-        return new TrialRecord
-        {
-            Id = $"{sweepId}-t{action.Index.ToString("0000", CultureInfo.InvariantCulture)}",
-            SweepId = sweepId,
-            Index = action.Index,
-            Parameters = action.Parameters,
-            TrialYaml = TrialSpecYaml.Serialize(trial),
-            State = TrialStatus.Pending,
-            Epochs = trial.Epochs,
-            CreatedAt = now,
-        };
     }
 
     private static string NewSweepId() =>
@@ -99,7 +66,7 @@ public sealed partial class SweepManager(
             if (sweep.State is not (SweepStatus.Pending or SweepStatus.Running)) continue;
             try
             {
-                Runtime(sweep);
+                runtimes.Of(sweep);
                 Log.SweepRecovered(logger, sweep.Id);
             }
             catch (SpecException e)
@@ -110,137 +77,58 @@ public sealed partial class SweepManager(
         }
     }
 
-    private SweepRuntime Runtime(SweepRecord sweep) => _runtimes.GetOrAdd(sweep.Id, _ =>
-    {
-        var spec = ValidatedSweep.Parse(sweep.SpecYaml, sweep.Name, new SweepLimits(int.MaxValue, int.MaxValue, int.MaxValue));
-        var searcher = sweep.SearcherState is { } state ? Searcher.Restore(spec, state) : Searcher.Create(spec);
-        return new SweepRuntime(spec, searcher);
-    });
-
     /// <summary>The spec of a sweep, or null when it cannot be validated any more.</summary>
-    public ValidatedSweep? TrySpecOf(SweepRecord sweep)
-    {
-        try
-        {
-            return sweep.State is SweepStatus.Pending or SweepStatus.Running
-                ? Runtime(sweep).Spec
-                : ValidatedSweep.Parse(sweep.SpecYaml, sweep.Name, new SweepLimits(int.MaxValue, int.MaxValue, int.MaxValue));
-        }
-        catch (SpecException)
-        {
-            return null;
-        }
-    }
+    public ValidatedSweep? TrySpecOf(SweepRecord sweep) => runtimes.TrySpecOf(sweep);
 
-    /// <summary>The validated spec of a sweep (for the scheduler: parallelism, gang size).</summary>
-    public ValidatedSweep SpecOf(SweepRecord sweep) => Runtime(sweep).Spec;
+    /// <summary>The validated spec of an unfinished sweep (for the scheduler: parallelism, gang size).</summary>
+    public ValidatedSweep SpecOf(SweepRecord sweep) => runtimes.Of(sweep).Spec;
 
-    /// <summary>
-    /// Assigns a pending trial to a gang of ranks (a worker and the GPUs each rank holds there; a
-    /// worker appears once per rank it runs): a new fencing token, the lease, state running.
-    /// Returns null when the trial is no longer pending (another assignment won).
-    /// </summary>
+    /// <summary>Assigns a pending trial to a gang (<see cref="TrialLifecycle.AssignAsync"/>); its sweep starts running.</summary>
     public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<GangRank> gang, CancellationToken ct)
     {
-        var now = Now;
-        var assigned = await UpdateTrialAsync(trial.Id, t => t.State != TrialStatus.Pending ? null : t with
-        {
-            State = TrialStatus.Running,
-            Attempt = t.Attempt + 1,
-            FencingToken = t.FencingToken + 1,
-            WorkerIds = gang.Select(r => r.Worker.Id).ToList(),
-            LeaseExpiresAt = now + _options.LeaseTimeout,
-            StartedAt = t.StartedAt ?? now,
-            Message = null,
-        }, ct).ConfigureAwait(false);
-        if (assigned is null) return null;
-
         var sweep = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
-        if (sweep is { State: SweepStatus.Pending })
-            await UpdateSweepAsync(sweep.Id, s => s.State == SweepStatus.Pending ? s with { State = SweepStatus.Running } : null, ct).ConfigureAwait(false);
-
-        var spec = sweep is null ? null : TrySpecOf(sweep);
-        var resume = assigned.CheckpointEpoch > 0 && checkpoints.Exists(assigned.SweepId, assigned.Id, CheckpointSlot.Latest);
-        for (var rank = 0; rank < gang.Count; rank++)
-        {
-            var (worker, gpus) = gang[rank];
-            worker.Attach(assigned.Id, assigned.FencingToken, rank, gpus);
-            var lease = new Proto.TrialLease { TrialId = assigned.Id, FencingToken = assigned.FencingToken, Rank = rank };
-            lease.Gpus.AddRange(gpus);
-            var message = new Proto.AssignTrial
-            {
-                Lease = lease,
-                Device = gpus.Count > 0 ? $"cuda:{gpus[0].ToString(CultureInfo.InvariantCulture)}" : "cpu",
-                SweepId = assigned.SweepId,
-                TrialYaml = assigned.TrialYaml,
-                Rank = rank,
-                WorldSize = gang.Count,
-                Resume = resume,
-                Attempt = assigned.Attempt,
-                CheckpointEveryEpochs = 1,
-                Aggregation = spec?.Aggregation ?? SweepNames.Aggregations[0],
-                Wire = spec?.Wire ?? SweepNames.WireFormats[0],
-            };
-            if (message.Aggregation == "coordinator" && gradientSocket.Advertised is { } socket)
-            {
-                message.GradientEndpoint = socket;
-                message.GradientSocketPath = gradientSocket.UnixPath ?? "";
-            }
-            message.PeerWorkerIds.AddRange(gang.Select(r => r.Worker.Id));
-            message.PeerEndpoints.AddRange(gang.Select(r => r.Worker.DataEndpointFor(r.Gpus)));
-            worker.Send(new Proto.CoordinatorMessage { Assign = message });
-        }
-        Log.TrialAssigned(logger, assigned.Id, assigned.Attempt, string.Join(',', assigned.WorkerIds), resume);
-        PublishTrial(assigned);
+        var assigned = await trials.AssignAsync(trial, gang, sweep is null ? null : runtimes.TrySpecOf(sweep), ct).ConfigureAwait(false);
+        if (assigned is null || sweep is not { State: SweepStatus.Pending }) return assigned;
+        var running = await updates.SweepAsync(sweep.Id, s => s.State == SweepStatus.Pending ? s with { State = SweepStatus.Running } : null, ct).ConfigureAwait(false);
+        if (running is not null) PublishSweep(running);
         return assigned;
     }
 
     /// <summary>Renews a lease from a heartbeat. False when the token is stale (the worker must stop the trial).</summary>
-    public async Task<bool> RenewLeaseAsync(string workerId, string trialId, long token, CancellationToken ct)
-    {
-        var until = Now + _options.LeaseTimeout;
-        var renewed = await UpdateTrialAsync(trialId, t =>
-            t.State == TrialStatus.Running && t.FencingToken == token && t.WorkerIds.Contains(workerId)
-                ? t with { LeaseExpiresAt = until }
-                : null, ct).ConfigureAwait(false);
-        return renewed is not null;
-    }
+    public Task<bool> RenewLeaseAsync(string workerId, string trialId, long token, CancellationToken ct) =>
+        trials.RenewLeaseAsync(workerId, trialId, token, ct);
 
-    /// <summary>Records a metric point. Returns false when the writer's token is stale.</summary>
+    /// <summary>Notes a stored checkpoint (called after the upload was verified).</summary>
+    public Task<bool> CheckpointStoredAsync(string trialId, long token, int epoch, CancellationToken ct) =>
+        trials.CheckpointStoredAsync(trialId, token, epoch, ct);
+
+    /// <summary>Checks that <paramref name="token"/> is the trial's current token (for uploads and downloads).</summary>
+    public Task<TrialRecord?> CurrentAsync(string trialId, long token, CancellationToken ct) =>
+        trials.CurrentAsync(trialId, token, ct);
+
+    /// <summary>Records a metric point; the searcher sees its objective. Returns false when the writer's token is stale.</summary>
     public async Task<bool> ReportMetricAsync(string trialId, long token, MetricPointRecord point, CancellationToken ct)
     {
-        var result = await store.AppendMetricAsync(trialId, token, point, ct).ConfigureAwait(false);
-        if (result is MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial) return false;
-        if (result == MetricAppendResult.Duplicate) return true; // a re-sent report: already counted
-
         var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
         if (trial is null) return false;
         // The sweep's runtime is cached; the sweep record (spec, searcher state) is read only on a miss.
-        if (!_runtimes.TryGetValue(trial.SweepId, out var runtime))
+        if (!runtimes.TryGet(trial.SweepId, out var runtime))
         {
             var record = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
-            if (record is null || record.State is not (SweepStatus.Pending or SweepStatus.Running)) return true;
-            runtime = Runtime(record);
+            if (record is null || record.State is not (SweepStatus.Pending or SweepStatus.Running))
+                return await store.AppendMetricAsync(trialId, token, point, ct).ConfigureAwait(false) is not (MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial);
+            runtime = runtimes.Of(record);
         }
-        var sweepId = trial.SweepId;
-        var spec = runtime.Spec;
-        double? objective = point.Values.TryGetValue(spec.ObjectiveMetric, out var v) && double.IsFinite(v) ? v : null;
-        var updated = await UpdateTrialAsync(trialId, t => t.FencingToken != token ? null : t with
-        {
-            Epoch = Math.Max(t.Epoch, point.Epoch),
-            LatestMetric = objective ?? t.LatestMetric,
-            BestMetric = objective is { } o && spec.IsBetter(o, t.BestMetric) ? o : t.BestMetric,
-        }, ct).ConfigureAwait(false);
-        if (updated is null) return false;
-        if (events.HasWatchers(sweepId)) events.Publish(sweepId, new Proto.SweepEvent { Metric = Mapping.ToProto(trialId, point) });
-        PublishTrial(updated);
-        if (objective is not { } value) return true;
+        var recorded = await trials.RecordMetricAsync(trialId, token, point, runtime.Spec, ct).ConfigureAwait(false);
+        if (!recorded.Accepted) return false;
+        if (recorded is not { Trial: { } updated, Objective: { } value }) return true;
 
+        var spec = runtime.Spec;
         await runtime.Gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
             var actions = runtime.Searcher.OnValidation(updated.Index, point.Epoch, value);
-            var fresh = await UpdateSweepAsync(sweepId, s => s with
+            var fresh = await updates.SweepAsync(updated.SweepId, s => s with
             {
                 BestTrialId = spec.IsBetter(value, s.BestMetric) ? trialId : s.BestTrialId,
                 BestMetric = spec.IsBetter(value, s.BestMetric) ? value : s.BestMetric,
@@ -248,7 +136,7 @@ public sealed partial class SweepManager(
             }, ct).ConfigureAwait(false);
             if (fresh is not null) PublishSweep(fresh);
             // The searcher decides when the sweep is over (target reached, budget spent).
-            await ApplyActionsAsync(sweepId, runtime, actions, ct).ConfigureAwait(false);
+            await ApplyActionsAsync(updated.SweepId, runtime, actions, ct).ConfigureAwait(false);
         }
         finally
         {
@@ -257,53 +145,33 @@ public sealed partial class SweepManager(
         return true;
     }
 
-    /// <summary>Notes a stored checkpoint (called after the upload was verified).</summary>
-    public async Task<bool> CheckpointStoredAsync(string trialId, long token, int epoch, CancellationToken ct)
-    {
-        var updated = await UpdateTrialAsync(trialId, t => t.FencingToken != token ? null : t with
-        {
-            CheckpointEpoch = Math.Max(t.CheckpointEpoch, epoch),
-        }, ct).ConfigureAwait(false);
-        return updated is not null;
-    }
-
-    /// <summary>Checks that <paramref name="token"/> is the trial's current token (for uploads and downloads).</summary>
-    public async Task<TrialRecord?> CurrentAsync(string trialId, long token, CancellationToken ct)
-    {
-        var t = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
-        return t is not null && t.FencingToken == token && t.State == TrialStatus.Running ? t : null;
-    }
-
-    /// <summary>A worker reports a trial's outcome.</summary>
-    public async Task TrialOutcomeAsync(string workerId, string trialId, long token, int rank, Proto.TrialStatus.Types.Outcome outcome, string message, CancellationToken ct)
+    /// <summary>A worker reports a trial's outcome on one rank.</summary>
+    public async Task TrialOutcomeAsync(string workerId, string trialId, long token, int rank, TrialOutcome outcome, string message, CancellationToken ct)
     {
         switch (outcome)
         {
-            case Proto.TrialStatus.Types.Outcome.Started:
+            case TrialOutcome.Started:
                 return;
-            case Proto.TrialStatus.Types.Outcome.Completed:
+            case TrialOutcome.Completed:
                 await EndTrialAsync(trialId, token, TrialStatus.Completed, null, ct).ConfigureAwait(false);
                 break;
-            case Proto.TrialStatus.Types.Outcome.FailedPermanently:
+            case TrialOutcome.FailedPermanently:
                 await EndTrialAsync(trialId, token, TrialStatus.Failed, message, ct).ConfigureAwait(false);
                 break;
-            case Proto.TrialStatus.Types.Outcome.Failed:
+            case TrialOutcome.Failed:
                 await RequeueAsync(trialId, token, $"failed on {workerId}: {message}", ct).ConfigureAwait(false);
                 break;
-            case Proto.TrialStatus.Types.Outcome.Drained:
+            case TrialOutcome.Drained:
                 await HandBackAsync(trialId, token, $"handed back by {workerId}: {message}", ct).ConfigureAwait(false);
                 break;
-            case Proto.TrialStatus.Types.Outcome.Stopped:
+            case TrialOutcome.Stopped:
                 // A stop we asked for: the trial was already moved on (cancelled or re-queued).
                 break;
-            case Proto.TrialStatus.Types.Outcome.RankDone:
+            case TrialOutcome.RankDone:
                 // A non-zero rank is free again; the trial itself ends when rank 0 reports.
                 break;
         }
-        // Only this rank of this assignment: the trial may already have been given back to the
-        // same worker, and the worker may run other ranks of it on its other GPUs.
-        workers.Find(workerId)?.Detach(trialId, token, rank);
-        workers.Signal();
+        trials.ReleaseRank(workerId, trialId, token, rank);
     }
 
     /// <summary>
@@ -323,72 +191,43 @@ public sealed partial class SweepManager(
 
     private async Task RequeueAsync(string trialId, long token, string reason, bool handedBack, CancellationToken ct)
     {
-        var now = Now;
-        var attemptsLeft = true;
-        var updated = await UpdateTrialAsync(trialId, t =>
-        {
-            if (t.State != TrialStatus.Running || t.FencingToken != token) return null;
-            if (handedBack) t = t with { HandedBack = t.HandedBack + 1 };
-            attemptsLeft = handedBack || t.CountedAttempts < _options.MaxTrialAttempts;
-            return attemptsLeft
-                ? t with { State = TrialStatus.Pending, WorkerIds = [], LeaseExpiresAt = null, Message = reason }
-                : t with { State = TrialStatus.Failed, WorkerIds = [], LeaseExpiresAt = null, FinishedAt = now, Message = $"{reason} (attempt {t.CountedAttempts} of {_options.MaxTrialAttempts})" };
-        }, ct).ConfigureAwait(false);
-        if (updated is null) return;
-        foreach (var id in updated.WorkerIds) workers.Find(id)?.Detach(trialId);
-        foreach (var w in workers.All.Where(w => w.Trials.ContainsKey(trialId)))
-        {
-            w.Detach(trialId);
-            w.Send(new Proto.CoordinatorMessage { Stop = new Proto.StopTrial { TrialId = trialId, Reason = reason } });
-        }
-        if (handedBack) Log.TrialHandedBack(logger, trialId, reason);
-        else Log.TrialRequeued(logger, trialId, reason, attemptsLeft);
-        PublishTrial(updated);
-        if (!attemptsLeft) await AfterTrialEndedAsync(updated, succeeded: false, ct).ConfigureAwait(false);
-        workers.Signal();
+        var updated = await trials.RequeueAsync(trialId, token, reason, handedBack, ct).ConfigureAwait(false);
+        if (updated is { State: TrialStatus.Failed }) await AfterTrialEndedAsync(updated, succeeded: false, ct).ConfigureAwait(false);
     }
 
     private async Task EndTrialAsync(string trialId, long token, TrialStatus state, string? message, CancellationToken ct)
     {
-        var now = Now;
-        var updated = await UpdateTrialAsync(trialId, t => t.State != TrialStatus.Running || t.FencingToken != token ? null : t with
-        {
-            State = state,
-            WorkerIds = [],
-            LeaseExpiresAt = null,
-            FinishedAt = now,
-            Message = message,
-        }, ct).ConfigureAwait(false);
-        if (updated is null) return;
-        Log.TrialEnded(logger, trialId, state.ToString(), message ?? "");
-        PublishTrial(updated);
-        await AfterTrialEndedAsync(updated, state == TrialStatus.Completed, ct).ConfigureAwait(false);
+        var ended = await trials.EndAsync(trialId, token, state, message, ct).ConfigureAwait(false);
+        if (ended is not null) await AfterTrialEndedAsync(ended, state == TrialStatus.Completed, ct).ConfigureAwait(false);
     }
+
+    /// <summary>Tells the sweep's watchers about a trial's current state (and pending reason).</summary>
+    public void PublishTrial(TrialRecord trial) => trials.Publish(trial);
 
     private async Task AfterTrialEndedAsync(TrialRecord trial, bool succeeded, CancellationToken ct)
     {
         var sweep = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
         if (sweep is null) return;
-        var runtime = Runtime(sweep);
+        var runtime = runtimes.Of(sweep);
         await runtime.Gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
             var actions = runtime.Searcher.OnTrialExited(trial.Index, succeeded);
-            var fresh = await UpdateSweepAsync(sweep.Id, s => s with
+            var fresh = await updates.SweepAsync(sweep.Id, s => s with
             {
                 FailedTrials = s.FailedTrials + (succeeded ? 0 : 1),
                 SearcherState = runtime.Searcher.SaveState(),
             }, ct).ConfigureAwait(false);
             await ApplyActionsAsync(sweep.Id, runtime, actions, ct).ConfigureAwait(false);
             if (fresh is null) return;
-            var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
+            var all = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
             // A safety net: the searcher normally ends the sweep itself once every trial exited.
-            if (trials.All(t => t.IsFinished) && fresh.State is SweepStatus.Pending or SweepStatus.Running)
+            if (all.All(t => t.IsFinished) && fresh.State is SweepStatus.Pending or SweepStatus.Running)
             {
-                var done = trials.Count(t => t.State == TrialStatus.Completed);
-                await FinishSweepAsync(sweep.Id, SweepStatus.Completed, $"{done} of {trials.Count} trials completed", ct).ConfigureAwait(false);
+                var done = all.Count(t => t.State == TrialStatus.Completed);
+                await FinishSweepAsync(sweep.Id, SweepStatus.Completed, $"{done} of {all.Count} trials completed", ct).ConfigureAwait(false);
             }
-            PruneCheckpoints(fresh, trials, runtime.Spec);
+            retention.Prune(fresh, all, runtime.Spec.Maximize);
         }
         finally
         {
@@ -398,18 +237,15 @@ public sealed partial class SweepManager(
 
     private async Task ApplyActionsAsync(string sweepId, SweepRuntime runtime, IReadOnlyList<SearchAction> actions, CancellationToken ct)
     {
-        var now = Now;
-        var create = actions.OfType<CreateTrial>().Select(a => NewTrial(sweepId, runtime.Spec, a, now)).ToList();
+        var now = clock.GetUtcNow();
+        var create = actions.OfType<CreateTrial>().Select(a => TrialLifecycle.Create(sweepId, runtime.Spec, a, now)).ToList();
         if (create.Count > 0)
         {
             await store.AddTrialsAsync(sweepId, create, ct).ConfigureAwait(false);
             workers.Signal();
         }
         foreach (var stop in actions.OfType<StopTrial>())
-        {
-            var id = $"{sweepId}-t{stop.Index.ToString("0000", CultureInfo.InvariantCulture)}";
-            await CancelTrialAsync(id, "stopped early by the searcher", ct).ConfigureAwait(false);
-        }
+            await trials.CancelAsync(TrialLifecycle.TrialId(sweepId, stop.Index), "stopped early by the searcher", ct).ConfigureAwait(false);
         if (actions.OfType<ShutdownSearch>().FirstOrDefault() is { } shutdown)
             await FinishSweepAsync(sweepId, shutdown.Failed ? SweepStatus.Failed : SweepStatus.Completed, shutdown.Reason, ct).ConfigureAwait(false);
     }
@@ -424,119 +260,40 @@ public sealed partial class SweepManager(
         return await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Ends the sweep: cancels its unfinished trials, then moves it from pending or running to
+    /// <paramref name="state"/> (a compare-and-set: one finisher wins). Trials go first so that a
+    /// sweep seen finished has no unfinished trial left.
+    /// </summary>
     private async Task FinishSweepAsync(string sweepId, SweepStatus state, string message, CancellationToken ct)
     {
-        var now = Now;
-        var finished = await UpdateSweepAsync(sweepId, s => s.State is SweepStatus.Pending or SweepStatus.Running
+        if (await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false) is not { State: SweepStatus.Pending or SweepStatus.Running }) return;
+        var reason = $"sweep {state.ToString().ToLowerInvariant()}";
+        foreach (var trial in await store.ListTrialsAsync(sweepId, ct).ConfigureAwait(false))
+        {
+            if (!trial.IsFinished) await trials.CancelAsync(trial.Id, reason, ct).ConfigureAwait(false);
+        }
+        var now = clock.GetUtcNow();
+        var finished = await updates.SweepAsync(sweepId, s => s.State is SweepStatus.Pending or SweepStatus.Running
             ? s with { State = state, FinishedAt = now, Message = message }
             : null, ct).ConfigureAwait(false);
         if (finished is null) return;
         Log.SweepFinished(logger, sweepId, state.ToString(), message);
-        foreach (var trial in await store.ListTrialsAsync(sweepId, ct).ConfigureAwait(false))
-        {
-            if (!trial.IsFinished) await CancelTrialAsync(trial.Id, $"sweep {state.ToString().ToLowerInvariant()}", ct).ConfigureAwait(false);
-        }
         PublishSweep(finished);
-        _runtimes.TryRemove(sweepId, out _);
+        runtimes.Remove(sweepId);
     }
 
-    private async Task CancelTrialAsync(string trialId, string reason, CancellationToken ct)
-    {
-        var now = Now;
-        var before = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
-        if (before is null || before.IsFinished) return;
-        var updated = await UpdateTrialAsync(trialId, t => t.IsFinished ? null : t with
-        {
-            State = TrialStatus.Cancelled,
-            WorkerIds = [],
-            LeaseExpiresAt = null,
-            FinishedAt = now,
-            Message = reason,
-        }, ct).ConfigureAwait(false);
-        if (updated is null) return;
-        foreach (var w in workers.All.Where(w => w.Trials.ContainsKey(trialId)))
-        {
-            w.Detach(trialId);
-            w.Send(new Proto.CoordinatorMessage { Stop = new Proto.StopTrial { TrialId = trialId, Reason = reason } });
-        }
-        PublishTrial(updated);
-        workers.Signal();
-    }
-
-    /// <summary>Keeps best.ckpt of the sweep's best N finished trials and latest.ckpt of unfinished ones.</summary>
-    private void PruneCheckpoints(SweepRecord sweep, IReadOnlyList<TrialRecord> trials, ValidatedSweep spec)
-    {
-        var ranked = trials.Where(t => t.BestMetric is not null)
-            .OrderBy(t => spec.Maximize ? -t.BestMetric!.Value : t.BestMetric!.Value)
-            .Select(t => t.Id).Take(checkpoints.KeepBestPerSweep).ToHashSet(StringComparer.Ordinal);
-        if (sweep.BestTrialId is { } best) ranked.Add(best);
-        foreach (var t in trials.Where(t => t.IsFinished))
-        {
-            checkpoints.Delete(t.SweepId, t.Id, CheckpointSlot.Latest);
-            if (!ranked.Contains(t.Id)) checkpoints.Delete(t.SweepId, t.Id, CheckpointSlot.Best);
-        }
-    }
-
-    /// <summary>Compare-and-set loop: re-reads and re-applies <paramref name="change"/> until it sticks; null when the change declines.</summary>
-    public async Task<TrialRecord?> UpdateTrialAsync(string trialId, Func<TrialRecord, TrialRecord?> change, CancellationToken ct)
-    {
-        for (var attempt = 0; ; attempt++)
-        {
-            var current = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
-            if (current is null) return null;
-            var next = change(current);
-            if (next is null) return null;
-            if (await store.TryUpdateTrialAsync(next, current.Version, ct).ConfigureAwait(false))
-                return next with { Version = current.Version + 1 };
-            if (attempt > 100) throw new InvalidOperationException($"trial {trialId}: too much contention");
-        }
-    }
-
-    private async Task<SweepRecord?> UpdateSweepAsync(string sweepId, Func<SweepRecord, SweepRecord?> change, CancellationToken ct)
-    {
-        for (var attempt = 0; ; attempt++)
-        {
-            var current = await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false);
-            if (current is null) return null;
-            var next = change(current);
-            if (next is null) return null;
-            if (await store.TryUpdateSweepAsync(next, current.Version, ct).ConfigureAwait(false))
-                return next with { Version = current.Version + 1 };
-            if (attempt > 100) throw new InvalidOperationException($"sweep {sweepId}: too much contention");
-        }
-    }
-
-    /// <summary>Tells the sweep's watchers about a trial's current state (and pending reason).</summary>
-    public void PublishTrial(TrialRecord t)
-    {
-        // Building the event checks the checkpoint files: skip it when nobody watches.
-        if (events.HasWatchers(t.SweepId)) events.Publish(t.SweepId, new Proto.SweepEvent { Trial = Mapping.ToProto(t, checkpoints, pendingReasons) });
-    }
-
-
-    private void PublishSweep(SweepRecord s) => events.Publish(s.Id, new Proto.SweepEvent { Sweep = Mapping.ToProto(s, null, null) });
+    private void PublishSweep(SweepRecord sweep) => events.Publish(new SweepChanged(sweep));
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Information, "Sweep {SweepId} ({Name}) submitted with {Trials} trials")]
+        [LoggerMessage(LogEventIds.Sweeps + 1, LogLevel.Information, "Sweep {SweepId} ({Name}) submitted with {Trials} trials")]
         public static partial void SweepSubmitted(ILogger logger, string sweepId, string name, int trials);
 
-        [LoggerMessage(2, LogLevel.Information, "Sweep {SweepId} recovered from the state store")]
+        [LoggerMessage(LogEventIds.Sweeps + 2, LogLevel.Information, "Sweep {SweepId} recovered from the state store")]
         public static partial void SweepRecovered(ILogger logger, string sweepId);
 
-        [LoggerMessage(3, LogLevel.Information, "Trial {TrialId} attempt {Attempt} assigned to {Workers} (resume: {Resume})")]
-        public static partial void TrialAssigned(ILogger logger, string trialId, int attempt, string workers, bool resume);
-
-        [LoggerMessage(4, LogLevel.Warning, "Trial {TrialId} re-queued: {Reason} (attempts left: {AttemptsLeft})")]
-        public static partial void TrialRequeued(ILogger logger, string trialId, string reason, bool attemptsLeft);
-
-        [LoggerMessage(5, LogLevel.Information, "Trial {TrialId} ended {State} {Message}")]
-        public static partial void TrialEnded(ILogger logger, string trialId, string state, string message);
-
-        [LoggerMessage(6, LogLevel.Information, "Sweep {SweepId} {State}: {Message}")]
+        [LoggerMessage(LogEventIds.Sweeps + 3, LogLevel.Information, "Sweep {SweepId} {State}: {Message}")]
         public static partial void SweepFinished(ILogger logger, string sweepId, string state, string message);
-
-        [LoggerMessage(7, LogLevel.Information, "Trial {TrialId} re-queued: {Reason} (not counted as an attempt)")]
-        public static partial void TrialHandedBack(ILogger logger, string trialId, string reason);
     }
 }

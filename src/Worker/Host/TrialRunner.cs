@@ -188,7 +188,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
 
     /// <summary>The trial's aggregation mode (resources.aggregation): the ring, unless the sweep asks for the coordinator.</summary>
     private IAllReduce JoinCollective(CancellationToken ct) =>
-        _assignment.Aggregation == "coordinator" ? JoinCoordinator(ct) : JoinRing(ct);
+        _assignment.Aggregation == AggregationMode.Coordinator ? JoinCoordinator(ct) : JoinRing(ct);
 
     /// <summary>
     /// Joins the coordinator's gradient exchange (every rank does this at the same time), on the
@@ -257,7 +257,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
         return Distributed.RingAllReduce.ConnectAsync(tcp, listener, ct).GetAwaiter().GetResult();
     }
 
-    private Distributed.WireFormat Wire => _assignment.Wire == "bf16" ? Distributed.WireFormat.Bf16 : Distributed.WireFormat.Fp32;
+    private Distributed.WireFormat Wire => _assignment.Wire == GradientWireFormat.Bf16 ? Distributed.WireFormat.Bf16 : Distributed.WireFormat.Fp32;
 
     private List<Distributed.RingEndpoint> UnixEndpoints()
     {

@@ -1,4 +1,4 @@
-namespace Orchestrator.Coordinator.Hosting;
+namespace Orchestrator.Coordinator.Configuration;
 
 /// <summary>Settings of the coordinator (configuration section "Coordinator").</summary>
 public sealed class CoordinatorOptions

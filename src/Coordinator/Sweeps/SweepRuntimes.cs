@@ -1,0 +1,60 @@
+using System.Collections.Concurrent;
+using Orchestrator.Coordinator.Domain;
+using Orchestrator.Specs;
+using Orchestrator.Sweeps;
+
+namespace Orchestrator.Coordinator.Sweeps;
+
+/// <summary>A sweep's in-memory companions: the validated spec, its searcher, and a lock for sweep-level updates.</summary>
+public sealed class SweepRuntime(ValidatedSweep spec, Searcher searcher)
+{
+    public ValidatedSweep Spec { get; } = spec;
+    public Searcher Searcher { get; } = searcher;
+    /// <summary>Serialises the searcher's events and the sweep record updates made from them.</summary>
+    public SemaphoreSlim Gate { get; } = new(1, 1);
+}
+
+/// <summary>
+/// The runtimes of unfinished sweeps, built from the stored sweep on first use (after a restart:
+/// spec parsed again, searcher restored from its saved state) and dropped when the sweep ends.
+/// </summary>
+public sealed class SweepRuntimes
+{
+    /// <summary>A stored spec was accepted at submit: it is read back without the submit-time limits.</summary>
+    private static readonly SweepLimits Unlimited = new(int.MaxValue, int.MaxValue, int.MaxValue);
+
+    private readonly ConcurrentDictionary<string, SweepRuntime> _runtimes = new(StringComparer.Ordinal);
+
+    /// <summary>Holds the runtime of a sweep just submitted.</summary>
+    public void Add(string sweepId, SweepRuntime runtime) => _runtimes[sweepId] = runtime;
+
+    /// <summary>The runtime of an unfinished sweep, built on first use. Throws <see cref="SpecException"/> when its spec no longer validates.</summary>
+    public SweepRuntime Of(SweepRecord sweep) => _runtimes.GetOrAdd(sweep.Id, static (_, s) =>
+    {
+        var spec = Parse(s);
+        var searcher = s.SearcherState is { } state ? Searcher.Restore(spec, state) : Searcher.Create(spec);
+        return new SweepRuntime(spec, searcher);
+    }, sweep);
+
+    /// <summary>The cached runtime, without reading the store.</summary>
+    public bool TryGet(string sweepId, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out SweepRuntime? runtime) =>
+        _runtimes.TryGetValue(sweepId, out runtime);
+
+    /// <summary>Forgets a finished sweep's runtime.</summary>
+    public void Remove(string sweepId) => _runtimes.TryRemove(sweepId, out _);
+
+    /// <summary>The spec of a sweep (cached while it runs), or null when it cannot be validated any more.</summary>
+    public ValidatedSweep? TrySpecOf(SweepRecord sweep)
+    {
+        try
+        {
+            return sweep.State is SweepStatus.Pending or SweepStatus.Running ? Of(sweep).Spec : Parse(sweep);
+        }
+        catch (SpecException)
+        {
+            return null;
+        }
+    }
+
+    private static ValidatedSweep Parse(SweepRecord sweep) => ValidatedSweep.Parse(sweep.SpecYaml, sweep.Name, Unlimited);
+}

@@ -1,0 +1,254 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using Orchestrator.Coordinator.Checkpoints;
+using Orchestrator.Coordinator.Configuration;
+using Orchestrator.Coordinator.Domain;
+using Orchestrator.Coordinator.Events;
+using Orchestrator.Coordinator.State;
+using Orchestrator.Coordinator.Workers;
+using Orchestrator.Sweeps;
+using Orchestrator.Trials;
+
+namespace Orchestrator.Coordinator.Sweeps;
+
+/// <summary>
+/// A trial's state machine: pending → running (assigned under a lease with a new fencing token) →
+/// completed, failed or cancelled, or back to pending (re-queued, handed back). Every transition is
+/// a compare-and-set (<see cref="RecordUpdates"/>) that declines unless the trial is still in the
+/// state, and under the token, it applies to; so a stale worker's write changes nothing. It tells
+/// the workers (<see cref="WorkerCommand"/>) and the watchers (<see cref="TrialChanged"/>); what a
+/// transition means for the sweep (the searcher, finishing) is <see cref="SweepManager"/>'s.
+/// </summary>
+public sealed partial class TrialLifecycle(
+    IStateStore store,
+    RecordUpdates updates,
+    WorkerRegistry workers,
+    SweepEvents events,
+    CheckpointStore checkpoints,
+    IOptions<CoordinatorOptions> options,
+    TimeProvider clock,
+    ILogger<TrialLifecycle> logger)
+{
+    private CoordinatorOptions Options => options.Value;
+
+    /// <summary>"{sweepId}-t{index:0000}": the id of the sweep's trial number <paramref name="index"/>.</summary>
+    public static string TrialId(string sweepId, int index) => $"{sweepId}-t{index.ToString("0000", CultureInfo.InvariantCulture)}";
+
+    /// <summary>A new pending trial for a searcher's <see cref="CreateTrial"/>.</summary>
+    public static TrialRecord Create(string sweepId, ValidatedSweep spec, CreateTrial action, DateTimeOffset now)
+    {
+        var trial = spec.TrialFor(action.Parameters);
+        return new TrialRecord
+        {
+            Id = TrialId(sweepId, action.Index),
+            SweepId = sweepId,
+            Index = action.Index,
+            Parameters = action.Parameters,
+            TrialYaml = TrialSpecYaml.Serialize(trial),
+            State = TrialStatus.Pending,
+            Epochs = trial.Epochs,
+            CreatedAt = now,
+        };
+    }
+
+    /// <summary>
+    /// Assigns a pending trial to a gang of ranks (a worker and the GPUs each rank holds there; a
+    /// worker appears once per rank it runs): a new fencing token, the lease, state running; each
+    /// rank's worker gets its <see cref="TrialAssignment"/>. Null when the trial is no longer
+    /// pending (another assignment won).
+    /// </summary>
+    public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<GangRank> gang, ValidatedSweep? spec, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        var assigned = await updates.TrialAsync(trial.Id, t => t.State != TrialStatus.Pending ? null : t with
+        {
+            State = TrialStatus.Running,
+            Attempt = t.Attempt + 1,
+            FencingToken = t.FencingToken + 1,
+            WorkerIds = gang.Select(r => r.Worker.Id).ToList(),
+            LeaseExpiresAt = now + Options.LeaseTimeout,
+            StartedAt = t.StartedAt ?? now,
+            Message = null,
+        }, ct).ConfigureAwait(false);
+        if (assigned is null) return null;
+
+        var resume = assigned.CheckpointEpoch > 0 && checkpoints.Exists(assigned.SweepId, assigned.Id, CheckpointSlot.Latest);
+        var peers = gang.Select(r => r.Worker.DataEndpointFor(r.Gpus)).ToList();
+        for (var rank = 0; rank < gang.Count; rank++)
+        {
+            var (worker, gpus) = gang[rank];
+            worker.Attach(assigned.Id, assigned.FencingToken, rank, gpus);
+            worker.Send(new TrialAssignment(assigned.Id, assigned.FencingToken, rank, gpus)
+            {
+                SweepId = assigned.SweepId,
+                TrialYaml = assigned.TrialYaml,
+                WorldSize = gang.Count,
+                PeerEndpoints = peers,
+                Resume = resume,
+                Attempt = assigned.Attempt,
+                Aggregation = spec?.Aggregation ?? SweepNames.Aggregations[0],
+                Wire = spec?.Wire ?? SweepNames.WireFormats[0],
+            });
+        }
+        Log.TrialAssigned(logger, assigned.Id, assigned.Attempt, string.Join(',', assigned.WorkerIds), resume);
+        Publish(assigned);
+        return assigned;
+    }
+
+    /// <summary>Renews a lease from a heartbeat. False when the token is stale (the worker must stop the trial).</summary>
+    public async Task<bool> RenewLeaseAsync(string workerId, string trialId, long token, CancellationToken ct)
+    {
+        var until = clock.GetUtcNow() + Options.LeaseTimeout;
+        var renewed = await updates.TrialAsync(trialId, t =>
+            t.State == TrialStatus.Running && t.FencingToken == token && t.WorkerIds.Contains(workerId)
+                ? t with { LeaseExpiresAt = until }
+                : null, ct).ConfigureAwait(false);
+        return renewed is not null;
+    }
+
+    /// <summary>
+    /// Stores a metric point (idempotent by step) and updates the trial's epoch and objective.
+    /// <see cref="MetricRecording.Stale"/> when the writer's token is not the trial's current one.
+    /// </summary>
+    public async Task<MetricRecording> RecordMetricAsync(string trialId, long token, MetricPointRecord point, ValidatedSweep spec, CancellationToken ct)
+    {
+        var result = await store.AppendMetricAsync(trialId, token, point, ct).ConfigureAwait(false);
+        if (result is MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial) return MetricRecording.Stale;
+        if (result == MetricAppendResult.Duplicate) return MetricRecording.Duplicate; // a re-sent report: already counted
+        double? objective = point.Values.TryGetValue(spec.ObjectiveMetric, out var v) && double.IsFinite(v) ? v : null;
+        var updated = await updates.TrialAsync(trialId, t => t.FencingToken != token ? null : t with
+        {
+            Epoch = Math.Max(t.Epoch, point.Epoch),
+            LatestMetric = objective ?? t.LatestMetric,
+            BestMetric = objective is { } o && spec.IsBetter(o, t.BestMetric) ? o : t.BestMetric,
+        }, ct).ConfigureAwait(false);
+        if (updated is null) return MetricRecording.Stale;
+        if (events.HasWatchers(updated.SweepId)) events.Publish(new MetricRecorded(updated.SweepId, trialId, point));
+        Publish(updated);
+        return new MetricRecording(updated, objective);
+    }
+
+    /// <summary>Notes a stored checkpoint (called after the upload was verified). False when the token is stale.</summary>
+    public async Task<bool> CheckpointStoredAsync(string trialId, long token, int epoch, CancellationToken ct)
+    {
+        var updated = await updates.TrialAsync(trialId, t => t.FencingToken != token ? null : t with
+        {
+            CheckpointEpoch = Math.Max(t.CheckpointEpoch, epoch),
+        }, ct).ConfigureAwait(false);
+        return updated is not null;
+    }
+
+    /// <summary>The trial when <paramref name="token"/> is its current token and it runs (for uploads, downloads, aggregation); else null.</summary>
+    public async Task<TrialRecord?> CurrentAsync(string trialId, long token, CancellationToken ct)
+    {
+        var t = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
+        return t is not null && t.IsHeldWith(token) ? t : null;
+    }
+
+    /// <summary>
+    /// Puts a running trial back in the queue, or fails it once it used up its attempts. A trial
+    /// <paramref name="handedBack"/> by a draining worker goes back without counting the attempt.
+    /// Returns the trial as stored (pending, or failed), or null when the token was stale.
+    /// </summary>
+    public async Task<TrialRecord?> RequeueAsync(string trialId, long token, string reason, bool handedBack, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        var max = Options.MaxTrialAttempts;
+        var updated = await updates.TrialAsync(trialId, t =>
+        {
+            if (t.State != TrialStatus.Running || t.FencingToken != token) return null;
+            if (handedBack) t = t with { HandedBack = t.HandedBack + 1 };
+            return handedBack || t.CountedAttempts < max
+                ? t with { State = TrialStatus.Pending, WorkerIds = [], LeaseExpiresAt = null, Message = reason }
+                : t with { State = TrialStatus.Failed, WorkerIds = [], LeaseExpiresAt = null, FinishedAt = now, Message = $"{reason} (attempt {t.CountedAttempts} of {max})" };
+        }, ct).ConfigureAwait(false);
+        if (updated is null) return null;
+        workers.StopTrial(trialId, reason);
+        if (handedBack) Log.TrialHandedBack(logger, trialId, reason);
+        else Log.TrialRequeued(logger, trialId, reason, updated.State == TrialStatus.Pending);
+        Publish(updated);
+        workers.Signal();
+        return updated;
+    }
+
+    /// <summary>Ends a running trial as <paramref name="state"/> (its rank 0 reported the outcome). Null when the token was stale.</summary>
+    public async Task<TrialRecord?> EndAsync(string trialId, long token, TrialStatus state, string? message, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        var updated = await updates.TrialAsync(trialId, t => t.State != TrialStatus.Running || t.FencingToken != token ? null : t with
+        {
+            State = state,
+            WorkerIds = [],
+            LeaseExpiresAt = null,
+            FinishedAt = now,
+            Message = message,
+        }, ct).ConfigureAwait(false);
+        if (updated is null) return null;
+        Log.TrialEnded(logger, trialId, state.ToString(), message ?? "");
+        Publish(updated);
+        return updated;
+    }
+
+    /// <summary>Cancels an unfinished trial (pending or running, whatever its token) and stops its workers.</summary>
+    public async Task<TrialRecord?> CancelAsync(string trialId, string reason, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        var updated = await updates.TrialAsync(trialId, t => t.IsFinished ? null : t with
+        {
+            State = TrialStatus.Cancelled,
+            WorkerIds = [],
+            LeaseExpiresAt = null,
+            FinishedAt = now,
+            Message = reason,
+        }, ct).ConfigureAwait(false);
+        if (updated is null) return null;
+        workers.StopTrial(trialId, reason);
+        Publish(updated);
+        workers.Signal();
+        return updated;
+    }
+
+    /// <summary>
+    /// Frees one rank of one assignment on a worker (it reported its outcome): the trial may already
+    /// have been given back to the same worker, which may run other ranks of it on other GPUs.
+    /// </summary>
+    public void ReleaseRank(string workerId, string trialId, long token, int rank)
+    {
+        workers.Find(workerId)?.Detach(trialId, token, rank);
+        workers.Signal();
+    }
+
+    /// <summary>Tells the sweep's watchers about a trial's current state (and pending reason).</summary>
+    public void Publish(TrialRecord trial)
+    {
+        if (events.HasWatchers(trial.SweepId)) events.Publish(new TrialChanged(trial));
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(LogEventIds.Trials + 1, LogLevel.Information, "Trial {TrialId} attempt {Attempt} assigned to {Workers} (resume: {Resume})")]
+        public static partial void TrialAssigned(ILogger logger, string trialId, int attempt, string workers, bool resume);
+
+        [LoggerMessage(LogEventIds.Trials + 2, LogLevel.Warning, "Trial {TrialId} re-queued: {Reason} (attempts left: {AttemptsLeft})")]
+        public static partial void TrialRequeued(ILogger logger, string trialId, string reason, bool attemptsLeft);
+
+        [LoggerMessage(LogEventIds.Trials + 3, LogLevel.Information, "Trial {TrialId} re-queued: {Reason} (not counted as an attempt)")]
+        public static partial void TrialHandedBack(ILogger logger, string trialId, string reason);
+
+        [LoggerMessage(LogEventIds.Trials + 4, LogLevel.Information, "Trial {TrialId} ended {State} {Message}")]
+        public static partial void TrialEnded(ILogger logger, string trialId, string state, string message);
+    }
+}
+
+/// <summary>
+/// What recording a metric point did: stored with the trial as updated and the point's objective
+/// value (when it carried one), a duplicate of a stored point, or refused for a stale token.
+/// </summary>
+public sealed record MetricRecording(TrialRecord? Trial, double? Objective, bool Accepted = true)
+{
+    /// <summary>The writer's token is not the trial's current one (or the trial is gone): nothing stored.</summary>
+    public static readonly MetricRecording Stale = new(null, null, Accepted: false);
+
+    /// <summary>The step was stored before: nothing changed.</summary>
+    public static readonly MetricRecording Duplicate = new(null, null);
+}
