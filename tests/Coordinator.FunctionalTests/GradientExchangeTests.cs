@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net.Sockets;
 using Google.Protobuf;
 using Grpc.Core;
+using Orchestrator.Protocol;
 using Orchestrator.Protocol.V1;
 using Orchestrator.TestSupport;
 using Orchestrator.Worker.Distributed;

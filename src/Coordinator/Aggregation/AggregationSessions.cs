@@ -1,6 +1,5 @@
 using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Configuration;
-using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Coordinator.Aggregation;
 
@@ -28,36 +27,36 @@ public sealed class AggregationSessions(IOptions<GradientAggregationOptions> opt
     /// <summary>The largest chunk, in floats, that fits the coordinator's gRPC message limit.</summary>
     public int MaxChunkFloats => (coordinator.Value.MaxMessageBytes - ChunkOverheadBytes) / sizeof(float);
 
-    /// <summary>Checks a header on its own (INVALID_ARGUMENT), before the lease is looked up.</summary>
-    internal void Validate(GradientStreamHeader header)
+    /// <summary>Checks a header on its own (<see cref="AggregationFailureKind.Invalid"/>), before the lease is looked up.</summary>
+    public void Validate(GradientStreamSpec header)
     {
         if (string.IsNullOrEmpty(header.TrialId) || header.TrialId.Length > 200)
-            AggregationErrors.ThrowInvalid("header.trial_id must be 1 to 200 characters");
+            AggregationFailure.ThrowInvalid("header.trial_id must be 1 to 200 characters");
         if (header.WorldSize < 1 || header.WorldSize > 4096)
-            AggregationErrors.ThrowInvalid($"header.world_size {header.WorldSize} must be 1 to 4096");
+            AggregationFailure.ThrowInvalid($"header.world_size {header.WorldSize} must be 1 to 4096");
         if (header.Rank < 0 || header.Rank >= header.WorldSize)
-            AggregationErrors.ThrowInvalid($"header.rank {header.Rank} must be in [0, {header.WorldSize})");
+            AggregationFailure.ThrowInvalid($"header.rank {header.Rank} must be in [0, {header.WorldSize})");
         if (header.ChunkFloats < 1 || header.ChunkFloats > MaxChunkFloats)
-            AggregationErrors.ThrowInvalid($"header.chunk_floats {header.ChunkFloats} must be 1 to {MaxChunkFloats} (chunks must fit the coordinator's {coordinator.Value.MaxMessageBytes}-byte message limit)");
+            AggregationFailure.ThrowInvalid($"header.chunk_floats {header.ChunkFloats} must be 1 to {MaxChunkFloats} (chunks must fit the coordinator's {coordinator.Value.MaxMessageBytes}-byte message limit)");
         if (header.MaxBufferFloats < 0 || header.MaxBufferFloats > options.Value.MaxBufferFloats)
-            AggregationErrors.ThrowInvalid($"header.max_buffer_floats {header.MaxBufferFloats} must be 0 to {options.Value.MaxBufferFloats}");
+            AggregationFailure.ThrowInvalid($"header.max_buffer_floats {header.MaxBufferFloats} must be 0 to {options.Value.MaxBufferFloats}");
     }
 
     /// <summary>
     /// Joins the rank to its trial's session, opening it when this is the first rank (or a newer
     /// attempt). Throws the status the stream must end with when the rank cannot join.
     /// </summary>
-    internal (AggregationSession Session, RankPort Port) Join(GradientStreamHeader header)
+    internal (AggregationSession Session, RankPort Port) Join(GradientStreamSpec header)
     {
         lock (_sessions)
         {
             if (_sessions.TryGetValue(header.TrialId, out var session))
             {
-                if (session.FencingToken > header.FencingToken) AggregationErrors.ThrowStale(header.TrialId, header.FencingToken);
+                if (session.FencingToken > header.FencingToken) AggregationFailure.ThrowStale(header.TrialId, header.FencingToken);
                 if (session.FencingToken < header.FencingToken || session.Finished)
                 {
                     // A newer attempt: whatever is left of the old one must not reduce with it.
-                    if (!session.Finished) session.Fail(AggregationErrors.Superseded(header.TrialId, header.FencingToken));
+                    if (!session.Finished) session.Fail(AggregationFailure.Superseded(header.TrialId, header.FencingToken));
                     metrics.SessionClosed();
                     session = null;
                 }

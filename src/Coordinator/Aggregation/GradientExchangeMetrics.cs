@@ -1,6 +1,4 @@
 using System.Diagnostics.Metrics;
-using Grpc.Core;
-using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Coordinator.Aggregation;
 
@@ -38,12 +36,8 @@ public sealed class GradientExchangeMetrics : IDisposable
     internal void SessionClosed() => _sessions.Add(-1);
 
     /// <summary>A session failed with <paramref name="reason"/>: counted once per session.</summary>
-    internal void Failed(RpcException reason)
-    {
-        var kind = reason.Trailers.GetValue(GradientExchange.FailureTrailer)
-                   ?? (reason.StatusCode == StatusCode.Unavailable ? "unavailable" : "superseded");
-        _failures.Add(1, new KeyValuePair<string, object?>("kind", kind));
-    }
+    internal void Failed(AggregationFailure reason) =>
+        _failures.Add(1, new KeyValuePair<string, object?>("kind", reason.Label));
 
     /// <inheritdoc />
     public void Dispose() => _meter.Dispose();

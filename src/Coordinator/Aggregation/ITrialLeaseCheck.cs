@@ -1,4 +1,4 @@
-using Orchestrator.Coordinator.Sweeps;
+using Orchestrator.Coordinator.State;
 
 namespace Orchestrator.Coordinator.Aggregation;
 
@@ -9,9 +9,9 @@ public interface ITrialLeaseCheck
     Task<bool> IsCurrentAsync(string trialId, long fencingToken, CancellationToken cancellationToken);
 }
 
-/// <summary>The check against the state store, through <see cref="SweepManager.CurrentAsync"/>.</summary>
-internal sealed class SweepLeaseCheck(SweepManager sweeps) : ITrialLeaseCheck
+/// <summary>The check against the state store (the rule is <see cref="Domain.TrialRecord.IsHeldWith"/>, as for uploads).</summary>
+internal sealed class StoreLeaseCheck(IStateStore store) : ITrialLeaseCheck
 {
     public async Task<bool> IsCurrentAsync(string trialId, long fencingToken, CancellationToken cancellationToken) =>
-        await sweeps.CurrentAsync(trialId, fencingToken, cancellationToken).ConfigureAwait(false) is not null;
+        await store.GetTrialAsync(trialId, cancellationToken).ConfigureAwait(false) is { } trial && trial.IsHeldWith(fencingToken);
 }

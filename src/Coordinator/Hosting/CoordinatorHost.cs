@@ -8,6 +8,7 @@ using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.Data;
 using Orchestrator.Coordinator.Events;
 using Orchestrator.Coordinator.Grpc;
+using Orchestrator.Coordinator.Grpc.Gradients;
 using Orchestrator.Coordinator.Scheduling;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Coordinator.State.Redis;

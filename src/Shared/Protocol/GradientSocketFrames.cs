@@ -2,8 +2,9 @@ using System.Buffers.Binary;
 using System.Globalization;
 using Google.Protobuf;
 using Grpc.Core;
+using Orchestrator.Protocol.V1;
 
-namespace Orchestrator.Protocol.V1;
+namespace Orchestrator.Protocol;
 
 /// <summary>
 /// Framing of the coordinator's gradient socket (docs/data-parallel.md, "The gradient socket"):

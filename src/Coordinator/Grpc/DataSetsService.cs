@@ -1,11 +1,11 @@
 using System.Diagnostics.CodeAnalysis;
 using Google.Protobuf;
 using Grpc.Core;
-using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Coordinator.Data;
 using Orchestrator.Data;
 using Orchestrator.Protocol.V1;
 
-namespace Orchestrator.Coordinator.Data;
+namespace Orchestrator.Coordinator.Grpc;
 
 /// <summary>
 /// The DataSets gRPC service: manifests and resumable file downloads for workers without a
@@ -82,22 +82,5 @@ public sealed class DataSetsService(DatasetServer server) : DataSets.DataSetsBas
     }
 
     [DoesNotReturn]
-    private static void Invalid(string message) => throw Grpc.Errors.Invalid(message);
-}
-
-/// <summary>Wiring of data delivery into the coordinator host.</summary>
-public static class DataDeliveryExtensions
-{
-    /// <summary>Registers <see cref="DatasetServer"/> with --data-dir and the pack folder taken from <paramref name="settings"/>.</summary>
-    public static IServiceCollection AddDataDelivery(this IServiceCollection services, CoordinatorHostSettings settings)
-    {
-        ArgumentNullException.ThrowIfNull(settings);
-        services.AddOptions<DatasetServerOptions>().Configure(o =>
-        {
-            o.DataDir = settings.DataDir;
-            o.PackRoot = Path.Combine(settings.StateDir, "data", "packed");
-        });
-        services.AddSingleton<DatasetServer>();
-        return services;
-    }
+    private static void Invalid(string message) => throw Errors.Invalid(message);
 }

@@ -1,14 +1,16 @@
 using Grpc.Core;
 using Microsoft.Extensions.Options;
+using Orchestrator.Coordinator.Aggregation;
 using Orchestrator.Protocol.V1;
 
-namespace Orchestrator.Coordinator.Aggregation;
+namespace Orchestrator.Coordinator.Grpc.Gradients;
 
 /// <summary>
 /// The <c>coordinator</c> aggregation mode: each rank of a data-parallel trial streams its
 /// gradient chunks here and gets the mean of each chunk back as soon as every rank sent it.
 /// Validates the header and the fencing token, then hands the stream to its trial's
-/// <see cref="AggregationSession"/>; this handler is the stream's one writer.
+/// <see cref="AggregationSession"/>; this handler is the stream's one writer. A session's
+/// <see cref="AggregationFailure"/> ends the call with its status (<see cref="GradientMapping.ToRpcException"/>).
 /// </summary>
 public sealed class GradientExchangeService(
     AggregationSessions sessions,
@@ -19,22 +21,33 @@ public sealed class GradientExchangeService(
     /// <inheritdoc />
     public override async Task AllReduce(IAsyncStreamReader<GradientChunk> requestStream, IServerStreamWriter<GradientChunk> responseStream, ServerCallContext context)
     {
-        var ct = context.CancellationToken;
-        GradientStreamHeader header;
+        try
+        {
+            await ExchangeAsync(requestStream, responseStream, context.CancellationToken).ConfigureAwait(false);
+        }
+        catch (AggregationException e)
+        {
+            throw GradientMapping.ToRpcException(e.Failure);
+        }
+    }
+
+    private async Task ExchangeAsync(IAsyncStreamReader<GradientChunk> requestStream, IServerStreamWriter<GradientChunk> responseStream, CancellationToken ct)
+    {
+        GradientStreamSpec header;
         using (var first = CancellationTokenSource.CreateLinkedTokenSource(ct))
         {
             // A client that opens the stream and says nothing must not hold a handler forever.
             first.CancelAfter(options.Value.JoinTimeout);
             if (!await requestStream.MoveNext(first.Token).ConfigureAwait(false) || requestStream.Current.Header is not { } h)
             {
-                AggregationErrors.ThrowInvalid("the first message on a gradient stream must carry the header");
+                AggregationFailure.ThrowInvalid("the first message on a gradient stream must carry the header");
                 return;
             }
-            header = h;
+            header = GradientMapping.FromProto(h);
         }
         sessions.Validate(header);
         if (!await leases.IsCurrentAsync(header.TrialId, header.FencingToken, ct).ConfigureAwait(false))
-            AggregationErrors.ThrowStale(header.TrialId, header.FencingToken);
+            AggregationFailure.ThrowStale(header.TrialId, header.FencingToken);
 
         var (session, port) = sessions.Join(header);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct, session.Ended);
@@ -49,7 +62,7 @@ public sealed class GradientExchangeService(
             await reader.ConfigureAwait(false);
             sessions.Leave(session);
         }
-        if (session.Failure is { } failure) throw failure;
+        if (session.Failure is { } failure) throw new AggregationException(failure);
     }
 
     /// <summary>Feeds the rank's chunks to the session until the rank closes its stream or anything fails.</summary>
@@ -60,12 +73,18 @@ public sealed class GradientExchangeService(
         {
             while (await requestStream.MoveNext(ct).ConfigureAwait(false))
             {
-                session.Receive(port.Rank, requestStream.Current);
-                metrics.Received("grpc", requestStream.Current.Data.Length);
+                var chunk = requestStream.Current;
+                if (chunk.Header is not null)
+                {
+                    session.Fail(AggregationFailure.Mismatch(session.TrialId, port.Rank, "sent a second header on its stream"));
+                    return;
+                }
+                session.Receive(port.Rank, chunk.Step, chunk.Index, chunk.StepFloats, new GradientPart(chunk.Data.Memory, null));
+                metrics.Received("grpc", chunk.Data.Length);
             }
             session.Depart(port, clean: true);
         }
-        catch (RpcException) when (session.Failure is not null)
+        catch (AggregationException) when (session.Failure is not null)
         {
             // Receive threw the session's failure; every stream ends with it.
         }
@@ -88,7 +107,7 @@ public sealed class GradientExchangeService(
                 {
                     try
                     {
-                        await responseStream.WriteAsync(item.ToChunk(), ct).ConfigureAwait(false);
+                        await responseStream.WriteAsync(GradientMapping.ToChunk(item), ct).ConfigureAwait(false);
                     }
                     finally
                     {
