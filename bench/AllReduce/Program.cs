@@ -18,6 +18,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orchestrator.Coordinator.Aggregation;
+using Orchestrator.Coordinator.Grpc.Gradients;
 using Orchestrator.Worker.Distributed;
 
 var options = Args.Parse(args);
@@ -72,7 +73,7 @@ async Task CoordinatorTableAsync()
     builder.Services.AddSingleton<ITrialLeaseCheck, AnyLease>();
     builder.Services.AddGradientAggregation();
     builder.Services.Configure<GradientAggregationOptions>(o => o.SocketPort = 0);
-    builder.Services.AddGrpc(o => o.MaxReceiveMessageSize = o.MaxSendMessageSize = new Orchestrator.Coordinator.Hosting.CoordinatorOptions().MaxMessageBytes);
+    builder.Services.AddGrpc(o => o.MaxReceiveMessageSize = o.MaxSendMessageSize = new Orchestrator.Coordinator.Configuration.CoordinatorOptions().MaxMessageBytes);
     await using var app = builder.Build();
     app.MapGrpcService<GradientExchangeService>();
     await app.StartAsync();

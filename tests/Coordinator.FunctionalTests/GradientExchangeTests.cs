@@ -41,7 +41,7 @@ public sealed class GradientExchangeTests
     {
         await using var coordinator = await TestCoordinator.StartAsync();
         var (workers, assignments) = await StartTrialAsync(coordinator, world);
-        Assert.All(assignments, a => Assert.Equal("coordinator", a.Aggregation));
+        Assert.All(assignments, a => Assert.Equal(AggregationMode.Coordinator, a.Aggregation));
         var ranks = await ConnectAsync(coordinator, assignments, transport);
         try
         {
@@ -228,7 +228,7 @@ public sealed class GradientExchangeTests
                 return true;
             }
         });
-        var stale = Path.Combine(Path.GetTempPath(), $"{Aggregation.GradientSocketServer.UnixSocketPrefix}{dead}-{Guid.NewGuid():N}.sock");
+        var stale = Path.Combine(Path.GetTempPath(), $"{Grpc.Gradients.GradientSocketServer.UnixSocketPrefix}{dead}-{Guid.NewGuid():N}.sock");
         await File.WriteAllTextAsync(stale, "");
         await using var coordinator = await TestCoordinator.StartAsync();
         Assert.False(File.Exists(stale));

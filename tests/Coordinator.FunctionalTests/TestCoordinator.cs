@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.Hosting;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Protocol.V1;
