@@ -4,7 +4,10 @@ using Outcome = Orchestrator.Protocol.V1.TrialStatus.Types.Outcome;
 
 namespace Orchestrator.Coordinator.FunctionalTests;
 
-/// <summary>Metric reports, leases and fencing tokens, seen from fake workers.</summary>
+/// <summary>
+/// Metric reports, leases and fencing tokens, seen from fake workers over real streams (reconnects,
+/// Welcome). Lease expiry, attempts and fencing as rules are TrialLifecycleTests, on a fake clock.
+/// </summary>
 public sealed class MetricsAndLeaseTests
 {
     private static readonly TimeSpan AfterLeaseTimeout = TestCoordinator.LeaseTimeout * 3;
@@ -62,63 +65,6 @@ public sealed class MetricsAndLeaseTests
         Assert.Empty(await fresh.SyncAsync());
         view = await coordinator.GetSweepAsync(sweep.Id);
         Assert.Equal(0.7, view.BestMetric);
-    }
-
-    [Fact]
-    public async Task A_worker_that_stops_heartbeating_loses_its_trial_to_another_worker_with_a_higher_token_and_attempt_2()
-    {
-        await using var coordinator = await TestCoordinator.StartAsync();
-        await using var silent = await coordinator.ConnectWorkerAsync("w-silent");
-        var sweep = await coordinator.SubmitAsync(Specs.Grid("lease", [0.05]));
-        var first = await silent.NextAssignmentAsync();
-        Assert.Equal(1, first.Attempt);
-        await using var other = await coordinator.ConnectWorkerAsync("w-other");
-
-        silent.StopHeartbeats();
-        // Within the lease timeout nothing happens yet.
-        await other.ExpectNothingAsync(TestCoordinator.LeaseTimeout / 2);
-        var second = await other.NextAssignmentAsync(AfterLeaseTimeout);
-
-        Assert.Equal(first.Lease.TrialId, second.Lease.TrialId);
-        Assert.True(second.Lease.FencingToken > first.Lease.FencingToken, $"token {second.Lease.FencingToken} after {first.Lease.FencingToken}");
-        Assert.Equal(2, second.Attempt);
-        var trial = await coordinator.TrialAsync(sweep.Id, first.Lease.TrialId);
-        Assert.Equal(TrialState.Running, trial.State);
-        Assert.Equal(2, trial.Attempt);
-        Assert.Equal(["w-other"], trial.WorkerIds);
-        Assert.Equal(first.Lease.TrialId, (await silent.NextStopAsync()).TrialId);
-    }
-
-    [Fact]
-    public async Task A_trial_whose_workers_keep_dying_fails_after_MaxTrialAttempts_and_fails_the_sweep_past_maxFailedTrials()
-    {
-        await using var coordinator = await TestCoordinator.StartAsync(o => o.MaxTrialAttempts = 2);
-        var a = await coordinator.ConnectWorkerAsync("w-a");
-        var sweep = await coordinator.SubmitAsync(Specs.Grid("attempts", [0.05, 0.1], maxFailedTrials: 0));
-        var firstAttempt = await a.NextAssignmentAsync();
-        Assert.Equal($"{sweep.Id}-t0000", firstAttempt.Lease.TrialId);
-        await a.CloseAsync(); // the worker process died
-
-        var b = await coordinator.ConnectWorkerAsync("w-b");
-        var secondAttempt = await b.NextAssignmentAsync(AfterLeaseTimeout);
-        Assert.Equal(firstAttempt.Lease.TrialId, secondAttempt.Lease.TrialId);
-        Assert.Equal(2, secondAttempt.Attempt);
-        await b.CloseAsync();
-
-        var failed = await coordinator.WaitForTrialAsync(sweep.Id, firstAttempt.Lease.TrialId, t => t.State != TrialState.Running && t.State != TrialState.Pending);
-        Assert.Equal(TrialState.Failed, failed.State);
-        Assert.Equal(2, failed.Attempt);
-        Assert.Contains("attempt 2 of 2", failed.Message, StringComparison.Ordinal);
-        var view = await coordinator.WaitForSweepAsync(sweep.Id, s => s.State != SweepState.Running && s.State != SweepState.Pending);
-        Assert.Equal(SweepState.Failed, view.State);
-        Assert.Contains("maxFailedTrials", view.Message, StringComparison.Ordinal);
-        // The sweep's other trial never ran. It is cancelled as the sweep ends, just after the
-        // sweep's own state is written, so a busy machine may show the sweep failed a moment before.
-        var other = await coordinator.WaitForTrialAsync(sweep.Id, $"{sweep.Id}-t0001", t => t.State != TrialState.Pending);
-        Assert.Equal(TrialState.Cancelled, other.State);
-        Assert.Equal(0, other.Attempt);
-        await a.DisposeAsync();
-        await b.DisposeAsync();
     }
 
     [Fact]

@@ -86,6 +86,7 @@ public sealed partial class SweepManager(
     /// <summary>Assigns a pending trial to a gang (<see cref="TrialLifecycle.AssignAsync"/>); its sweep starts running.</summary>
     public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<GangRank> gang, CancellationToken ct)
     {
+        if (runtimes.TryGet(trial.SweepId, out var runtime) && runtime.Finishing) return null;
         var sweep = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
         var assigned = await trials.AssignAsync(trial, gang, sweep is null ? null : runtimes.TrySpecOf(sweep), ct).ConfigureAwait(false);
         if (assigned is null || sweep is not { State: SweepStatus.Pending }) return assigned;
@@ -268,6 +269,8 @@ public sealed partial class SweepManager(
     private async Task FinishSweepAsync(string sweepId, SweepStatus state, string message, CancellationToken ct)
     {
         if (await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false) is not { State: SweepStatus.Pending or SweepStatus.Running }) return;
+        // Workers freed by the cancellations wake the scheduler: it must not hand them the trials still to cancel.
+        if (runtimes.TryGet(sweepId, out var runtime)) runtime.Finishing = true;
         var reason = $"sweep {state.ToString().ToLowerInvariant()}";
         foreach (var trial in await store.ListTrialsAsync(sweepId, ct).ConfigureAwait(false))
         {

@@ -12,6 +12,15 @@ public sealed class SweepRuntime(ValidatedSweep spec, Searcher searcher)
     public Searcher Searcher { get; } = searcher;
     /// <summary>Serialises the searcher's events and the sweep record updates made from them.</summary>
     public SemaphoreSlim Gate { get; } = new(1, 1);
+
+    /// <summary>The sweep is ending (its trials are being cancelled): assign none of its trials any more.</summary>
+    public bool Finishing
+    {
+        get => Volatile.Read(ref _finishing);
+        set => Volatile.Write(ref _finishing, value);
+    }
+
+    private bool _finishing;
 }
 
 /// <summary>
