@@ -11,7 +11,9 @@ namespace Orchestrator.Coordinator.Aggregation;
 /// The gradient exchange of one trial attempt (trial id + fencing token): W rank streams, the
 /// chunks of the step in flight, and a watchdog. Chunk k of a step is reduced on the thread that
 /// delivers its last part, then queued to every rank's outbox; each outbox has one writer loop
-/// (the rank's call handler).
+/// (the rank's call handler). It knows no transport: it fails with a typed
+/// <see cref="AggregationFailure"/> that each transport (the gRPC stream, the gradient socket)
+/// turns into its own status.
 /// </summary>
 /// <remarks>
 /// <para>At most one step is in flight: a rank sends step s+1 only after it received all of step
@@ -93,7 +95,7 @@ internal sealed partial class AggregationSession
         }
     }
 
-    /// <summary>Adds a rank's stream. Throws the status the new stream must end with when it cannot join.</summary>
+    /// <summary>Adds a rank's stream. Throws an <see cref="AggregationException"/> with the failure the new stream must end with when it cannot join.</summary>
     public RankPort Join(GradientStreamSpec header)
     {
         lock (_gate)

@@ -44,7 +44,7 @@ public sealed class AggregationSessions(IOptions<GradientAggregationOptions> opt
 
     /// <summary>
     /// Joins the rank to its trial's session, opening it when this is the first rank (or a newer
-    /// attempt). Throws the status the stream must end with when the rank cannot join.
+    /// attempt). Throws an <see cref="AggregationException"/> with the failure the stream must end with when the rank cannot join.
     /// </summary>
     internal (AggregationSession Session, RankPort Port) Join(GradientStreamSpec header)
     {
