@@ -14,17 +14,7 @@ namespace Orchestrator.Coordinator.FunctionalTests;
 public sealed class GpuSchedulingTests
 {
     private static string GpuSweep(string name, int trials, int workers = 1, int gpusPerWorker = 1, int parallelTrials = 8) =>
-        $$"""
-        name: {{name}}
-        data: { name: synthetic }
-        model: { name: simple-cnn }
-        trial: { epochs: 2, batchSize: 32 }
-        parameters:
-          optimizer.lr: { values: [{{string.Join(", ", Enumerable.Range(1, trials).Select(i => $"0.0{i}"))}}] }
-        search: { method: grid, maxTrials: {{trials}}, parallelTrials: {{parallelTrials}} }
-        objective: { metric: val_accuracy, goal: maximize }
-        resources: { workers: {{workers}}, minWorkers: {{workers}}, gpusPerWorker: {{gpusPerWorker}} }
-        """;
+        Specs.Grid(name, Specs.Lrs(trials), parallelTrials, workers: workers, minWorkers: workers, gpusPerWorker: gpusPerWorker);
 
     /// <summary>orch_trials_pending of this coordinator, by reason label.</summary>
     private static Dictionary<string, long> PendingByReason(TestCoordinator coordinator)

@@ -4,6 +4,7 @@ using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.Domain;
 using Orchestrator.Coordinator.Events;
+using SweepFiles = Orchestrator.Coordinator.FunctionalTests.Specs;
 using Orchestrator.Coordinator.Scheduling;
 using Orchestrator.Coordinator.State.Sqlite;
 using Orchestrator.Coordinator.Sweeps;
@@ -120,17 +121,7 @@ internal sealed class CoordinatorCore : IAsyncDisposable
         catch (IOException) { /* a leftover temp folder is harmless */ }
     }
 
-    /// <summary>A grid sweep over optimizer.lr (one trial per value), as the functional tests' Specs.Grid.</summary>
+    /// <summary>A grid of <paramref name="trials"/> trials (the functional tests' sweep files); gangs never shrink.</summary>
     public static string Grid(string name, int trials, int parallelTrials = 1, int maxFailedTrials = 3, double? target = null, int workers = 1, int gpusPerWorker = 0) =>
-        $$"""
-        name: {{name}}
-        data: { name: synthetic }
-        model: { name: simple-cnn }
-        trial: { epochs: 2, batchSize: 32 }
-        parameters:
-          optimizer.lr: { values: [{{string.Join(", ", Enumerable.Range(1, trials).Select(i => $"0.0{i}"))}}] }
-        search: { method: grid, maxTrials: {{trials}}, parallelTrials: {{parallelTrials}}, maxFailedTrials: {{maxFailedTrials}} }
-        objective: { metric: val_accuracy, goal: maximize{{(target is { } t ? ", target: " + t.ToString(System.Globalization.CultureInfo.InvariantCulture) : "")}} }
-        resources: { workers: {{workers}}, minWorkers: {{workers}}{{(gpusPerWorker > 0 ? $", gpusPerWorker: {gpusPerWorker}" : "")}} }
-        """;
+        SweepFiles.Grid(name, SweepFiles.Lrs(trials), parallelTrials, maxFailedTrials, target, workers, minWorkers: workers, gpusPerWorker);
 }

@@ -1,13 +1,8 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
-using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Aggregation;
-using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Protocol;
-using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Coordinator.Grpc.Gradients;
 

@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
@@ -7,7 +5,6 @@ using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Aggregation;
 using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Protocol;
-using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Coordinator.Grpc.Gradients;
 
