@@ -83,6 +83,7 @@ public static class CoordinatorHost
             ? RedisStateStore.ConnectAsync(redis, settings.RedisPrefix, CancellationToken.None).GetAwaiter().GetResult()
             : SqliteStateStore.OpenAsync(settings.StateDir, CancellationToken.None).GetAwaiter().GetResult());
         services.AddSingleton<CheckpointStore>();
+        services.AddSingleton<CheckpointRetention>();
         services.AddDataDelivery(settings);
         services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<SweepEvents>();

@@ -25,6 +25,7 @@ public sealed partial class SweepManager(
     WorkerRegistry workers,
     SweepEvents events,
     CheckpointStore checkpoints,
+    CheckpointRetention retention,
     Aggregation.GradientSocketEndpoint gradientSocket,
     Scheduling.PendingReasons pendingReasons,
     IOptions<CoordinatorOptions> options,
@@ -35,12 +36,25 @@ public sealed partial class SweepManager(
     private readonly CoordinatorOptions _options = options.Value;
 
     /// <summary>A sweep's in-memory companions: the validated spec, its searcher, and a lock for sweep-level updates.</summary>
-    private sealed class SweepRuntime(ValidatedSweep spec, Searcher searcher)
+    private sealed class SweepRuntime(SweepRecord sweep, ValidatedSweep spec, Searcher searcher)
     {
+        public string Id { get; } = sweep.Id;
+        public DateTimeOffset CreatedAt { get; } = sweep.CreatedAt;
         public ValidatedSweep Spec { get; } = spec;
         public Searcher Searcher { get; } = searcher;
         public SemaphoreSlim Gate { get; } = new(1, 1);
+        /// <summary>The sweep's best objective as last written (under <see cref="Gate"/>).</summary>
+        public double? Best { get; set; } = sweep.BestMetric;
+        /// <summary>Pending or running (the scheduler serves it); false once it finished.</summary>
+        public volatile bool Active = sweep.State is SweepStatus.Pending or SweepStatus.Running;
     }
+
+    /// <summary>
+    /// The sweeps the scheduler serves, oldest first, from memory: no store read, so a pass does
+    /// not grow with the size of the sweeps' records (their spec and searcher state).
+    /// </summary>
+    public IReadOnlyList<ActiveSweep> ActiveSweeps() =>
+        [.. _runtimes.Values.Where(r => r.Active).OrderBy(r => r.CreatedAt).ThenBy(r => r.Id, StringComparer.Ordinal).Select(r => new ActiveSweep(r.Id, r.Spec))];
 
     private DateTimeOffset Now => clock.GetUtcNow();
 
@@ -66,7 +80,7 @@ public sealed partial class SweepManager(
             SearcherState = searcher.SaveState(),
         };
         await store.CreateSweepAsync(sweep, trials, ct).ConfigureAwait(false);
-        _runtimes[id] = new SweepRuntime(spec, searcher);
+        _runtimes[id] = new SweepRuntime(sweep, spec, searcher);
         Log.SweepSubmitted(logger, id, spec.Name, trials.Count);
         workers.Signal();
         return (await store.GetSweepAsync(id, ct).ConfigureAwait(false))!;
@@ -114,7 +128,7 @@ public sealed partial class SweepManager(
     {
         var spec = ValidatedSweep.Parse(sweep.SpecYaml, sweep.Name, new SweepLimits(int.MaxValue, int.MaxValue, int.MaxValue));
         var searcher = sweep.SearcherState is { } state ? Searcher.Restore(spec, state) : Searcher.Create(spec);
-        return new SweepRuntime(spec, searcher);
+        return new SweepRuntime(sweep, spec, searcher);
     });
 
     /// <summary>The spec of a sweep, or null when it cannot be validated any more.</summary>
@@ -206,32 +220,51 @@ public sealed partial class SweepManager(
         return renewed is not null;
     }
 
-    /// <summary>Records a metric point. Returns false when the writer's token is stale.</summary>
+    /// <summary>
+    /// Records a metric point. Returns false when the writer's token is stale. Two store round
+    /// trips in the common case: read the trial, then append the point together with the
+    /// trial's new summary (epoch, latest and best objective) in one atomic write; the sweep is
+    /// written only when the report changes its best trial or the searcher acts on it.
+    /// </summary>
     public async Task<bool> ReportMetricAsync(string trialId, long token, MetricPointRecord point, CancellationToken ct)
     {
-        var result = await store.AppendMetricAsync(trialId, token, point, ct).ConfigureAwait(false);
-        if (result is MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial) return false;
-        if (result == MetricAppendResult.Duplicate) return true; // a re-sent report: already counted
-
-        var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
-        if (trial is null) return false;
-        // The sweep's runtime is cached; the sweep record (spec, searcher state) is read only on a miss.
-        if (!_runtimes.TryGetValue(trial.SweepId, out var runtime))
+        TrialRecord updated;
+        SweepRuntime? runtime;
+        double? objective;
+        for (var attempt = 0; ; attempt++)
         {
-            var record = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
-            if (record is null || record.State is not (SweepStatus.Pending or SweepStatus.Running)) return true;
-            runtime = Runtime(record);
+            var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
+            if (trial is null || trial.FencingToken != token) return false;
+            // The sweep's runtime is cached; the sweep record (spec, searcher state) is read only on a miss.
+            runtime = _runtimes.GetValueOrDefault(trial.SweepId);
+            if (runtime is null && await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false) is { State: SweepStatus.Pending or SweepStatus.Running } record)
+                runtime = Runtime(record);
+            if (runtime is null)
+            {
+                // The sweep is over: keep the point, nothing else follows from it.
+                var kept = await store.AppendMetricAsync(trialId, token, point, ct).ConfigureAwait(false);
+                return kept is MetricAppendResult.Appended or MetricAppendResult.Duplicate;
+            }
+            var spec = runtime.Spec;
+            objective = point.Values.TryGetValue(spec.ObjectiveMetric, out var v) && double.IsFinite(v) ? v : null;
+            updated = trial with
+            {
+                Epoch = Math.Max(trial.Epoch, point.Epoch),
+                LatestMetric = objective ?? trial.LatestMetric,
+                BestMetric = objective is { } o && spec.IsBetter(o, trial.BestMetric) ? o : trial.BestMetric,
+            };
+            var result = await store.AppendMetricAsync(trialId, token, point, new TrialUpdate(updated, trial.Version), ct).ConfigureAwait(false);
+            if (result is MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial) return false;
+            if (result == MetricAppendResult.Duplicate) return true; // a re-sent report: already counted
+            if (result == MetricAppendResult.Appended)
+            {
+                updated = updated with { Version = trial.Version + 1 };
+                break;
+            }
+            // Conflict: the trial changed since it was read (a heartbeat renewed the lease): again.
+            if (attempt > 100) throw new InvalidOperationException($"trial {trialId}: too much contention");
         }
-        var sweepId = trial.SweepId;
-        var spec = runtime.Spec;
-        double? objective = point.Values.TryGetValue(spec.ObjectiveMetric, out var v) && double.IsFinite(v) ? v : null;
-        var updated = await UpdateTrialAsync(trialId, t => t.FencingToken != token ? null : t with
-        {
-            Epoch = Math.Max(t.Epoch, point.Epoch),
-            LatestMetric = objective ?? t.LatestMetric,
-            BestMetric = objective is { } o && spec.IsBetter(o, t.BestMetric) ? o : t.BestMetric,
-        }, ct).ConfigureAwait(false);
-        if (updated is null) return false;
+        var sweepId = updated.SweepId;
         if (events.HasWatchers(sweepId)) events.Publish(sweepId, new Proto.SweepEvent { Metric = Mapping.ToProto(trialId, point) });
         PublishTrial(updated);
         if (objective is not { } value) return true;
@@ -240,13 +273,23 @@ public sealed partial class SweepManager(
         try
         {
             var actions = runtime.Searcher.OnValidation(updated.Index, point.Epoch, value);
-            var fresh = await UpdateSweepAsync(sweepId, s => s with
+            var spec = runtime.Spec;
+            // Only a new best or an action is worth a sweep write; the searcher's own bookkeeping
+            // of a report is saved with the next write (a restart replays at most a re-sent report).
+            if (actions.Count > 0 || runtime.Best is not { } best || spec.IsBetter(value, best))
             {
-                BestTrialId = spec.IsBetter(value, s.BestMetric) ? trialId : s.BestTrialId,
-                BestMetric = spec.IsBetter(value, s.BestMetric) ? value : s.BestMetric,
-                SearcherState = runtime.Searcher.SaveState(),
-            }, ct).ConfigureAwait(false);
-            if (fresh is not null) PublishSweep(fresh);
+                var fresh = await UpdateSweepAsync(sweepId, s => s with
+                {
+                    BestTrialId = spec.IsBetter(value, s.BestMetric) ? updated.Id : s.BestTrialId,
+                    BestMetric = spec.IsBetter(value, s.BestMetric) ? value : s.BestMetric,
+                    SearcherState = runtime.Searcher.SaveState(),
+                }, ct).ConfigureAwait(false);
+                if (fresh is not null)
+                {
+                    runtime.Best = fresh.BestMetric;
+                    PublishSweep(fresh);
+                }
+            }
             // The searcher decides when the sweep is over (target reached, budget spent).
             await ApplyActionsAsync(sweepId, runtime, actions, ct).ConfigureAwait(false);
         }
@@ -381,14 +424,11 @@ public sealed partial class SweepManager(
             }, ct).ConfigureAwait(false);
             await ApplyActionsAsync(sweep.Id, runtime, actions, ct).ConfigureAwait(false);
             if (fresh is null) return;
-            var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
             // A safety net: the searcher normally ends the sweep itself once every trial exited.
-            if (trials.All(t => t.IsFinished) && fresh.State is SweepStatus.Pending or SweepStatus.Running)
-            {
-                var done = trials.Count(t => t.State == TrialStatus.Completed);
-                await FinishSweepAsync(sweep.Id, SweepStatus.Completed, $"{done} of {trials.Count} trials completed", ct).ConfigureAwait(false);
-            }
-            PruneCheckpoints(fresh, trials, runtime.Spec);
+            var counts = await store.CountTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
+            if (counts.Unfinished == 0 && fresh.State is SweepStatus.Pending or SweepStatus.Running)
+                await FinishSweepAsync(sweep.Id, SweepStatus.Completed, $"{counts.Completed} of {counts.Total} trials completed", ct).ConfigureAwait(false);
+            await retention.TrialEndedAsync(fresh, trial, runtime.Spec, ct).ConfigureAwait(false);
         }
         finally
         {
@@ -432,12 +472,38 @@ public sealed partial class SweepManager(
             : null, ct).ConfigureAwait(false);
         if (finished is null) return;
         Log.SweepFinished(logger, sweepId, state.ToString(), message);
-        foreach (var trial in await store.ListTrialsAsync(sweepId, ct).ConfigureAwait(false))
-        {
-            if (!trial.IsFinished) await CancelTrialAsync(trial.Id, $"sweep {state.ToString().ToLowerInvariant()}", ct).ConfigureAwait(false);
-        }
+        if (_runtimes.TryGetValue(sweepId, out var runtime)) runtime.Active = false;
+        var reason = $"sweep {state.ToString().ToLowerInvariant()}";
+        await CancelPendingAsync(sweepId, reason, ct).ConfigureAwait(false);
+        // Running trials one by one: each has workers to stop.
+        foreach (var trial in await store.ListTrialsPageAsync(sweepId, TrialPageQuery.First(int.MaxValue, TrialStatus.Running), ct).ConfigureAwait(false))
+            await CancelTrialAsync(trial.Id, reason, ct).ConfigureAwait(false);
         PublishSweep(finished);
         _runtimes.TryRemove(sweepId, out _);
+    }
+
+    /// <summary>
+    /// Cancels the sweep's pending trials in bulk: one read and one batch compare-and-set per page.
+    /// A trial assigned meanwhile fails its compare-and-set and is cancelled on its own.
+    /// </summary>
+    private async Task CancelPendingAsync(string sweepId, string reason, CancellationToken ct)
+    {
+        const int Page = 5000;
+        var now = Now;
+        var after = -1;
+        while (true)
+        {
+            var pending = await store.ListTrialsPageAsync(sweepId, new TrialPageQuery(after, Page, TrialStatus.Pending), ct).ConfigureAwait(false);
+            if (pending.Count == 0) return;
+            var cancelled = pending.Select(t => t with { State = TrialStatus.Cancelled, WorkerIds = [], LeaseExpiresAt = null, FinishedAt = now, Message = reason }).ToList();
+            var applied = await store.TryUpdateTrialsAsync(sweepId, [.. cancelled.Select((t, i) => new TrialUpdate(t, pending[i].Version))], ct).ConfigureAwait(false);
+            for (var i = 0; i < pending.Count; i++)
+            {
+                if (applied[i]) PublishTrial(cancelled[i] with { Version = pending[i].Version + 1 });
+                else await CancelTrialAsync(pending[i].Id, reason, ct).ConfigureAwait(false);
+            }
+            after = pending[^1].Index;
+        }
     }
 
     private async Task CancelTrialAsync(string trialId, string reason, CancellationToken ct)
@@ -461,20 +527,6 @@ public sealed partial class SweepManager(
         }
         PublishTrial(updated);
         workers.Signal();
-    }
-
-    /// <summary>Keeps best.ckpt of the sweep's best N finished trials and latest.ckpt of unfinished ones.</summary>
-    private void PruneCheckpoints(SweepRecord sweep, IReadOnlyList<TrialRecord> trials, ValidatedSweep spec)
-    {
-        var ranked = trials.Where(t => t.BestMetric is not null)
-            .OrderBy(t => spec.Maximize ? -t.BestMetric!.Value : t.BestMetric!.Value)
-            .Select(t => t.Id).Take(checkpoints.KeepBestPerSweep).ToHashSet(StringComparer.Ordinal);
-        if (sweep.BestTrialId is { } best) ranked.Add(best);
-        foreach (var t in trials.Where(t => t.IsFinished))
-        {
-            checkpoints.Delete(t.SweepId, t.Id, CheckpointSlot.Latest);
-            if (!ranked.Contains(t.Id)) checkpoints.Delete(t.SweepId, t.Id, CheckpointSlot.Best);
-        }
     }
 
     /// <summary>Compare-and-set loop: re-reads and re-applies <paramref name="change"/> until it sticks; null when the change declines.</summary>
@@ -505,6 +557,9 @@ public sealed partial class SweepManager(
             if (attempt > 100) throw new InvalidOperationException($"sweep {sweepId}: too much contention");
         }
     }
+
+    /// <summary>Whether anyone watches the sweep (events are built only then).</summary>
+    public bool HasWatchers(string sweepId) => events.HasWatchers(sweepId);
 
     /// <summary>Tells the sweep's watchers about a trial's current state (and pending reason).</summary>
     public void PublishTrial(TrialRecord t)
