@@ -1,0 +1,180 @@
+// The cost of one scheduler pass (TrialScheduler.PassAsync) against the size of the pending
+// sweep: the same pass, in this process, on a real redis-server and on SQLite, with a sweep of
+// 100 and of 100,000 pending trials and no free worker (every pass recomputes why the trials
+// wait and scans for expired leases; a manual clock moves 3 s between passes so nothing is
+// skipped). Every store call is counted through a proxy. For reference, the same run times one
+// ListTrials of the sweep: the scheduler used to read every trial of every active sweep twice
+// per pass.
+//
+//   dotnet run -c Release --project bench/SchedulerPass -- [--passes 30] [--sizes 100,100000]
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Orchestrator.Coordinator.Domain;
+using Orchestrator.Coordinator.Hosting;
+using Orchestrator.Coordinator.Scheduling;
+using Orchestrator.Coordinator.State;
+using Orchestrator.Coordinator.State.Redis;
+using Orchestrator.Coordinator.State.Sqlite;
+using Orchestrator.Coordinator.Sweeps;
+using Orchestrator.TestSupport;
+
+var passes = 30;
+int[] sizes = [100, 100_000];
+for (var i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--passes": passes = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
+        case "--sizes": sizes = [.. args[++i].Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture))]; break;
+        default: throw new ArgumentException($"unknown argument {args[i]}");
+    }
+}
+
+var workDir = Directory.CreateTempSubdirectory("orch-bench-pass-").FullName;
+await using var redis = await RedisServer.StartAsync(CancellationToken.None);
+Console.WriteLine($"passes {passes} per row (+3 warm-up), no workers, redis-server {redis.Configuration} (appendonly, appendfsync always), SQLite WAL synchronous=FULL");
+Console.WriteLine();
+Console.WriteLine("| store | pending trials | pass median ms | pass p90 ms | store calls per pass | one ListTrials of the sweep, ms |");
+Console.WriteLine("|---|---|---|---|---|---|");
+var rows = new List<(string Store, int Size, double Median)>();
+try
+{
+    foreach (var size in sizes)
+    {
+        foreach (var storeName in new[] { "Redis", "SQLite" })
+        {
+            IStateStore store = storeName == "Redis"
+                ? await RedisStateStore.ConnectAsync(redis.Configuration, $"bench{size}:", CancellationToken.None)
+                : await SqliteStateStore.OpenAsync(Path.Combine(workDir, $"sqlite-{size}"), CancellationToken.None);
+            try
+            {
+                var row = await MeasureAsync(storeName, store, size, passes, workDir);
+                rows.Add((storeName, size, row));
+            }
+            finally
+            {
+                if (store is IAsyncDisposable d) await d.DisposeAsync();
+            }
+        }
+    }
+    Console.WriteLine();
+    foreach (var storeName in new[] { "Redis", "SQLite" })
+    {
+        var small = rows.First(r => r.Store == storeName && r.Size == sizes.Min()).Median;
+        var large = rows.First(r => r.Store == storeName && r.Size == sizes.Max()).Median;
+        Console.WriteLine($"{storeName}: pass with {sizes.Max():N0} pending / pass with {sizes.Min():N0} pending = {large / small:F2}");
+    }
+}
+finally
+{
+    try { Directory.Delete(workDir, recursive: true); } catch (IOException) { }
+}
+
+static async Task<double> MeasureAsync(string storeName, IStateStore inner, int size, int passes, string workDir)
+{
+    var ct = CancellationToken.None;
+    var clock = new ManualClock(DateTimeOffset.UtcNow);
+    var sweepId = $"sw-bench{size}";
+    var sweep = new SweepRecord { Id = sweepId, Name = "bench", State = SweepStatus.Running, SpecYaml = Spec(size), CreatedAt = clock.GetUtcNow() };
+    var trials = Enumerable.Range(0, size).Select(i => new TrialRecord
+    {
+        Id = $"{sweepId}-t{i:000000}",
+        SweepId = sweepId,
+        Index = i,
+        Parameters = new Dictionary<string, string> { ["optimizer.lr"] = "0.01" },
+        TrialYaml = "epochs: 1\n",
+        Epochs = 1,
+        CreatedAt = clock.GetUtcNow(),
+    }).ToList();
+    await inner.CreateSweepAsync(sweep, trials, ct);
+
+    var store = CountingStore.Wrap(inner);
+    var services = new ServiceCollection();
+    services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
+    services.AddCoordinatorServices(new CoordinatorHostSettings { StateDir = Path.Combine(workDir, $"state-{storeName}-{size}"), Redis = null });
+    services.AddSingleton<IStateStore>(store);
+    services.AddSingleton<TimeProvider>(clock);
+    await using var provider = services.BuildServiceProvider();
+    await provider.GetRequiredService<SweepManager>().RecoverAsync(ct);
+    var scheduler = provider.GetRequiredService<TrialScheduler>();
+    clock.Advance(TimeSpan.FromHours(1)); // past the start-up grace: every pass scans leases
+
+    var times = new List<double>();
+    var calls = new List<long>();
+    for (var p = -3; p < passes; p++)
+    {
+        clock.Advance(TimeSpan.FromSeconds(3));
+        var before = CountingStore.Calls;
+        var sw = Stopwatch.StartNew();
+        await scheduler.PassAsync(ct);
+        sw.Stop();
+        if (p < 0) continue;
+        times.Add(sw.Elapsed.TotalMilliseconds);
+        calls.Add(CountingStore.Calls - before);
+    }
+    var reason = provider.GetRequiredService<PendingReasons>().Counts().Sum(c => c.Count);
+    if (reason != size) throw new InvalidOperationException($"{storeName}: {reason} trials have a pending reason, expected {size}");
+
+    var list = Stopwatch.StartNew();
+    var listed = await inner.ListTrialsAsync(sweepId, ct);
+    var listMs = list.Elapsed.TotalMilliseconds;
+    if (listed.Count != size) throw new InvalidOperationException("unexpected listing");
+
+    times.Sort();
+    var median = times[times.Count / 2];
+    Console.WriteLine($"| {storeName} | {size:N0} | {median:F2} | {times[(int)(times.Count * 0.9)]:F2} | {calls.Average():F1} | {listMs:F0} |");
+    return median;
+}
+
+static string Spec(int trials) => $$"""
+    name: bench-pass
+    data: { name: synthetic, imageSize: 32 }
+    model: { name: simple-cnn }
+    trial: { epochs: 1 }
+    parameters:
+      optimizer.lr: { distribution: log-uniform, min: 0.0001, max: 0.1 }
+    search: { method: random, maxTrials: {{trials}}, parallelTrials: 8, seed: 1 }
+    objective: { metric: val_accuracy, goal: maximize }
+    """;
+
+/// <summary>A clock the benchmark moves by hand.</summary>
+sealed class ManualClock(DateTimeOffset start) : TimeProvider
+{
+    private DateTimeOffset _now = start;
+    public override DateTimeOffset GetUtcNow() => _now;
+    public void Advance(TimeSpan by) => _now += by;
+}
+
+/// <summary>Counts every call made to the store it wraps.</summary>
+#pragma warning disable CA1852 // DispatchProxy derives a class from it at run time: it cannot be sealed.
+class CountingStore : DispatchProxy
+#pragma warning restore CA1852
+{
+    private static long _calls;
+    private IStateStore _inner = null!;
+
+    public static long Calls => Interlocked.Read(ref _calls);
+
+    public static IStateStore Wrap(IStateStore inner)
+    {
+        var proxy = Create<IStateStore, CountingStore>();
+        ((CountingStore)(object)proxy)._inner = inner;
+        return proxy;
+    }
+
+    protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+    {
+        Interlocked.Increment(ref _calls);
+        try
+        {
+            return targetMethod!.Invoke(_inner, args);
+        }
+        catch (TargetInvocationException e) when (e.InnerException is not null)
+        {
+            throw e.InnerException;
+        }
+    }
+}
