@@ -47,7 +47,7 @@ try
         foreach (var storeName in new[] { "Redis", "SQLite" })
         {
             IStateStore store = storeName == "Redis"
-                ? await RedisStateStore.ConnectAsync(redis.Configuration, $"bench{size}:", CancellationToken.None)
+                ? await RedisStateStore.ConnectAsync(redis.Configuration + ",asyncTimeout=120000", $"bench{size}:", CancellationToken.None)
                 : await SqliteStateStore.OpenAsync(Path.Combine(workDir, $"sqlite-{size}"), CancellationToken.None);
             try
             {
