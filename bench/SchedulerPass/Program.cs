@@ -35,11 +35,9 @@ for (var i = 0; i < args.Length; i++)
 
 var workDir = Directory.CreateTempSubdirectory("orch-bench-pass-").FullName;
 await using var redis = await RedisServer.StartAsync(CancellationToken.None);
-Console.WriteLine($"passes {passes} per row (+3 warm-up), no workers, redis-server {redis.Configuration} (appendonly, appendfsync always), SQLite WAL synchronous=FULL");
+Console.WriteLine($"passes {passes} per row (+3 warm-up), taken in turns across the rows so that machine noise hits all of them; no workers; redis-server {redis.Configuration} (appendonly, appendfsync always), SQLite WAL synchronous=FULL");
 Console.WriteLine();
-Console.WriteLine("| store | pending trials | pass median ms | pass p90 ms | store calls per pass | one ListTrials of the sweep, ms |");
-Console.WriteLine("|---|---|---|---|---|---|");
-var rows = new List<(string Store, int Size, double Median)>();
+var setups = new List<Setup>();
 try
 {
     foreach (var size in sizes)
@@ -47,89 +45,36 @@ try
         foreach (var storeName in new[] { "Redis", "SQLite" })
         {
             IStateStore store = storeName == "Redis"
+                // A 100,000-trial sweep is one script of ~40 MB: give it time on a busy machine.
                 ? await RedisStateStore.ConnectAsync(redis.Configuration + ",asyncTimeout=120000", $"bench{size}:", CancellationToken.None)
                 : await SqliteStateStore.OpenAsync(Path.Combine(workDir, $"sqlite-{size}"), CancellationToken.None);
-            try
-            {
-                var row = await MeasureAsync(storeName, store, size, passes, workDir);
-                rows.Add((storeName, size, row));
-            }
-            finally
-            {
-                if (store is IAsyncDisposable d) await d.DisposeAsync();
-            }
+            setups.Add(await Setup.CreateAsync(storeName, store, size, workDir));
         }
     }
+    for (var p = -3; p < passes; p++)
+    {
+        foreach (var setup in setups) await setup.PassAsync(record: p >= 0);
+    }
+    Console.WriteLine("| store | pending trials | pass median ms | pass p90 ms | store calls per pass | one ListTrials of the sweep, ms |");
+    Console.WriteLine("|---|---|---|---|---|---|");
+    foreach (var setup in setups) Console.WriteLine(await setup.RowAsync());
     Console.WriteLine();
     foreach (var storeName in new[] { "Redis", "SQLite" })
     {
-        var small = rows.First(r => r.Store == storeName && r.Size == sizes.Min()).Median;
-        var large = rows.First(r => r.Store == storeName && r.Size == sizes.Max()).Median;
+        var small = setups.First(r => r.Store == storeName && r.Size == sizes.Min()).Median;
+        var large = setups.First(r => r.Store == storeName && r.Size == sizes.Max()).Median;
         Console.WriteLine($"{storeName}: pass with {sizes.Max():N0} pending / pass with {sizes.Min():N0} pending = {large / small:F2}");
     }
 }
 finally
 {
+    foreach (var setup in setups) await setup.DisposeAsync();
     try { Directory.Delete(workDir, recursive: true); } catch (IOException) { }
 }
 
-static async Task<double> MeasureAsync(string storeName, IStateStore inner, int size, int passes, string workDir)
+static class BenchSpec
 {
-    var ct = CancellationToken.None;
-    var clock = new ManualClock(DateTimeOffset.UtcNow);
-    var sweepId = $"sw-bench{size}";
-    var sweep = new SweepRecord { Id = sweepId, Name = "bench", State = SweepStatus.Running, SpecYaml = Spec(size), CreatedAt = clock.GetUtcNow() };
-    var trials = Enumerable.Range(0, size).Select(i => new TrialRecord
-    {
-        Id = $"{sweepId}-t{i:000000}",
-        SweepId = sweepId,
-        Index = i,
-        Parameters = new Dictionary<string, string> { ["optimizer.lr"] = "0.01" },
-        TrialYaml = "epochs: 1\n",
-        Epochs = 1,
-        CreatedAt = clock.GetUtcNow(),
-    }).ToList();
-    await inner.CreateSweepAsync(sweep, trials, ct);
-
-    var store = CountingStore.Wrap(inner);
-    var services = new ServiceCollection();
-    services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
-    services.AddCoordinatorServices(new CoordinatorHostSettings { StateDir = Path.Combine(workDir, $"state-{storeName}-{size}"), Redis = null });
-    services.AddSingleton<IStateStore>(store);
-    services.AddSingleton<TimeProvider>(clock);
-    await using var provider = services.BuildServiceProvider();
-    await provider.GetRequiredService<SweepManager>().RecoverAsync(ct);
-    var scheduler = provider.GetRequiredService<TrialScheduler>();
-    clock.Advance(TimeSpan.FromHours(1)); // past the start-up grace: every pass scans leases
-
-    var times = new List<double>();
-    var calls = new List<long>();
-    for (var p = -3; p < passes; p++)
-    {
-        clock.Advance(TimeSpan.FromSeconds(3));
-        var before = CountingStore.Calls;
-        var sw = Stopwatch.StartNew();
-        await scheduler.PassAsync(ct);
-        sw.Stop();
-        if (p < 0) continue;
-        times.Add(sw.Elapsed.TotalMilliseconds);
-        calls.Add(CountingStore.Calls - before);
-    }
-    var reason = provider.GetRequiredService<PendingReasons>().Counts().Sum(c => c.Count);
-    if (reason != size) throw new InvalidOperationException($"{storeName}: {reason} trials have a pending reason, expected {size}");
-
-    var list = Stopwatch.StartNew();
-    var listed = await inner.ListTrialsAsync(sweepId, ct);
-    var listMs = list.Elapsed.TotalMilliseconds;
-    if (listed.Count != size) throw new InvalidOperationException("unexpected listing");
-
-    times.Sort();
-    var median = times[times.Count / 2];
-    Console.WriteLine($"| {storeName} | {size:N0} | {median:F2} | {times[(int)(times.Count * 0.9)]:F2} | {calls.Average():F1} | {listMs:F0} |");
-    return median;
-}
-
-static string Spec(int trials) => $$"""
+    public static string Spec(int trials) => $$"""
     name: bench-pass
     data: { name: synthetic, imageSize: 32 }
     model: { name: simple-cnn }
@@ -139,6 +84,94 @@ static string Spec(int trials) => $$"""
     search: { method: random, maxTrials: {{trials}}, parallelTrials: 8, seed: 1 }
     objective: { metric: val_accuracy, goal: maximize }
     """;
+}
+
+/// <summary>One store with one pending sweep, its coordinator services and a scheduler over them.</summary>
+sealed class Setup : IAsyncDisposable
+{
+    private readonly IStateStore _inner;
+    private readonly ServiceProvider _provider;
+    private readonly TrialScheduler _scheduler;
+    private readonly ManualClock _clock;
+    private readonly string _sweepId;
+    private readonly List<double> _times = [];
+    private readonly List<long> _calls = [];
+
+    private Setup(string store, int size, IStateStore inner, ServiceProvider provider, ManualClock clock, string sweepId)
+    {
+        Store = store;
+        Size = size;
+        _inner = inner;
+        _provider = provider;
+        _scheduler = provider.GetRequiredService<TrialScheduler>();
+        _clock = clock;
+        _sweepId = sweepId;
+    }
+
+    public string Store { get; }
+    public int Size { get; }
+    public double Median => _times.Order().ElementAt(_times.Count / 2);
+
+    public static async Task<Setup> CreateAsync(string storeName, IStateStore inner, int size, string workDir)
+    {
+        var ct = CancellationToken.None;
+        var clock = new ManualClock(DateTimeOffset.UtcNow);
+        var sweepId = $"sw-bench{size}";
+        var sweep = new SweepRecord { Id = sweepId, Name = "bench", State = SweepStatus.Running, SpecYaml = BenchSpec.Spec(size), CreatedAt = clock.GetUtcNow() };
+        var trials = Enumerable.Range(0, size).Select(i => new TrialRecord
+        {
+            Id = $"{sweepId}-t{i:000000}",
+            SweepId = sweepId,
+            Index = i,
+            Parameters = new Dictionary<string, string> { ["optimizer.lr"] = "0.01" },
+            TrialYaml = "epochs: 1\n",
+            Epochs = 1,
+            CreatedAt = clock.GetUtcNow(),
+        }).ToList();
+        await inner.CreateSweepAsync(sweep, trials, ct);
+
+        var services = new ServiceCollection();
+        services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
+        services.AddCoordinatorServices(new CoordinatorHostSettings { StateDir = Path.Combine(workDir, $"state-{storeName}-{size}"), Redis = null });
+        services.AddSingleton<IStateStore>(CountingStore.Wrap(inner));
+        services.AddSingleton<TimeProvider>(clock);
+        var provider = services.BuildServiceProvider();
+        await provider.GetRequiredService<SweepManager>().RecoverAsync(ct);
+        var setup = new Setup(storeName, size, inner, provider, clock, sweepId);
+        clock.Advance(TimeSpan.FromHours(1)); // past the start-up grace: every pass scans leases
+        return setup;
+    }
+
+    public async Task PassAsync(bool record)
+    {
+        _clock.Advance(TimeSpan.FromSeconds(3));
+        var before = CountingStore.Calls;
+        var sw = Stopwatch.StartNew();
+        await _scheduler.PassAsync(CancellationToken.None);
+        sw.Stop();
+        if (!record) return;
+        _times.Add(sw.Elapsed.TotalMilliseconds);
+        _calls.Add(CountingStore.Calls - before);
+    }
+
+    public async Task<string> RowAsync()
+    {
+        var waiting = _provider.GetRequiredService<PendingReasons>().Counts().Sum(c => c.Count);
+        if (waiting != Size) throw new InvalidOperationException($"{Store}: {waiting} trials have a pending reason, expected {Size}");
+        var list = Stopwatch.StartNew();
+        var listed = await _inner.ListTrialsAsync(_sweepId, CancellationToken.None);
+        var listMs = list.Elapsed.TotalMilliseconds;
+        if (listed.Count != Size) throw new InvalidOperationException("unexpected listing");
+        var sorted = _times.Order().ToList();
+        return $"| {Store} | {Size:N0} | {Median:F2} | {sorted[(int)(sorted.Count * 0.9)]:F2} | {_calls.Average():F1} | {listMs:F0} |";
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _provider.DisposeAsync();
+        if (_inner is IAsyncDisposable d) await d.DisposeAsync();
+    }
+}
 
 /// <summary>A clock the benchmark moves by hand.</summary>
 sealed class ManualClock(DateTimeOffset start) : TimeProvider
