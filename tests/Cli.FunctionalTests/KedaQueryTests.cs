@@ -110,6 +110,13 @@ public sealed class KedaQueryTests : IAsyncLifetime
         Assert.Equal(2, scaled.Replicas(2));
         var trials = await Task.Run(() => OrchProcess.Run(_dir, "trials", sweepId, "--coordinator", $"http://127.0.0.1:{_grpc}", "--json"));
         Assert.Equal("pending", JsonDocument.Parse(trials.StdOut).RootElement[0].GetProperty("state").GetString());
+        // Read page by page, filtered on the coordinator: nothing runs yet.
+        var running = await Task.Run(() => OrchProcess.Run(_dir, "trials", sweepId, "--state", "running", "--coordinator", $"http://127.0.0.1:{_grpc}", "--json"));
+        Assert.True(running.ExitCode == 0, running.ToString());
+        Assert.Equal(0, JsonDocument.Parse(running.StdOut).RootElement.GetArrayLength());
+        var badLimit = await Task.Run(() => OrchProcess.Run(_dir, "trials", sweepId, "--limit", "-1", "--coordinator", $"http://127.0.0.1:{_grpc}"));
+        Assert.Equal(2, badLimit.ExitCode);
+        Assert.Contains("--limit", badLimit.StdErr);
 
         // Cancelled: nothing waits and nothing runs, back to zero.
         var cancel = await Task.Run(() => OrchProcess.Run(_dir, "cancel", sweepId, "--coordinator", $"http://127.0.0.1:{_grpc}"));

@@ -68,7 +68,7 @@ internal static class LocalCommand
                 if (!jsonMode)
                     AnsiConsole.MarkupLine($"sweep [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}): {sweep.TrialsTotal} trials on {n} local workers; state in {Markup.Escape(state)}");
                 var final = await SweepView.WatchAsync(c, sweep.Id, jsonMode, ct);
-                var trials = (await c.Client.ListTrialsAsync(new ListTrialsRequest { SweepId = sweep.Id }, c.Call(ct))).Trials;
+                var trials = await TrialPages.ListAllAsync(c, sweep.Id, TrialState.Unspecified, ct);
                 var checkpoints = app.Services.GetRequiredService<CheckpointStore>();
                 string? best = null;
                 if (final.BestTrialId.Length > 0)
@@ -94,7 +94,7 @@ internal static class LocalCommand
                 }
                 else
                 {
-                    AnsiConsole.Write(SweepView.TrialsTable(final, trials));
+                    AnsiConsole.Write(SweepView.TrialsTable(final, TrialPages.BestFirst(trials, final.Goal)));
                     AnsiConsole.MarkupLine($"sweep {final.Id} {SweepView.State(final.State)}: {Markup.Escape(final.Message)}");
                     if (final.BestTrialId.Length > 0)
                         AnsiConsole.MarkupLine($"best trial [bold green]{final.BestTrialId}[/]: {Markup.Escape(final.ObjectiveMetric)} {SweepView.Metric(final.BestMetric)}");

@@ -84,15 +84,44 @@ internal static class SweepCommands
         var sweep = SweepArgument();
         var coordinator = CoordinatorOption();
         var json = CommonOptions.Json();
-        var command = new Command("trials", "The trials of a sweep, best first by the objective.") { sweep, coordinator, json };
+        var state = new Option<string?>("--state")
+        {
+            Description = "Only trials in this state.",
+            HelpName = "pending|running|completed|failed|cancelled",
+        };
+        state.AcceptOnlyFromAmong("pending", "running", "completed", "failed", "cancelled");
+        var limit = new Option<int>("--limit")
+        {
+            Description = "Show at most this many trials, best first (0: all). The coordinator is read page by page whatever the limit.",
+            DefaultValueFactory = _ => 50,
+            HelpName = "N",
+        };
+        limit.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() < 0) r.AddError("--limit must be 0 (all) or more");
+        });
+        var command = new Command("trials", "The trials of a sweep, best first by the objective (the first 50 unless --limit says otherwise).")
+        {
+            sweep, coordinator, state, limit, json,
+        };
         command.SetAction(async (parse, ct) =>
         {
             using var c = Connect(parse, coordinator);
             var id = parse.GetValue(sweep)!;
             var s = await c.Client.GetSweepAsync(new GetSweepRequest { SweepId = id }, c.Call(ct));
-            var trials = await c.Client.ListTrialsAsync(new ListTrialsRequest { SweepId = id }, c.Call(ct));
-            if (parse.GetValue(json)) Console.Out.WriteLine(new JsonArray(trials.Trials.Select(t => (JsonNode)SweepView.Json(t)).ToArray()).ToJsonString());
-            else AnsiConsole.Write(SweepView.TrialsTable(s, trials.Trials));
+            var filter = parse.GetValue(state) is { } name ? Enum.Parse<TrialState>(name, ignoreCase: true) : TrialState.Unspecified;
+            var all = await TrialPages.ListAllAsync(c, id, filter, ct);
+            var ordered = TrialPages.BestFirst(all, s.Goal);
+            var max = parse.GetValue(limit);
+            var shown = (max > 0 ? ordered.Take(max) : ordered).ToList();
+            if (parse.GetValue(json))
+            {
+                Console.Out.WriteLine(new JsonArray(shown.Select(t => (JsonNode)SweepView.Json(t)).ToArray()).ToJsonString());
+                return ExitCodes.Ok;
+            }
+            AnsiConsole.Write(SweepView.TrialsTable(s, shown));
+            if (shown.Count < all.Count)
+                AnsiConsole.MarkupLine($"[grey]{shown.Count} of {all.Count} trials shown, best first; --limit 0 shows all, --state filters[/]");
             return ExitCodes.Ok;
         });
         return command;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using Orchestrator.Cli.Export;
+using Orchestrator.Cli.Remote;
 using Orchestrator.Protocol.V1;
 using Spectre.Console;
 
@@ -30,7 +31,7 @@ internal static class TensorBoardCommand
             using var c = SweepCommands.Connect(parse, coordinator);
             var id = parse.GetValue(sweep)!;
             var s = await c.Client.GetSweepAsync(new GetSweepRequest { SweepId = id }, c.Call(ct));
-            var trials = (await c.Client.ListTrialsAsync(new ListTrialsRequest { SweepId = id }, c.Call(ct))).Trials;
+            var trials = await TrialPages.ListAllAsync(c, id, TrialState.Unspecified, ct);
             var metrics = new Dictionary<string, IReadOnlyList<MetricPoint>>(StringComparer.Ordinal);
             foreach (var t in trials)
             {

@@ -122,6 +122,8 @@ public enum MetricAppendResult
     StaleToken,
     /// <summary>No such trial.</summary>
     UnknownTrial,
+    /// <summary>The trial changed since it was read (its version moved on); nothing stored.</summary>
+    Conflict,
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,

@@ -2,6 +2,7 @@ using Google.Protobuf.WellKnownTypes;
 using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Domain;
 using Orchestrator.Coordinator.Scheduling;
+using Orchestrator.Coordinator.State;
 using Orchestrator.Sweeps;
 using Proto = Orchestrator.Protocol.V1;
 
@@ -14,7 +15,7 @@ namespace Orchestrator.Coordinator.Grpc;
 /// </summary>
 public static partial class Mapping
 {
-    public static Proto.Sweep ToProto(SweepRecord s, IReadOnlyList<TrialRecord>? trials, ValidatedSweep? spec)
+    public static Proto.Sweep ToProto(SweepRecord s, TrialCounts? counts, ValidatedSweep? spec)
     {
         var p = new Proto.Sweep
         {
@@ -42,14 +43,14 @@ public static partial class Mapping
             p.Goal = spec.Maximize ? Proto.Goal.Maximize : Proto.Goal.Minimize;
             p.MaxTrials = spec.MaxTrials;
         }
-        if (trials is not null)
+        if (counts is { } c)
         {
-            p.TrialsTotal = trials.Count;
-            p.TrialsPending = trials.Count(t => t.State == TrialStatus.Pending);
-            p.TrialsRunning = trials.Count(t => t.State == TrialStatus.Running);
-            p.TrialsCompleted = trials.Count(t => t.State == TrialStatus.Completed);
-            p.TrialsFailed = trials.Count(t => t.State == TrialStatus.Failed);
-            p.TrialsCancelled = trials.Count(t => t.State == TrialStatus.Cancelled);
+            p.TrialsTotal = (int)c.Total;
+            p.TrialsPending = (int)c.Pending;
+            p.TrialsRunning = (int)c.Running;
+            p.TrialsCompleted = (int)c.Completed;
+            p.TrialsFailed = (int)c.Failed;
+            p.TrialsCancelled = (int)c.Cancelled;
         }
         return p;
     }
@@ -67,7 +68,7 @@ public static partial class Mapping
             Epochs = t.Epochs,
             HasCheckpoint = checkpoints is not null && (checkpoints.Exists(t.SweepId, t.Id, CheckpointSlot.Best) || checkpoints.Exists(t.SweepId, t.Id, CheckpointSlot.Latest)),
             Message = t.Message ?? "",
-            PendingReason = t.State == TrialStatus.Pending ? reasons?.Of(t.Id)?.Text ?? "" : "",
+            PendingReason = reasons?.Of(t)?.Text ?? "",
         };
         foreach (var (k, v) in t.Parameters) p.Parameters[k] = v;
         p.WorkerIds.AddRange(t.WorkerIds);
@@ -86,6 +87,16 @@ public static partial class Mapping
         TrialStatus.Failed => Proto.TrialState.Failed,
         TrialStatus.Cancelled => Proto.TrialState.Cancelled,
         _ => Proto.TrialState.Unspecified,
+    };
+
+    public static TrialStatus FromProto(Proto.TrialState state) => state switch
+    {
+        Proto.TrialState.Pending => TrialStatus.Pending,
+        Proto.TrialState.Running => TrialStatus.Running,
+        Proto.TrialState.Completed => TrialStatus.Completed,
+        Proto.TrialState.Failed => TrialStatus.Failed,
+        Proto.TrialState.Cancelled => TrialStatus.Cancelled,
+        _ => throw new ArgumentOutOfRangeException(nameof(state), state, "no such trial state"),
     };
 
     public static Proto.MetricPoint ToProto(string trialId, MetricPointRecord m)

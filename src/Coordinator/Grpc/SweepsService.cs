@@ -47,18 +47,36 @@ public sealed class SweepsService(
         return await ViewAsync(sweep, context.CancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>The largest page ListTrials returns.</summary>
+    public const int MaxPageSize = 5000;
+
     public override async Task<ListTrialsResponse> ListTrials(ListTrialsRequest request, ServerCallContext context)
     {
-        var sweep = await FindAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false);
-        var spec = sweeps.TrySpecOf(sweep);
-        var trials = await store.ListTrialsAsync(sweep.Id, context.CancellationToken).ConfigureAwait(false);
-        var maximize = spec?.Maximize ?? true;
-        var ordered = trials
-            .OrderBy(t => t.BestMetric is null ? 1 : 0)
-            .ThenBy(t => t.BestMetric is { } m ? (maximize ? -m : m) : 0)
-            .ThenBy(t => t.Index);
+        var ct = context.CancellationToken;
+        var sweep = await FindAsync(request.SweepId, ct).ConfigureAwait(false);
         var response = new ListTrialsResponse();
-        response.Trials.AddRange(ordered.Select(t => Mapping.ToProto(t, checkpoints, pendingReasons)));
+        if (request.PageSize < 0) throw Errors.Invalid("page_size must not be negative");
+        if (!Enum.IsDefined(request.State)) throw Errors.Invalid($"state {(int)request.State} is not a trial state");
+        if (request.PageSize == 0)
+        {
+            var spec = sweeps.TrySpecOf(sweep);
+            var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
+            var maximize = spec?.Maximize ?? true;
+            var ordered = trials
+                .OrderBy(t => t.BestMetric is null ? 1 : 0)
+                .ThenBy(t => t.BestMetric is { } m ? (maximize ? -m : m) : 0)
+                .ThenBy(t => t.Index);
+            response.Trials.AddRange(ordered.Select(t => Mapping.ToProto(t, checkpoints, pendingReasons)));
+            return response;
+        }
+        var after = -1;
+        if (request.PageToken.Length > 0 && (!int.TryParse(request.PageToken, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out after)))
+            throw Errors.Invalid($"page_token '{request.PageToken}' is not one this server handed out");
+        var size = Math.Min(request.PageSize, MaxPageSize);
+        var query = new TrialPageQuery(after, size, request.State == TrialState.Unspecified ? null : Mapping.FromProto(request.State));
+        var page = await store.ListTrialsPageAsync(sweep.Id, query, ct).ConfigureAwait(false);
+        response.Trials.AddRange(page.Select(t => Mapping.ToProto(t, checkpoints, pendingReasons)));
+        if (page.Count == size) response.NextPageToken = page[^1].Index.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return response;
     }
 
@@ -143,5 +161,5 @@ public sealed class SweepsService(
     }
 
     private async Task<Sweep> ViewAsync(SweepRecord sweep, CancellationToken ct) =>
-        Mapping.ToProto(sweep, await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false), sweeps.TrySpecOf(sweep));
+        Mapping.ToProto(sweep, await store.CountTrialsAsync(sweep.Id, ct).ConfigureAwait(false), sweeps.TrySpecOf(sweep));
 }

@@ -22,6 +22,8 @@ public sealed partial class MetricsSnapshotService(
     ILogger<MetricsSnapshotService> logger) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(2);
+
+    private static readonly TrialStatus[] StartedStates = [TrialStatus.Running, TrialStatus.Completed, TrialStatus.Failed, TrialStatus.Cancelled];
     public static readonly TimeSpan RetainFinished = TimeSpan.FromMinutes(15);
 
     private readonly ConcurrentDictionary<string, IReadOnlyDictionary<string, double>> _latest = new(StringComparer.Ordinal);
@@ -71,24 +73,29 @@ public sealed partial class MetricsSnapshotService(
                 foreach (var (k, v) in cached) trialStates[k] += v;
                 continue;
             }
-            var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
-            var counts = trials.GroupBy(t => t.State.ToString().ToLowerInvariant()).ToDictionary(g => g.Key, g => (long)g.LongCount());
+            var stateCounts = await store.CountTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
+            var counts = Enum.GetValues<TrialStatus>().ToDictionary(st => st.ToString().ToLowerInvariant(), stateCounts.Of);
             foreach (var (k, v) in counts) trialStates[k] += v;
             if (finished && !showSeries) _finishedCounts[sweep.Id] = counts;
             var spec = sweeps.TrySpecOf(sweep);
             var metricName = spec?.ObjectiveMetric ?? "objective";
             if (!finished && spec is not null)
             {
-                var waiting = trials.Count(t => t.State == TrialStatus.Pending);
-                var running = trials.Count(t => t.State == TrialStatus.Running);
-                pending += waiting;
-                demand += (long)Math.Min(waiting, Math.Max(0, spec.ParallelTrials - running)) * Math.Max(1, spec.Workers);
+                pending += stateCounts.Pending;
+                demand += Math.Min(stateCounts.Pending, Math.Max(0, spec.ParallelTrials - stateCounts.Running)) * Math.Max(1, spec.Workers);
             }
             if (!showSeries) continue;
             if (sweep.BestMetric is { } sb) sweepBest.Add(new(sb, Tag("sweep", sweep.Id), Tag("metric", metricName)));
-            foreach (var t in trials)
+            // Series exist for trials that are running or ran: pending trials (a re-queued one
+            // too, until it runs again) are not read, however many wait.
+            var started = new List<TrialRecord>();
+            foreach (var state in StartedStates)
             {
-                if (t.State == TrialStatus.Pending && t.Attempt == 0) continue; // nothing to show yet
+                if (stateCounts.Of(state) > 0) started.AddRange(await store.ListTrialsPageAsync(sweep.Id, TrialPageQuery.First(int.MaxValue, state), ct).ConfigureAwait(false));
+            }
+            foreach (var t in started.OrderBy(t => t.Index))
+            {
+                if (t.Attempt == 0) continue; // cancelled before it ran: nothing to show
                 live.Add(t.Id);
                 KeyValuePair<string, object?>[] tags = [Tag("sweep", sweep.Id), Tag("trial", t.Id)];
                 epoch.Add(new(t.Epoch, tags));

@@ -4,6 +4,7 @@ using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Coordinator.Sweeps;
 using Orchestrator.Coordinator.Workers;
+using Orchestrator.Sweeps;
 
 namespace Orchestrator.Coordinator.Scheduling;
 
@@ -27,12 +28,11 @@ public sealed partial class TrialScheduler(
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
     // After a restart, workers need a moment to reconnect and re-attach before their leases count.
     private readonly DateTimeOffset _startedAt = clock.GetUtcNow();
-    private DateTimeOffset _lastLeaseScan = DateTimeOffset.MinValue;
     private DateTimeOffset _lastReasons = DateTimeOffset.MinValue;
 
     /// <summary>
     /// With every slot taken a pass can place nothing and only refreshes why trials wait: that
-    /// happens this often rather than on every pass (it lists the trials of every active sweep).
+    /// happens this often rather than on every pass.
     /// </summary>
     public static readonly TimeSpan ReasonRefreshInterval = TimeSpan.FromSeconds(2);
 
@@ -96,57 +96,51 @@ public sealed partial class TrialScheduler(
         }
     }
 
-    /// <summary>One scheduling pass: expire leases, then fill free slots and note why the rest wait.</summary>
+    /// <summary>Expired leases taken back per pass; more wait for the next pass.</summary>
+    public const int ExpiredLeasesPerPass = 256;
+
+    /// <summary>Pending trials whose reason is sent to a sweep's watchers when it changes (the rest show it when listed).</summary>
+    private const int ReasonEventsPerSweep = 200;
+
+    /// <summary>
+    /// One scheduling pass: expire leases, then fill free slots and note why the rest wait. Its
+    /// cost does not grow with the number of trials: expired leases and the first pending trials
+    /// come from the store's indexes, the active sweeps and their specs from memory, and the
+    /// counts per state from the store's counters.
+    /// </summary>
     public async Task PassAsync(CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        var active = (await store.ListSweepsAsync(ct).ConfigureAwait(false))
-            .Where(s => s.State is SweepStatus.Pending or SweepStatus.Running)
-            .OrderBy(s => s.CreatedAt)
-            .ToList();
-        // Leases are checked a few times per timeout, not on every pass: listing the trials of a
-        // large sweep is the expensive part of a pass.
-        var leaseScanDue = now - _startedAt >= options.Value.LeaseTimeout && now - _lastLeaseScan >= options.Value.LeaseTimeout / 4;
-        if (leaseScanDue) _lastLeaseScan = now;
-        foreach (var sweep in leaseScanDue ? active : [])
+        if (now - _startedAt >= options.Value.LeaseTimeout)
         {
-            var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
-            foreach (var t in trials.Where(t => t.State == TrialStatus.Running && t.LeaseExpiresAt < now))
-            {
+            foreach (var t in await store.ListExpiredLeasesAsync(now, ExpiredLeasesPerPass, ct).ConfigureAwait(false))
                 await sweeps.RequeueAsync(t.Id, t.FencingToken, $"lease expired (no heartbeat from {string.Join(", ", t.WorkerIds)})", ct).ConfigureAwait(false);
-            }
         }
 
         var fleet = new Fleet(workers.All.OrderBy(w => w.ConnectedAt).Select(w => Capacity(w, now)).ToList());
         if (fleet.FreeRanks(0) == 0 && now - _lastReasons < ReasonRefreshInterval) return;
         _lastReasons = now;
-        var reasons = new Dictionary<string, PendingReason>(StringComparer.Ordinal);
-        var waiting = new List<TrialRecord>();
-        foreach (var sweep in active)
+        var waits = new Dictionary<string, SweepWait>(StringComparer.Ordinal);
+        foreach (var sweep in sweeps.ActiveSweeps())
         {
-            var spec = sweeps.SpecOf(sweep);
-            var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
-            var running = trials.Count(t => t.State == TrialStatus.Running);
-            // Every trial of a sweep asks for the same resources: once one waits, the rest wait for the same reason.
+            var spec = sweep.Spec;
+            var counts = await store.CountTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
+            var pending = counts.Pending;
+            if (pending == 0) continue;
+            var running = counts.Running;
+            var room = Math.Max(0, spec.ParallelTrials - running);
+            // At most one trial per free rank can start, so that many candidates (and one more, to
+            // learn why the next one waits) is all a pass reads.
+            var candidates = room == 0 ? [] : await store.ListPendingTrialsAsync(sweep.Id, (int)Math.Min(room, fleet.FreeRanks(0) + 1), ct).ConfigureAwait(false);
             PendingReason? blocked = null;
-            foreach (var trial in trials.Where(t => t.State == TrialStatus.Pending).OrderBy(t => t.Index))
+            foreach (var trial in candidates)
             {
-                if (blocked is null && running >= spec.ParallelTrials)
-                    blocked = new PendingReason(PendingReasonKind.ParallelLimit, $"parallelTrials reached ({running} running)");
-                if (blocked is not null)
-                {
-                    reasons[trial.Id] = blocked;
-                    waiting.Add(trial);
-                    continue;
-                }
+                if (running >= spec.ParallelTrials) break;
                 // The whole gang at once; a re-queued trial may restart on fewer ranks, down to minWorkers.
-                var request = new GangRequest(Math.Max(1, spec.Workers), spec.GpusPerWorker, Math.Max(1, spec.MinWorkers), MayShrink: trial.Attempt > 0);
-                if (!fleet.TryPlace(request, out var ranks, out var reason))
+                if (!fleet.TryPlace(Request(spec, trial), out var ranks, out var reason))
                 {
                     blocked = reason!;
-                    reasons[trial.Id] = blocked;
-                    waiting.Add(trial);
-                    continue;
+                    break;
                 }
                 var gang = ranks.Select(r => new GangRank(workers.Find(r.WorkerId)!, r.Gpus)).ToList();
                 if (gang.Any(r => r.Worker is null)) continue; // it disconnected during the pass
@@ -154,13 +148,27 @@ public sealed partial class TrialScheduler(
                 if (assigned is null) continue;
                 fleet.Reserve(ranks);
                 running++;
+                pending--;
             }
+            if (pending == 0) continue;
+            if (blocked is null && running >= spec.ParallelTrials)
+                blocked = new PendingReason(PendingReasonKind.ParallelLimit, $"parallelTrials reached ({running} running)");
+            // Room and candidates left, all placed: what the next trial would wait for.
+            if (blocked is null && !fleet.TryPlace(new GangRequest(Math.Max(1, spec.Workers), spec.GpusPerWorker, Math.Max(1, spec.MinWorkers)), out _, out var next))
+                blocked = next;
+            if (blocked is not null) waits[sweep.Id] = new SweepWait(blocked, pending);
         }
-        // Watchers hear of new and changed reasons; a trial that left the set was assigned or ended,
-        // which published it already.
-        var changed = pendingReasons.Replace(reasons).ToHashSet(StringComparer.Ordinal);
-        foreach (var trial in waiting.Where(t => changed.Contains(t.Id))) sweeps.PublishTrial(trial);
+        // Watchers hear of a sweep whose reason changed, through its first pending trials; a
+        // trial that stopped waiting was assigned or ended, which published it already.
+        foreach (var sweepId in pendingReasons.Replace(waits))
+        {
+            if (!sweeps.HasWatchers(sweepId)) continue;
+            foreach (var trial in await store.ListPendingTrialsAsync(sweepId, ReasonEventsPerSweep, ct).ConfigureAwait(false)) sweeps.PublishTrial(trial);
+        }
     }
+
+    private static GangRequest Request(ValidatedSweep spec, TrialRecord trial) =>
+        new(Math.Max(1, spec.Workers), spec.GpusPerWorker, Math.Max(1, spec.MinWorkers), MayShrink: trial.Attempt > 0);
 
     /// <summary>
     /// What a worker can take now. A worker silent for a lease timeout is presumed hung even if its

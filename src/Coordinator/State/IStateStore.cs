@@ -42,10 +42,40 @@ public interface IStateStore
     Task<bool> TryUpdateTrialAsync(TrialRecord updated, long expectedVersion, CancellationToken ct);
 
     /// <summary>
+    /// Replaces several trials of one sweep in one round trip, each by its own compare-and-set
+    /// (bulk cancel). Returns, per update, whether it was stored; the others changed meanwhile
+    /// (the caller re-reads those) or do not exist.
+    /// </summary>
+    Task<IReadOnlyList<bool>> TryUpdateTrialsAsync(string sweepId, IReadOnlyList<TrialUpdate> updates, CancellationToken ct);
+
+    /// <summary>
     /// Appends a metric point if <paramref name="fencingToken"/> is the trial's current token and
     /// no point with the same step exists, as one atomic operation.
     /// </summary>
     Task<MetricAppendResult> AppendMetricAsync(string trialId, long fencingToken, MetricPointRecord point, CancellationToken ct);
+
+    /// <summary>
+    /// As <see cref="AppendMetricAsync(string, long, MetricPointRecord, CancellationToken)"/>, and
+    /// in the same atomic step replaces the trial with <paramref name="trial"/> (its summary of the
+    /// new point) if the trial's version is still the expected one: either both are stored or
+    /// neither (<see cref="MetricAppendResult.Conflict"/>: re-read the trial and try again). A metric
+    /// report is then two round trips: read the trial, write both.
+    /// </summary>
+    Task<MetricAppendResult> AppendMetricAsync(string trialId, long fencingToken, MetricPointRecord point, TrialUpdate trial, CancellationToken ct);
+
+    // ---- indexes: what the scheduler and the API ask often, answered without reading every trial ----
+
+    /// <summary>The sweep's pending trials by index, at most <paramref name="limit"/>.</summary>
+    Task<IReadOnlyList<TrialRecord>> ListPendingTrialsAsync(string sweepId, int limit, CancellationToken ct);
+
+    /// <summary>Running trials (of any sweep) whose lease ended before <paramref name="now"/>, earliest first, at most <paramref name="limit"/>.</summary>
+    Task<IReadOnlyList<TrialRecord>> ListExpiredLeasesAsync(DateTimeOffset now, int limit, CancellationToken ct);
+
+    /// <summary>The sweep's trials counted by state (all zero for an unknown sweep).</summary>
+    Task<TrialCounts> CountTrialsAsync(string sweepId, CancellationToken ct);
+
+    /// <summary>One page of the sweep's trials by index (see <see cref="TrialPageQuery"/>).</summary>
+    Task<IReadOnlyList<TrialRecord>> ListTrialsPageAsync(string sweepId, TrialPageQuery query, CancellationToken ct);
 
     /// <summary>The trial's metric points by step.</summary>
     Task<IReadOnlyList<MetricPointRecord>> GetMetricsAsync(string trialId, CancellationToken ct);

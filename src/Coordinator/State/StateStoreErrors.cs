@@ -23,6 +23,21 @@ internal static class StateStoreErrors
         }
     }
 
+    /// <summary>Checks that every update is of a trial of <paramref name="sweepId"/> and that no trial repeats.</summary>
+    public static void ValidateUpdates(string sweepId, IReadOnlyList<TrialUpdate> updates)
+    {
+        ArgumentNullException.ThrowIfNull(updates);
+        ValidateTrials(sweepId, updates.Select(u => u.Updated).ToList());
+    }
+
+    /// <summary>Checks that <paramref name="update"/> is of trial <paramref name="trialId"/>.</summary>
+    public static void ValidateUpdate(string trialId, TrialUpdate update)
+    {
+        ArgumentNullException.ThrowIfNull(update.Updated);
+        if (!string.Equals(update.Updated.Id, trialId, StringComparison.Ordinal))
+            throw new ArgumentException($"The update is of trial '{update.Updated.Id}', not '{trialId}'.");
+    }
+
     [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
     public static void ThrowSweepExists(string sweepId) =>
         throw new InvalidOperationException($"Sweep '{sweepId}' already exists.");

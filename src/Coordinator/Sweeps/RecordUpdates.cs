@@ -11,7 +11,7 @@ namespace Orchestrator.Coordinator.Sweeps;
 public sealed class RecordUpdates(IStateStore store)
 {
     /// <summary>Retries before a record counts as hopelessly contended (a bug, not load).</summary>
-    private const int MaxRetries = 100;
+    public const int MaxRetries = 100;
 
     /// <summary>Applies <paramref name="change"/> to the trial; the stored result, or null when it declined or the trial is gone.</summary>
     public Task<TrialRecord?> TrialAsync(string trialId, Func<TrialRecord, TrialRecord?> change, CancellationToken ct) =>

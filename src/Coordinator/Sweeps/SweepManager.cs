@@ -49,7 +49,7 @@ public sealed partial class SweepManager(
             SearcherState = searcher.SaveState(),
         };
         await store.CreateSweepAsync(sweep, created, ct).ConfigureAwait(false);
-        runtimes.Add(id, new SweepRuntime(spec, searcher));
+        runtimes.Add(id, new SweepRuntime(sweep, spec, searcher));
         Log.SweepSubmitted(logger, id, spec.Name, created.Count);
         workers.Signal();
         return (await store.GetSweepAsync(id, ct).ConfigureAwait(false))!;
@@ -82,6 +82,12 @@ public sealed partial class SweepManager(
 
     /// <summary>The validated spec of an unfinished sweep (for the scheduler: parallelism, gang size).</summary>
     public ValidatedSweep SpecOf(SweepRecord sweep) => runtimes.Of(sweep).Spec;
+
+    /// <summary>The sweeps the scheduler serves, oldest first, from memory.</summary>
+    public IReadOnlyList<ActiveSweep> ActiveSweeps() => [.. runtimes.Active().Select(r => new ActiveSweep(r.Id, r.Spec))];
+
+    /// <summary>Whether anyone watches the sweep (events are built only then).</summary>
+    public bool HasWatchers(string sweepId) => events.HasWatchers(sweepId);
 
     /// <summary>Assigns a pending trial to a gang (<see cref="TrialLifecycle.AssignAsync"/>); its sweep starts running.</summary>
     public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<GangRank> gang, CancellationToken ct)
@@ -129,13 +135,23 @@ public sealed partial class SweepManager(
         try
         {
             var actions = runtime.Searcher.OnValidation(updated.Index, point.Epoch, value);
-            var fresh = await updates.SweepAsync(updated.SweepId, s => s with
+            // Only a new best or an action is worth a sweep write (a report costs two round trips
+            // otherwise); the searcher's bookkeeping of other reports is saved with the next write,
+            // and a restart replays at most a re-sent report, which changes no decision.
+            if (actions.Count > 0 || runtime.Best is not { } best || spec.IsBetter(value, best))
             {
-                BestTrialId = spec.IsBetter(value, s.BestMetric) ? trialId : s.BestTrialId,
-                BestMetric = spec.IsBetter(value, s.BestMetric) ? value : s.BestMetric,
-                SearcherState = runtime.Searcher.SaveState(),
-            }, ct).ConfigureAwait(false);
-            if (fresh is not null) PublishSweep(fresh);
+                var fresh = await updates.SweepAsync(updated.SweepId, s => s with
+                {
+                    BestTrialId = spec.IsBetter(value, s.BestMetric) ? trialId : s.BestTrialId,
+                    BestMetric = spec.IsBetter(value, s.BestMetric) ? value : s.BestMetric,
+                    SearcherState = runtime.Searcher.SaveState(),
+                }, ct).ConfigureAwait(false);
+                if (fresh is not null)
+                {
+                    runtime.Best = fresh.BestMetric;
+                    PublishSweep(fresh);
+                }
+            }
             // The searcher decides when the sweep is over (target reached, budget spent).
             await ApplyActionsAsync(updated.SweepId, runtime, actions, ct).ConfigureAwait(false);
         }
@@ -221,14 +237,11 @@ public sealed partial class SweepManager(
             }, ct).ConfigureAwait(false);
             await ApplyActionsAsync(sweep.Id, runtime, actions, ct).ConfigureAwait(false);
             if (fresh is null) return;
-            var all = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
             // A safety net: the searcher normally ends the sweep itself once every trial exited.
-            if (all.All(t => t.IsFinished) && fresh.State is SweepStatus.Pending or SweepStatus.Running)
-            {
-                var done = all.Count(t => t.State == TrialStatus.Completed);
-                await FinishSweepAsync(sweep.Id, SweepStatus.Completed, $"{done} of {all.Count} trials completed", ct).ConfigureAwait(false);
-            }
-            retention.Prune(fresh, all, runtime.Spec.Maximize);
+            var counts = await store.CountTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
+            if (counts.Unfinished == 0 && fresh.State is SweepStatus.Pending or SweepStatus.Running)
+                await FinishSweepAsync(sweep.Id, SweepStatus.Completed, $"{counts.Completed} of {counts.Total} trials completed", ct).ConfigureAwait(false);
+            await retention.TrialEndedAsync(fresh, trial, runtime.Spec, ct).ConfigureAwait(false);
         }
         finally
         {
@@ -272,10 +285,10 @@ public sealed partial class SweepManager(
         // Workers freed by the cancellations wake the scheduler: it must not hand them the trials still to cancel.
         if (runtimes.TryGet(sweepId, out var runtime)) runtime.Finishing = true;
         var reason = $"sweep {state.ToString().ToLowerInvariant()}";
-        foreach (var trial in await store.ListTrialsAsync(sweepId, ct).ConfigureAwait(false))
-        {
-            if (!trial.IsFinished) await trials.CancelAsync(trial.Id, reason, ct).ConfigureAwait(false);
-        }
+        await trials.CancelPendingAsync(sweepId, reason, ct).ConfigureAwait(false);
+        // Running trials one by one: each has workers to stop.
+        foreach (var trial in await store.ListTrialsPageAsync(sweepId, TrialPageQuery.First(int.MaxValue, TrialStatus.Running), ct).ConfigureAwait(false))
+            await trials.CancelAsync(trial.Id, reason, ct).ConfigureAwait(false);
         var now = clock.GetUtcNow();
         var finished = await updates.SweepAsync(sweepId, s => s.State is SweepStatus.Pending or SweepStatus.Running
             ? s with { State = state, FinishedAt = now, Message = message }

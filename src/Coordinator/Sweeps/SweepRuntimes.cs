@@ -6,8 +6,10 @@ using Orchestrator.Sweeps;
 namespace Orchestrator.Coordinator.Sweeps;
 
 /// <summary>A sweep's in-memory companions: the validated spec, its searcher, and a lock for sweep-level updates.</summary>
-public sealed class SweepRuntime(ValidatedSweep spec, Searcher searcher)
+public sealed class SweepRuntime(SweepRecord sweep, ValidatedSweep spec, Searcher searcher)
 {
+    public string Id { get; } = sweep.Id;
+    public DateTimeOffset CreatedAt { get; } = sweep.CreatedAt;
     public ValidatedSweep Spec { get; } = spec;
     public Searcher Searcher { get; } = searcher;
     /// <summary>Serialises the searcher's events and the sweep record updates made from them.</summary>
@@ -20,7 +22,11 @@ public sealed class SweepRuntime(ValidatedSweep spec, Searcher searcher)
         set => Volatile.Write(ref _finishing, value);
     }
 
-    private bool _finishing;
+    /// <summary>The sweep's best objective as last written (read and written under <see cref="Gate"/>).</summary>
+    public double? Best { get; set; } = sweep.BestMetric;
+
+    // A runtime built for a sweep that already ended (a late outcome of one of its trials) is finishing from the start.
+    private bool _finishing = sweep.State is not (SweepStatus.Pending or SweepStatus.Running);
 }
 
 /// <summary>
@@ -42,8 +48,15 @@ public sealed class SweepRuntimes
     {
         var spec = Parse(s);
         var searcher = s.SearcherState is { } state ? Searcher.Restore(spec, state) : Searcher.Create(spec);
-        return new SweepRuntime(spec, searcher);
+        return new SweepRuntime(s, spec, searcher);
     }, sweep);
+
+    /// <summary>
+    /// The sweeps the scheduler serves (pending or running, not finishing), oldest first: from
+    /// memory, so a scheduler pass never reads the sweeps' records (their spec and searcher state).
+    /// </summary>
+    public IReadOnlyList<SweepRuntime> Active() =>
+        [.. _runtimes.Values.Where(r => !r.Finishing).OrderBy(r => r.CreatedAt).ThenBy(r => r.Id, StringComparer.Ordinal)];
 
     /// <summary>The cached runtime, without reading the store.</summary>
     public bool TryGet(string sweepId, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out SweepRuntime? runtime) =>

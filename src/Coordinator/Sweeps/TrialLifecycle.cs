@@ -107,25 +107,40 @@ public sealed partial class TrialLifecycle(
     }
 
     /// <summary>
-    /// Stores a metric point (idempotent by step) and updates the trial's epoch and objective.
+    /// Stores a metric point (idempotent by step) and updates the trial's epoch and objective, in
+    /// two store round trips: read the trial, then append the point and replace the trial in one
+    /// atomic write (again from the read when a heartbeat changed the trial in between).
     /// <see cref="MetricRecording.Stale"/> when the writer's token is not the trial's current one.
     /// </summary>
     public async Task<MetricRecording> RecordMetricAsync(string trialId, long token, MetricPointRecord point, ValidatedSweep spec, CancellationToken ct)
     {
-        var result = await store.AppendMetricAsync(trialId, token, point, ct).ConfigureAwait(false);
-        if (result is MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial) return MetricRecording.Stale;
-        if (result == MetricAppendResult.Duplicate) return MetricRecording.Duplicate; // a re-sent report: already counted
         double? objective = point.Values.TryGetValue(spec.ObjectiveMetric, out var v) && double.IsFinite(v) ? v : null;
-        var updated = await updates.TrialAsync(trialId, t => t.FencingToken != token ? null : t with
+        for (var attempt = 0; ; attempt++)
         {
-            Epoch = Math.Max(t.Epoch, point.Epoch),
-            LatestMetric = objective ?? t.LatestMetric,
-            BestMetric = objective is { } o && spec.IsBetter(o, t.BestMetric) ? o : t.BestMetric,
-        }, ct).ConfigureAwait(false);
-        if (updated is null) return MetricRecording.Stale;
-        if (events.HasWatchers(updated.SweepId)) events.Publish(new MetricRecorded(updated.SweepId, trialId, point));
-        Publish(updated);
-        return new MetricRecording(updated, objective);
+            var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
+            if (trial is null || trial.FencingToken != token) return MetricRecording.Stale;
+            var updated = trial with
+            {
+                Epoch = Math.Max(trial.Epoch, point.Epoch),
+                LatestMetric = objective ?? trial.LatestMetric,
+                BestMetric = objective is { } o && spec.IsBetter(o, trial.BestMetric) ? o : trial.BestMetric,
+            };
+            var result = await store.AppendMetricAsync(trialId, token, point, new TrialUpdate(updated, trial.Version), ct).ConfigureAwait(false);
+            switch (result)
+            {
+                case MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial:
+                    return MetricRecording.Stale;
+                case MetricAppendResult.Duplicate:
+                    return MetricRecording.Duplicate; // a re-sent report: already counted
+                case MetricAppendResult.Appended:
+                    updated = updated with { Version = trial.Version + 1 };
+                    if (events.HasWatchers(updated.SweepId)) events.Publish(new MetricRecorded(updated.SweepId, trialId, point));
+                    Publish(updated);
+                    return new MetricRecording(updated, objective);
+            }
+            // Conflict: the trial changed since it was read.
+            if (attempt >= RecordUpdates.MaxRetries) throw new InvalidOperationException($"trial {trialId}: too much contention");
+        }
     }
 
     /// <summary>Notes a stored checkpoint (called after the upload was verified). False when the token is stale.</summary>
@@ -206,6 +221,31 @@ public sealed partial class TrialLifecycle(
         Publish(updated);
         workers.Signal();
         return updated;
+    }
+
+    /// <summary>
+    /// Cancels every pending trial of the sweep in bulk: one read and one batch compare-and-set per
+    /// page of <paramref name="pageSize"/>. A trial assigned meanwhile fails its compare-and-set and
+    /// is cancelled on its own (and its workers stopped).
+    /// </summary>
+    public async Task CancelPendingAsync(string sweepId, string reason, CancellationToken ct, int pageSize = 5000)
+    {
+        var now = clock.GetUtcNow();
+        var after = -1;
+        while (true)
+        {
+            var pending = await store.ListTrialsPageAsync(sweepId, new TrialPageQuery(after, pageSize, TrialStatus.Pending), ct).ConfigureAwait(false);
+            if (pending.Count == 0) break;
+            var cancelled = pending.Select(t => t with { State = TrialStatus.Cancelled, WorkerIds = [], LeaseExpiresAt = null, FinishedAt = now, Message = reason }).ToList();
+            var applied = await store.TryUpdateTrialsAsync(sweepId, [.. cancelled.Select((t, i) => new TrialUpdate(t, pending[i].Version))], ct).ConfigureAwait(false);
+            for (var i = 0; i < pending.Count; i++)
+            {
+                if (applied[i]) Publish(cancelled[i] with { Version = pending[i].Version + 1 });
+                else await CancelAsync(pending[i].Id, reason, ct).ConfigureAwait(false);
+            }
+            after = pending[^1].Index;
+        }
+        workers.Signal();
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Orchestrator.Coordinator.Domain;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Coordinator.State.Redis;
 using Orchestrator.TestSupport;
@@ -81,5 +82,42 @@ public sealed class RedisStateStoreTests(RedisServerFixture redis) : StateStoreC
         var port = RedisServer.FreePort();
         await using var store = await RedisStateStore.ConnectAsync($"127.0.0.1:{port},connectTimeout=1000,asyncTimeout=2000", "x:", Ct).DefaultTimeout();
         await Assert.ThrowsAsync<StateStoreUnavailableException>(() => store.GetSweepAsync("s1", Ct)).DefaultTimeout();
+    }
+
+    [Fact]
+    public async Task Data_written_before_the_indexes_existed_is_indexed_when_a_store_first_opens_it()
+    {
+        var prefix = $"test:{Guid.NewGuid():N}:";
+        await using (var writer = await RedisStateStore.ConnectAsync(Configuration, prefix, Ct).DefaultTimeout())
+        {
+            await writer.CreateSweepAsync(Sweep("s1"), Trials("s1", 3), Ct).DefaultTimeout();
+            var t = (await writer.GetTrialAsync("s1-t0001", Ct).DefaultTimeout())!;
+            Assert.True(await writer.TryUpdateTrialAsync(t with { State = TrialStatus.Running, FencingToken = 1, LeaseExpiresAt = T0 }, t.Version, Ct).DefaultTimeout());
+        }
+        // Take the data back to layout 1: no layout key, no index sets, no state field.
+        await using (var raw = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.Server.Configuration).DefaultTimeout())
+        {
+            var db = raw.GetDatabase();
+            var keys = new List<StackExchange.Redis.RedisKey> { prefix + "schema", prefix + "leases" };
+            for (var s = 0; s < 5; s++) keys.Add($"{prefix}sweep:s1:trials:{s}");
+            await db.KeyDeleteAsync([.. keys]).DefaultTimeout();
+            for (var i = 0; i < 3; i++) await db.HashDeleteAsync($"{prefix}trial:s1-t{i:0000}", "state").DefaultTimeout();
+        }
+
+        await using var upgraded = await RedisStateStore.ConnectAsync(Configuration, prefix, Ct).DefaultTimeout();
+        Assert.Equal(new TrialCounts(2, 1, 0, 0, 0), await upgraded.CountTrialsAsync("s1", Ct).DefaultTimeout());
+        Assert.Equal([0, 2], (await upgraded.ListPendingTrialsAsync("s1", 10, Ct).DefaultTimeout()).Select(t => t.Index));
+        Assert.Equal(["s1-t0001"], (await upgraded.ListExpiredLeasesAsync(T0.AddSeconds(1), 10, Ct).DefaultTimeout()).Select(t => t.Id));
+    }
+
+    [Fact]
+    public async Task Keys_written_by_a_newer_layout_are_refused_rather_than_misread()
+    {
+        var prefix = $"test:{Guid.NewGuid():N}:";
+        await using (var raw = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.Server.Configuration).DefaultTimeout())
+            await raw.GetDatabase().StringSetAsync(prefix + "schema", RedisStateStore.SchemaVersion + 1).DefaultTimeout();
+        await using var store = await RedisStateStore.ConnectAsync(Configuration, prefix, Ct).DefaultTimeout();
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => store.ListSweepsAsync(Ct)).DefaultTimeout();
+        Assert.Contains("layout", e.Message);
     }
 }

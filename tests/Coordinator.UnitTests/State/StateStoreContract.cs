@@ -9,7 +9,7 @@ namespace Orchestrator.Coordinator.UnitTests.State;
 /// The behaviour every <see cref="IStateStore"/> must have. Each implementation derives a test
 /// class that says how to open a fresh store and how to restart its backing storage.
 /// </summary>
-public abstract class StateStoreContract : IAsyncLifetime
+public abstract partial class StateStoreContract : IAsyncLifetime
 {
     private readonly List<IStateStore> _opened = [];
 

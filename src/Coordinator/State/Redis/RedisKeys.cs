@@ -11,7 +11,10 @@ namespace Orchestrator.Coordinator.State.Redis;
 /// {p}sweeps:seq               STRING creation counter (INCR)
 /// {p}sweep:{id}               HASH   v = version, json = SweepRecord
 /// {p}sweep:{id}:trials        ZSET   trial id, scored by index
-/// {p}trial:{id}               HASH   v = version, token = fencing token, sweep = sweep id, json = TrialRecord
+/// {p}sweep:{id}:trials:{s}    ZSET   trial id, scored by index, for the trials in state s (0 pending … 4 cancelled)
+/// {p}trial:{id}               HASH   v = version, token = fencing token, sweep = sweep id, state = s, json = TrialRecord
+/// {p}leases                   ZSET   trial id of every running trial, scored by lease expiry (Unix ms)
+/// {p}schema                   STRING layout version (2: the state and lease indexes exist)
 /// {p}trial:{id}:metrics       HASH   step → MetricPointRecord json
 /// {p}trial:{id}:steps         ZSET   step, scored by step (the order of the metrics hash)
 /// {p}workers                  HASH   worker id → WorkerRecord json
@@ -22,6 +25,8 @@ internal sealed class RedisKeys
     private static ReadOnlySpan<byte> SweepsName => "sweeps"u8;
     private static ReadOnlySpan<byte> SweepSeqName => "sweeps:seq"u8;
     private static ReadOnlySpan<byte> WorkersName => "workers"u8;
+    private static ReadOnlySpan<byte> LeasesName => "leases"u8;
+    private static ReadOnlySpan<byte> SchemaName => "schema"u8;
     private static ReadOnlySpan<byte> SweepPart => "sweep:"u8;
     private static ReadOnlySpan<byte> TrialPart => "trial:"u8;
     private static ReadOnlySpan<byte> TrialsSuffix => ":trials"u8;
@@ -37,6 +42,8 @@ internal sealed class RedisKeys
         Sweeps = Build(SweepsName, null, default);
         SweepSeq = Build(SweepSeqName, null, default);
         Workers = Build(WorkersName, null, default);
+        Leases = Build(LeasesName, null, default);
+        Schema = Build(SchemaName, null, default);
         // Read scripts build sweep and trial keys from ids they find in an index, so they are
         // handed these prefixes as arguments rather than knowing the layout themselves.
         SweepKeyPrefix = Build(SweepPart, null, default);
@@ -46,11 +53,36 @@ internal sealed class RedisKeys
     public RedisKey Sweeps { get; }
     public RedisKey SweepSeq { get; }
     public RedisKey Workers { get; }
+    public RedisKey Leases { get; }
+    public RedisKey Schema { get; }
     public byte[] SweepKeyPrefix { get; }
     public byte[] TrialKeyPrefix { get; }
 
     public RedisKey Sweep(string sweepId) => Build(SweepPart, sweepId, default);
     public RedisKey SweepTrials(string sweepId) => Build(SweepPart, sweepId, TrialsSuffix);
+
+    /// <summary>The sweep's trials in state <paramref name="state"/> (a <see cref="Domain.TrialStatus"/> value).</summary>
+    public RedisKey SweepTrialsIn(string sweepId, int state)
+    {
+        Span<byte> suffix = stackalloc byte[TrialsSuffix.Length + 2];
+        TrialsSuffix.CopyTo(suffix);
+        suffix[^2] = (byte)':';
+        suffix[^1] = (byte)('0' + state);
+        return Build(SweepPart, sweepId, suffix);
+    }
+
+    /// <summary>
+    /// The keys the index-keeping scripts take after their own: the sweep's five per-state sets
+    /// (state 0 first) and the lease set.
+    /// </summary>
+    public void FillIndexKeys(string sweepId, Span<RedisKey> keys)
+    {
+        for (var s = 0; s < TrialIndexEntry.StateCount; s++) keys[s] = SweepTrialsIn(sweepId, s);
+        keys[TrialIndexEntry.StateCount] = Leases;
+    }
+
+    /// <summary>How many keys <see cref="FillIndexKeys"/> writes.</summary>
+    public const int IndexKeyCount = TrialIndexEntry.StateCount + 1;
     public RedisKey Trial(string trialId) => Build(TrialPart, trialId, default);
     public RedisKey Metrics(string trialId) => Build(TrialPart, trialId, MetricsSuffix);
     public RedisKey MetricSteps(string trialId) => Build(TrialPart, trialId, StepsSuffix);

@@ -17,7 +17,7 @@ namespace Orchestrator.Coordinator.State.Redis;
 /// compare-and-set rule makes safe.
 /// </para>
 /// </summary>
-public sealed class RedisStateStore : IStateStore, IAsyncDisposable
+public sealed partial class RedisStateStore : IStateStore, IAsyncDisposable
 {
     private const string StoreName = "Redis";
     private static readonly RedisValue JsonField = "json";
@@ -85,17 +85,19 @@ public sealed class RedisStateStore : IStateStore, IAsyncDisposable
         StateStoreErrors.ValidateTrials(sweep.Id, trials);
         ct.ThrowIfCancellationRequested();
 
-        var keys = new RedisKey[4 + trials.Count];
+        var keys = new RedisKey[4 + RedisKeys.IndexKeyCount + trials.Count];
         keys[0] = _keys.Sweeps;
         keys[1] = _keys.SweepSeq;
         keys[2] = _keys.Sweep(sweep.Id);
         keys[3] = _keys.SweepTrials(sweep.Id);
+        _keys.FillIndexKeys(sweep.Id, keys.AsSpan(4));
         var args = new RedisValue[3 + trials.Count * RedisScripts.FieldsPerTrial];
         args[0] = sweep.Id;
         args[1] = sweep.Version;
         args[2] = JsonSerializer.SerializeToUtf8Bytes(sweep, StateJson.Default.SweepRecord);
-        FillTrials(trials, keys.AsSpan(4), args.AsSpan(3));
+        FillTrials(trials, keys.AsSpan(4 + RedisKeys.IndexKeyCount), args.AsSpan(3));
 
+        await EnsureSchemaAsync(ct).ConfigureAwait(false);
         var reply = (long)await RunAsync(_redis.GetDatabase().ScriptEvaluateAsync(RedisScripts.CreateSweep, keys, args), ct).ConfigureAwait(false);
         if (reply == 0) StateStoreErrors.ThrowSweepExists(sweep.Id);
         if (reply < 0) StateStoreErrors.ThrowTrialExists(trials[(int)(-reply) - 1].Id);
@@ -105,6 +107,7 @@ public sealed class RedisStateStore : IStateStore, IAsyncDisposable
     public async Task<SweepRecord?> GetSweepAsync(string sweepId, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(sweepId);
+        await EnsureSchemaAsync(ct).ConfigureAwait(false);
         var json = await RunAsync(_redis.GetDatabase().HashGetAsync(_keys.Sweep(sweepId), JsonField), ct).ConfigureAwait(false);
         return json.IsNull ? null : Deserialize(json, StateJson.Default.SweepRecord);
     }
@@ -112,9 +115,8 @@ public sealed class RedisStateStore : IStateStore, IAsyncDisposable
     /// <inheritdoc />
     public async Task<IReadOnlyList<SweepRecord>> ListSweepsAsync(CancellationToken ct)
     {
-        var reply = await RunAsync(_redis.GetDatabase().ScriptEvaluateAsync(
-            RedisScripts.ListByIndex, [_keys.Sweeps], [_keys.SweepKeyPrefix]), ct).ConfigureAwait(false);
-        return DeserializeAll(reply, StateJson.Default.SweepRecord);
+        await EnsureSchemaAsync(ct).ConfigureAwait(false);
+        return await ListByScoreAsync(_keys.Sweeps, _keys.SweepKeyPrefix, "-inf", "+inf", -1, StateJson.Default.SweepRecord, ct).ConfigureAwait(false);
     }
 
     /// <inheritdoc />
@@ -123,81 +125,12 @@ public sealed class RedisStateStore : IStateStore, IAsyncDisposable
         ArgumentNullException.ThrowIfNull(updated);
         ct.ThrowIfCancellationRequested();
         var stored = updated with { Version = expectedVersion + 1 };
+        await EnsureSchemaAsync(ct).ConfigureAwait(false);
         var reply = await RunAsync(_redis.GetDatabase().ScriptEvaluateAsync(
             RedisScripts.UpdateSweep,
             [_keys.Sweep(updated.Id)],
             [expectedVersion, stored.Version, JsonSerializer.SerializeToUtf8Bytes(stored, StateJson.Default.SweepRecord)]), ct).ConfigureAwait(false);
         return (long)reply == 1;
-    }
-
-    /// <inheritdoc />
-    public async Task AddTrialsAsync(string sweepId, IReadOnlyList<TrialRecord> trials, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(sweepId);
-        StateStoreErrors.ValidateTrials(sweepId, trials);
-        ct.ThrowIfCancellationRequested();
-
-        var keys = new RedisKey[2 + trials.Count];
-        keys[0] = _keys.Sweep(sweepId);
-        keys[1] = _keys.SweepTrials(sweepId);
-        var args = new RedisValue[1 + trials.Count * RedisScripts.FieldsPerTrial];
-        args[0] = sweepId;
-        FillTrials(trials, keys.AsSpan(2), args.AsSpan(1));
-
-        var reply = (long)await RunAsync(_redis.GetDatabase().ScriptEvaluateAsync(RedisScripts.AddTrials, keys, args), ct).ConfigureAwait(false);
-        if (reply < 0) StateStoreErrors.ThrowUnknownSweep(sweepId);
-    }
-
-    /// <inheritdoc />
-    public async Task<TrialRecord?> GetTrialAsync(string trialId, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(trialId);
-        var json = await RunAsync(_redis.GetDatabase().HashGetAsync(_keys.Trial(trialId), JsonField), ct).ConfigureAwait(false);
-        return json.IsNull ? null : Deserialize(json, StateJson.Default.TrialRecord);
-    }
-
-    /// <inheritdoc />
-    public async Task<IReadOnlyList<TrialRecord>> ListTrialsAsync(string sweepId, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(sweepId);
-        var reply = await RunAsync(_redis.GetDatabase().ScriptEvaluateAsync(
-            RedisScripts.ListByIndex, [_keys.SweepTrials(sweepId)], [_keys.TrialKeyPrefix]), ct).ConfigureAwait(false);
-        return DeserializeAll(reply, StateJson.Default.TrialRecord);
-    }
-
-    /// <inheritdoc />
-    public async Task<bool> TryUpdateTrialAsync(TrialRecord updated, long expectedVersion, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(updated);
-        ct.ThrowIfCancellationRequested();
-        var stored = updated with { Version = expectedVersion + 1 };
-        var reply = await RunAsync(_redis.GetDatabase().ScriptEvaluateAsync(
-            RedisScripts.UpdateTrial,
-            [_keys.Trial(updated.Id)],
-            [expectedVersion, stored.Version, stored.FencingToken, JsonSerializer.SerializeToUtf8Bytes(stored, StateJson.Default.TrialRecord)]), ct).ConfigureAwait(false);
-        return (long)reply == 1;
-    }
-
-    /// <inheritdoc />
-    public async Task<MetricAppendResult> AppendMetricAsync(string trialId, long fencingToken, MetricPointRecord point, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(trialId);
-        ArgumentNullException.ThrowIfNull(point);
-        ct.ThrowIfCancellationRequested();
-        var reply = await RunAsync(_redis.GetDatabase().ScriptEvaluateAsync(
-            RedisScripts.AppendMetric,
-            [_keys.Trial(trialId), _keys.Metrics(trialId), _keys.MetricSteps(trialId)],
-            [fencingToken, point.Step, JsonSerializer.SerializeToUtf8Bytes(point, StateJson.Default.MetricPointRecord)]), ct).ConfigureAwait(false);
-        return (MetricAppendResult)(int)(long)reply;
-    }
-
-    /// <inheritdoc />
-    public async Task<IReadOnlyList<MetricPointRecord>> GetMetricsAsync(string trialId, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(trialId);
-        var reply = await RunAsync(_redis.GetDatabase().ScriptEvaluateAsync(
-            RedisScripts.MetricsByStep, [_keys.MetricSteps(trialId), _keys.Metrics(trialId)]), ct).ConfigureAwait(false);
-        return DeserializeAll(reply, StateJson.Default.MetricPointRecord);
     }
 
     /// <inheritdoc />
@@ -241,13 +174,18 @@ public sealed class RedisStateStore : IStateStore, IAsyncDisposable
             var trial = trials[i];
             keys[i] = _keys.Trial(trial.Id);
             var a = args.Slice(i * RedisScripts.FieldsPerTrial, RedisScripts.FieldsPerTrial);
+            var index = TrialIndexEntry.Of(trial);
             a[0] = trial.Id;
             a[1] = trial.Index;
             a[2] = trial.Version;
             a[3] = trial.FencingToken;
             a[4] = JsonSerializer.SerializeToUtf8Bytes(trial, StateJson.Default.TrialRecord);
+            a[5] = index.State;
+            a[6] = Lease(index);
         }
     }
+
+    private static RedisValue Lease(TrialIndexEntry index) => index.LeaseExpiresMs is { } ms ? ms : RedisValue.EmptyString;
 
     // SE.Redis commands take no CancellationToken: the caller stops waiting on cancellation while
     // the command itself completes or times out on the connection (asyncTimeout).

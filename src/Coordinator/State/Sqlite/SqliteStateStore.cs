@@ -13,7 +13,7 @@ namespace Orchestrator.Coordinator.State.Sqlite;
 /// Compare-and-set is <c>UPDATE … WHERE version = @expected</c>; sweep creation and metric
 /// appends are transactions.
 /// </summary>
-public sealed class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposable
+public sealed partial class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposable
 {
     /// <summary>The database file's name inside the state folder.</summary>
     public const string FileName = "state.db";
@@ -90,14 +90,7 @@ public sealed class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposabl
                 await ExecuteAsync(connection, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;", ct).ConfigureAwait(false);
             }
             await ExecuteAsync(connection, "PRAGMA foreign_keys = ON;", ct).ConfigureAwait(false);
-            using (var check = connection.CreateCommand())
-            {
-                check.CommandText = "PRAGMA user_version;";
-                var version = Convert.ToInt32(await check.ExecuteScalarAsync(ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
-                if (version > SqliteSchema.Version)
-                    throw new InvalidDataException($"{connection.DataSource} has state schema {version}; this build reads up to {SqliteSchema.Version}.");
-            }
-            await ExecuteAsync(connection, SqliteSchema.Create + $"PRAGMA user_version = {SqliteSchema.Version};", ct).ConfigureAwait(false);
+            await SqliteSchema.EnsureAsync(connection, ct).ConfigureAwait(false);
             return connection;
         }
         catch (SqliteException e) when (IsUnavailable(e))
@@ -143,7 +136,7 @@ public sealed class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposabl
 
     /// <inheritdoc />
     public Task<IReadOnlyList<SweepRecord>> ListSweepsAsync(CancellationToken ct) =>
-        ReadManyAsync("SELECT json FROM sweeps ORDER BY seq;", null, StateJson.Default.SweepRecord, ct);
+        ReadManyAsync("SELECT json FROM sweeps ORDER BY seq;", (string?)null, StateJson.Default.SweepRecord, ct);
 
     /// <inheritdoc />
     public Task<bool> TryUpdateSweepAsync(SweepRecord updated, long expectedVersion, CancellationToken ct)
@@ -159,90 +152,6 @@ public sealed class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposabl
             update.Parameters.AddWithValue("@json", JsonSerializer.Serialize(stored, StateJson.Default.SweepRecord));
             return await update.ExecuteNonQueryAsync(token).ConfigureAwait(false) == 1;
         }, ct);
-    }
-
-    /// <inheritdoc />
-    public Task AddTrialsAsync(string sweepId, IReadOnlyList<TrialRecord> trials, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(sweepId);
-        StateStoreErrors.ValidateTrials(sweepId, trials);
-        return WriteAsync(async (db, token) =>
-        {
-            using var tx = db.BeginTransaction();
-            using (var exists = Command(db, tx, "SELECT 1 FROM sweeps WHERE id = @id;"))
-            {
-                exists.Parameters.AddWithValue("@id", sweepId);
-                if (await exists.ExecuteScalarAsync(token).ConfigureAwait(false) is null) StateStoreErrors.ThrowUnknownSweep(sweepId);
-            }
-            await InsertTrialsAsync(db, tx, trials, token).ConfigureAwait(false);
-            tx.Commit();
-            return true;
-        }, ct);
-    }
-
-    /// <inheritdoc />
-    public Task<TrialRecord?> GetTrialAsync(string trialId, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(trialId);
-        return ReadOneAsync("SELECT json FROM trials WHERE id = @id;", trialId, StateJson.Default.TrialRecord, ct);
-    }
-
-    /// <inheritdoc />
-    public Task<IReadOnlyList<TrialRecord>> ListTrialsAsync(string sweepId, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(sweepId);
-        return ReadManyAsync("SELECT json FROM trials WHERE sweep_id = @id ORDER BY idx, id;", sweepId, StateJson.Default.TrialRecord, ct);
-    }
-
-    /// <inheritdoc />
-    public Task<bool> TryUpdateTrialAsync(TrialRecord updated, long expectedVersion, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(updated);
-        var stored = updated with { Version = expectedVersion + 1 };
-        return WriteAsync(async (db, token) =>
-        {
-            using var update = Command(db, null,
-                "UPDATE trials SET version = @new, fencing_token = @token, json = @json WHERE id = @id AND version = @expected;");
-            update.Parameters.AddWithValue("@id", stored.Id);
-            update.Parameters.AddWithValue("@expected", expectedVersion);
-            update.Parameters.AddWithValue("@new", stored.Version);
-            update.Parameters.AddWithValue("@token", stored.FencingToken);
-            update.Parameters.AddWithValue("@json", JsonSerializer.Serialize(stored, StateJson.Default.TrialRecord));
-            return await update.ExecuteNonQueryAsync(token).ConfigureAwait(false) == 1;
-        }, ct);
-    }
-
-    /// <inheritdoc />
-    public Task<MetricAppendResult> AppendMetricAsync(string trialId, long fencingToken, MetricPointRecord point, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(trialId);
-        ArgumentNullException.ThrowIfNull(point);
-        var json = JsonSerializer.Serialize(point, StateJson.Default.MetricPointRecord);
-        return WriteAsync(async (db, token) =>
-        {
-            using var tx = db.BeginTransaction();
-            using (var current = Command(db, tx, "SELECT fencing_token FROM trials WHERE id = @id;"))
-            {
-                current.Parameters.AddWithValue("@id", trialId);
-                var stored = await current.ExecuteScalarAsync(token).ConfigureAwait(false);
-                if (stored is null) return MetricAppendResult.UnknownTrial;
-                if ((long)stored != fencingToken) return MetricAppendResult.StaleToken;
-            }
-            using var insert = Command(db, tx, "INSERT INTO metrics (trial_id, step, json) VALUES (@id, @step, @json) ON CONFLICT DO NOTHING;");
-            insert.Parameters.AddWithValue("@id", trialId);
-            insert.Parameters.AddWithValue("@step", point.Step);
-            insert.Parameters.AddWithValue("@json", json);
-            if (await insert.ExecuteNonQueryAsync(token).ConfigureAwait(false) == 0) return MetricAppendResult.Duplicate;
-            tx.Commit();
-            return MetricAppendResult.Appended;
-        }, ct);
-    }
-
-    /// <inheritdoc />
-    public Task<IReadOnlyList<MetricPointRecord>> GetMetricsAsync(string trialId, CancellationToken ct)
-    {
-        ArgumentNullException.ThrowIfNull(trialId);
-        return ReadManyAsync("SELECT json FROM metrics WHERE trial_id = @id ORDER BY step;", trialId, StateJson.Default.MetricPointRecord, ct);
     }
 
     /// <inheritdoc />
@@ -262,7 +171,7 @@ public sealed class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposabl
 
     /// <inheritdoc />
     public Task<IReadOnlyList<WorkerRecord>> ListWorkersAsync(CancellationToken ct) =>
-        ReadManyAsync("SELECT json FROM workers ORDER BY id;", null, StateJson.Default.WorkerRecord, ct);
+        ReadManyAsync("SELECT json FROM workers ORDER BY id;", (string?)null, StateJson.Default.WorkerRecord, ct);
 
     /// <inheritdoc />
     public Task RemoveWorkerAsync(string workerId, CancellationToken ct)
@@ -291,39 +200,6 @@ public sealed class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposabl
     {
         Dispose();
         return ValueTask.CompletedTask;
-    }
-
-    private readonly record struct InsertedTrials(int Count, string? FirstSkipped);
-
-    // One prepared statement reused for every row: 10,000 trials insert in one transaction
-    // without re-parsing the SQL.
-    private static async Task<InsertedTrials> InsertTrialsAsync(SqliteConnection db, SqliteTransaction tx, IReadOnlyList<TrialRecord> trials, CancellationToken ct)
-    {
-        using var insert = Command(db, tx, """
-            INSERT INTO trials (id, sweep_id, idx, version, fencing_token, json)
-            VALUES (@id, @sweep, @idx, @version, @token, @json) ON CONFLICT (id) DO NOTHING;
-            """);
-        var id = insert.Parameters.Add("@id", SqliteType.Text);
-        var sweep = insert.Parameters.Add("@sweep", SqliteType.Text);
-        var idx = insert.Parameters.Add("@idx", SqliteType.Integer);
-        var version = insert.Parameters.Add("@version", SqliteType.Integer);
-        var token = insert.Parameters.Add("@token", SqliteType.Integer);
-        var json = insert.Parameters.Add("@json", SqliteType.Text);
-        insert.Prepare();
-        var count = 0;
-        string? firstSkipped = null;
-        foreach (var trial in trials)
-        {
-            id.Value = trial.Id;
-            sweep.Value = trial.SweepId;
-            idx.Value = trial.Index;
-            version.Value = trial.Version;
-            token.Value = trial.FencingToken;
-            json.Value = JsonSerializer.Serialize(trial, StateJson.Default.TrialRecord);
-            if (await insert.ExecuteNonQueryAsync(ct).ConfigureAwait(false) == 1) count++;
-            else firstSkipped ??= trial.Id;
-        }
-        return new InsertedTrials(count, firstSkipped);
     }
 
     /// <inheritdoc />
@@ -357,34 +233,44 @@ public sealed class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposabl
         return list.Count == 0 ? null : list[0];
     }
 
-    private async Task<IReadOnlyList<T>> ReadManyAsync<T>(string sql, string? id, JsonTypeInfo<T> info, CancellationToken ct)
+    private Task<IReadOnlyList<T>> ReadManyAsync<T>(string sql, string? id, JsonTypeInfo<T> info, CancellationToken ct) =>
+        ReadManyAsync(sql, q => { if (id is not null) q.Parameters.AddWithValue("@id", id); }, info, ct);
+
+    private Task<IReadOnlyList<T>> ReadManyAsync<T>(string sql, Action<SqliteCommand> bind, JsonTypeInfo<T> info, CancellationToken ct) =>
+        ReadAsync(sql, bind, async (reader, token) =>
+        {
+            var list = new List<T>();
+            while (await reader.ReadAsync(token).ConfigureAwait(false))
+            {
+                list.Add(JsonSerializer.Deserialize(reader.GetString(0), info)
+                    ?? throw new InvalidDataException($"The SQLite state store holds a null {typeof(T).Name}."));
+            }
+            return (IReadOnlyList<T>)list;
+        }, ct);
+
+    // Runs a query and hands its reader to `read`.
+    private async Task<TResult> ReadAsync<TResult>(string sql, Action<SqliteCommand> bind, Func<SqliteDataReader, CancellationToken, Task<TResult>> read, CancellationToken ct)
     {
-        if (_inMemory) return await WriteAsync((db, token) => QueryAsync(db, sql, id, info, token), ct).ConfigureAwait(false);
+        async Task<TResult> QueryAsync(SqliteConnection db, CancellationToken token)
+        {
+            using var query = Command(db, null, sql);
+            bind(query);
+            using var reader = await query.ExecuteReaderAsync(token).ConfigureAwait(false);
+            return await read(reader, token).ConfigureAwait(false);
+        }
+
+        if (_inMemory) return await WriteAsync(QueryAsync, ct).ConfigureAwait(false);
         try
         {
             // Each read takes its own pooled connection: WAL lets it run beside the writer.
             using var db = new SqliteConnection(_connectionString);
             await db.OpenAsync(ct).ConfigureAwait(false);
-            return await QueryAsync(db, sql, id, info, ct).ConfigureAwait(false);
+            return await QueryAsync(db, ct).ConfigureAwait(false);
         }
         catch (SqliteException e) when (IsUnavailable(e))
         {
             throw StateStoreErrors.Unavailable(StoreName, e);
         }
-    }
-
-    private static async Task<IReadOnlyList<T>> QueryAsync<T>(SqliteConnection db, string sql, string? id, JsonTypeInfo<T> info, CancellationToken ct)
-    {
-        using var query = Command(db, null, sql);
-        if (id is not null) query.Parameters.AddWithValue("@id", id);
-        using var reader = await query.ExecuteReaderAsync(ct).ConfigureAwait(false);
-        var list = new List<T>();
-        while (await reader.ReadAsync(ct).ConfigureAwait(false))
-        {
-            list.Add(JsonSerializer.Deserialize(reader.GetString(0), info)
-                ?? throw new InvalidDataException($"{db.DataSource} holds a null {typeof(T).Name}."));
-        }
-        return list;
     }
 
     private static SqliteCommand Command(SqliteConnection db, SqliteTransaction? tx, string sql)
@@ -395,7 +281,7 @@ public sealed class SqliteStateStore : IStateStore, IAsyncDisposable, IDisposabl
         return command;
     }
 
-    private static async Task ExecuteAsync(SqliteConnection db, string sql, CancellationToken ct)
+    internal static async Task ExecuteAsync(SqliteConnection db, string sql, CancellationToken ct)
     {
         using var command = Command(db, null, sql);
         await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
