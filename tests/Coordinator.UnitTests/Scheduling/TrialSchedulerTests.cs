@@ -25,7 +25,7 @@ public sealed class TrialSchedulerTests
         Assert.Empty(CoordinatorCore.Sent(w1));
         Assert.Empty(CoordinatorCore.Sent(w2));
         Assert.Equal(TrialStatus.Pending, (await core.TrialAsync(trialId)).State);
-        Assert.Equal(PendingReasonKind.WaitingForWorkers, core.Reasons.Of(trialId)!.Kind);
+        Assert.Equal(PendingReasonKind.WaitingForWorkers, core.Reasons.Of(await core.TrialAsync(trialId))!.Kind);
 
         var w3 = core.Connect("w3");
         await core.PassAsync();
@@ -36,7 +36,7 @@ public sealed class TrialSchedulerTests
         var running = await core.TrialAsync(trialId);
         Assert.Equal(["w1", "w2", "w3"], running.WorkerIds.Order());
         Assert.All(ranks, r => Assert.Equal(running.WorkerIds.Select(w => $"{w}:9000"), r.PeerEndpoints));
-        Assert.Null(core.Reasons.Of(trialId));
+        Assert.Null(core.Reasons.Of(await core.TrialAsync(trialId)));
     }
 
     [Fact]
@@ -71,7 +71,7 @@ public sealed class TrialSchedulerTests
         var assigned = sent.Values.SelectMany(c => c).Cast<TrialAssignment>().ToList();
         Assert.Equal([0, 1], assigned.Select(a => int.Parse(a.TrialId[^4..], System.Globalization.CultureInfo.InvariantCulture)).Order());
         var third = $"{sweep.Id}-t0002";
-        Assert.Equal(new PendingReason(PendingReasonKind.ParallelLimit, "parallelTrials reached (2 running)"), core.Reasons.Of(third));
+        Assert.Equal(new PendingReason(PendingReasonKind.ParallelLimit, "parallelTrials reached (2 running)"), core.Reasons.Of(await core.TrialAsync(third)));
 
         var (doneWorker, done) = sent.Where(kv => kv.Value.Count > 0).Select(kv => (kv.Key, (TrialAssignment)kv.Value[0])).First();
         await core.OutcomeAsync(doneWorker, done, TrialOutcome.Completed);
