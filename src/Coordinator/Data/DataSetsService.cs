@@ -1,7 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using Google.Protobuf;
 using Grpc.Core;
-using Orchestrator.Coordinator.Hosting;
 using Orchestrator.Data;
 using Orchestrator.Protocol.V1;
 
@@ -88,15 +87,10 @@ public sealed class DataSetsService(DatasetServer server) : DataSets.DataSetsBas
 /// <summary>Wiring of data delivery into the coordinator host.</summary>
 public static class DataDeliveryExtensions
 {
-    /// <summary>Registers <see cref="DatasetServer"/> with --data-dir and the pack folder taken from <paramref name="settings"/>.</summary>
-    public static IServiceCollection AddDataDelivery(this IServiceCollection services, CoordinatorHostSettings settings)
+    /// <summary>Registers <see cref="DatasetServer"/>; configure <see cref="DatasetServerOptions"/> for where it finds data sets.</summary>
+    public static IServiceCollection AddDataDelivery(this IServiceCollection services, Action<DatasetServerOptions, IServiceProvider> configure)
     {
-        ArgumentNullException.ThrowIfNull(settings);
-        services.AddOptions<DatasetServerOptions>().Configure(o =>
-        {
-            o.DataDir = settings.DataDir;
-            o.PackRoot = Path.Combine(settings.StateDir, "data", "packed");
-        });
+        services.AddOptions<DatasetServerOptions>().Configure<IServiceProvider>(configure);
         services.AddSingleton<DatasetServer>();
         return services;
     }
