@@ -92,7 +92,11 @@ public static class CoordinatorHost
     /// overriding the ones before.
     /// </summary>
     public static WebApplication Build(string[] args, IEnumerable<KeyValuePair<string, string?>>? defaults = null, IEnumerable<KeyValuePair<string, string?>>? flags = null) =>
-        Build(args, defaults, Settings.FromEnvironment(Settings.Coordinator), flags, configure: null);
+        Build(args, defaults, flags, Environment.GetEnvironmentVariable);
+
+    /// <summary>As above, with the <c>ORCH_*</c> variables read by <paramref name="environment"/>.</summary>
+    internal static WebApplication Build(string[] args, IEnumerable<KeyValuePair<string, string?>>? defaults, IEnumerable<KeyValuePair<string, string?>>? flags, Func<string, string?> environment) =>
+        Build(args, defaults, Settings.FromEnvironment(Settings.Coordinator, environment).ToList(), flags, configure: null);
 
     /// <summary>A coordinator set up in code: <paramref name="settings"/> override configuration, and no <c>ORCH_*</c> variable is read.</summary>
     public static WebApplication Build(CoordinatorHostSettings settings, string[]? args = null)
