@@ -217,19 +217,19 @@ internal sealed partial class TrialRunner : ITrainingObserver
         var point = new MetricPoint { TrialId = TrialId, Step = m.Step, Epoch = m.Epoch, Time = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };
         point.Values.Add(new Dictionary<string, double>
         {
-            ["train_loss"] = m.TrainLoss,
-            ["train_accuracy"] = m.TrainAccuracy,
-            ["val_loss"] = m.ValLoss,
-            ["val_accuracy"] = m.ValAccuracy,
-            ["val_top5"] = m.ValTop5,
-            ["lr"] = m.LearningRate,
-            ["images_per_second"] = m.ImagesPerSecond,
-            ["epoch_seconds"] = m.Seconds,
-            ["data_wait_seconds"] = m.DataWaitSeconds,
-            ["step_seconds"] = m.MeanStepSeconds,
-            ["aggregation_seconds"] = m.AggregationSeconds,
-            ["aggregation_bytes"] = m.AggregationBytes,
-            ["world_size"] = _assignment.WorldSize,
+            [MetricNames.TrainLoss] = m.TrainLoss,
+            [MetricNames.TrainAccuracy] = m.TrainAccuracy,
+            [MetricNames.ValLoss] = m.ValLoss,
+            [MetricNames.ValAccuracy] = m.ValAccuracy,
+            [MetricNames.ValTop5] = m.ValTop5,
+            [MetricNames.LearningRate] = m.LearningRate,
+            [MetricNames.ImagesPerSecond] = m.ImagesPerSecond,
+            [MetricNames.EpochSeconds] = m.Seconds,
+            [MetricNames.DataWaitSeconds] = m.DataWaitSeconds,
+            [MetricNames.StepSeconds] = m.MeanStepSeconds,
+            [MetricNames.AggregationSeconds] = m.AggregationSeconds,
+            [MetricNames.AggregationBytes] = m.AggregationBytes,
+            [MetricNames.WorldSize] = _assignment.WorldSize,
         }.Where(kv => double.IsFinite(kv.Value)).ToDictionary());
         var report = new WorkerMessage { Metric = new MetricReport { Lease = Lease, Point = point } };
         _reports.Enqueue(report);
