@@ -17,7 +17,9 @@ namespace Orchestrator.Worker.Host;
 /// reconnect (steps are idempotent), and the Hello lists the running trials so the coordinator
 /// can hand them back to this worker. Asked to stop (<see cref="Drain"/>), it finishes the epoch
 /// in progress of each trial, hands the trials back and exits once the coordinator has every
-/// report; <see cref="StopNow"/> stops at once.
+/// report; <see cref="StopNow"/> stops at once. Its trial runners see it only as an
+/// <see cref="ITrialHost"/>. Partial files by concern: the connection (.Connection), the
+/// shutdown (.Shutdown) and the GPUs it offers (.Devices).
 /// </summary>
 public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
 {
