@@ -44,7 +44,7 @@ public sealed class StateSettings
     public string? Redis { get; set; }
 
     /// <summary>Key prefix in Redis, so coordinators (or tests) can share one server.</summary>
-    [Required, RegularExpression("^[A-Za-z0-9_.-]+$", ErrorMessage = "must be letters, digits, '_', '.' or '-'")]
+    [Required(ErrorMessage = "must not be empty")]
     public string RedisPrefix { get; set; } = "orch";
 
     /// <summary>Folder of the embedded store and, by default, of checkpoints and packed data sets.</summary>
