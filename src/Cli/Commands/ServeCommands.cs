@@ -40,7 +40,7 @@ internal static class ServeCommands
                 flags["Coordinator:HeartbeatInterval"] = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(200).Ticks, lease.Ticks / 5)).ToString("c", CultureInfo.InvariantCulture);
             }
             if (parse.GetResult(gradientSocket) is { Implicit: false } && !parse.GetValue(gradientSocket)) flags["Listen:GradientPort"] = "off";
-            var app = CoordinatorHost.Build([], flags: flags);
+            await using var app = CoordinatorHost.Build([], flags: flags);
             await app.StartAsync(ct);
             var listen = app.Services.GetRequiredService<IOptions<ListenSettings>>().Value;
             var state = app.Services.GetRequiredService<IOptions<StateSettings>>().Value;
