@@ -10,6 +10,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orchestrator.Coordinator.Domain;
@@ -132,7 +133,10 @@ sealed class Setup : IAsyncDisposable
 
         var services = new ServiceCollection();
         services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
-        services.AddCoordinatorServices(new CoordinatorHostSettings { StateDir = Path.Combine(workDir, $"state-{storeName}-{size}"), Redis = null });
+        var stateDir = Path.Combine(workDir, $"state-{storeName}-{size}");
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["State:Dir"] = stateDir }).Build());
+        services.AddCoordinatorServices();
         services.AddSingleton<IStateStore>(CountingStore.Wrap(inner));
         services.AddSingleton<TimeProvider>(clock);
         var provider = services.BuildServiceProvider();

@@ -11,9 +11,10 @@ internal static class CliErrors
 
     public static bool IsUserError(Exception e) => e is Grpc.Core.RpcException or SpecException or DataFormatException or DatasetNotFoundException
         or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
-        or InvalidOperationException or UnauthorizedAccessException or IOException;
+        or InvalidOperationException or UnauthorizedAccessException or IOException
+        or Microsoft.Extensions.Options.OptionsValidationException;
 
-    public static int ExitCode(Exception e) => e is SpecException or ArgumentException
+    public static int ExitCode(Exception e) => e is SpecException or ArgumentException or Microsoft.Extensions.Options.OptionsValidationException
         or Grpc.Core.RpcException { StatusCode: Grpc.Core.StatusCode.InvalidArgument } ? ExitCodes.Usage : ExitCodes.Failed;
 
     public static string Describe(Exception e)
@@ -30,6 +31,8 @@ internal static class CliErrors
                 _ => rpc.Status.Detail.ReplaceLineEndings(" "),
             };
         }
+        // A bad setting found as the coordinator starts: each failure already names its setting.
+        if (e is Microsoft.Extensions.Options.OptionsValidationException o) return string.Join("; ", o.Failures).ReplaceLineEndings(" ");
         var message = e.Message.ReplaceLineEndings(" ");
         return e is ArgumentException a && a.ParamName is not null
             ? message.Replace($" (Parameter '{a.ParamName}')", "", StringComparison.Ordinal)

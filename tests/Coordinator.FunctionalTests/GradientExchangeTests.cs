@@ -41,7 +41,7 @@ public sealed class GradientExchangeTests
     {
         await using var coordinator = await TestCoordinator.StartAsync();
         var (workers, assignments) = await StartTrialAsync(coordinator, world);
-        Assert.All(assignments, a => Assert.Equal(AggregationMode.Coordinator, a.Aggregation));
+        Assert.All(assignments, a => Assert.Equal(Protocol.V1.AggregationMode.Coordinator, a.Aggregation));
         var ranks = await ConnectAsync(coordinator, assignments, transport);
         try
         {

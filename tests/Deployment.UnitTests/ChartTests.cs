@@ -79,6 +79,7 @@ public sealed class ChartTests
         { "keda.prometheusAddress=prometheus:9090", "/keda/prometheusAddress" },
         { "redis.externalAddress=redis", "/redis/externalAddress" },
         { "redis.externalAddress=redis:6379", "/redis/externalAddress" }, // redis.enabled is true
+        { "logFormat=xml", "/logFormat" },
     };
 
     [Theory]

@@ -57,3 +57,9 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/* ORCH_LOG_FORMAT: simple or json (JSON lines for a log collector). */}}
+{{- define "orchestrator.logFormatEnv" -}}
+- name: ORCH_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+{{- end -}}

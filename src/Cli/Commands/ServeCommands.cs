@@ -1,7 +1,10 @@
 using System.CommandLine;
+using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orchestrator.Configuration;
 using Orchestrator.Coordinator.Hosting;
 using Orchestrator.Worker.Host;
 
@@ -12,45 +15,39 @@ internal static class ServeCommands
 {
     public static Command Coordinator()
     {
-        var redis = new Option<string?>("--redis") { Description = "Keep state in Redis at HOST:PORT (default: an embedded SQLite store under --state-dir).", HelpName = "HOST:PORT" };
+        var redis = new Option<string?>("--redis") { Description = "Keep state in Redis at HOST:PORT (default: an embedded SQLite store under --state-dir). Also: ORCH_REDIS.", HelpName = "HOST:PORT" };
         var redisPrefix = new Option<string>("--redis-prefix") { Description = "Key prefix in Redis.", DefaultValueFactory = _ => "orch" };
-        var stateDir = new Option<string>("--state-dir") { Description = "Folder for the embedded store and checkpoints.", DefaultValueFactory = _ => ".orch", HelpName = "DIR" };
-        var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Folder for checkpoints (default: <state-dir>/checkpoints).", HelpName = "DIR" };
-        var bind = new Option<string>("--bind") { Description = "Address to listen on (0.0.0.0 for all interfaces).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
-        var port = new Option<int>("--port") { Description = "gRPC port (workers and the CLI connect here).", DefaultValueFactory = _ => 5000 };
-        var httpPort = new Option<int?>("--http-port") { Description = "HTTP port (HTTP/1.1) for /healthz (liveness), /readyz (ready when the state store answers) and /metrics.", HelpName = "PORT" };
+        var stateDir = new Option<string>("--state-dir") { Description = "Folder for the embedded store and checkpoints. Also: ORCH_STATE_DIR.", DefaultValueFactory = _ => ".orch", HelpName = "DIR" };
+        var checkpointDir = new Option<string?>("--checkpoint-dir") { Description = "Folder for checkpoints (default: <state-dir>/checkpoints). Also: ORCH_CHECKPOINT_DIR.", HelpName = "DIR" };
+        var bind = new Option<string>("--bind") { Description = "Address to listen on (0.0.0.0 for all interfaces). Also: ORCH_BIND.", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
+        var port = new Option<int>("--port") { Description = "gRPC port (workers and the CLI connect here). Also: ORCH_GRPC_PORT.", DefaultValueFactory = _ => 5000 };
+        var httpPort = new Option<int?>("--http-port") { Description = "HTTP port (HTTP/1.1) for /healthz (liveness), /readyz (ready when the state store answers) and /metrics. Also: ORCH_HTTP_PORT.", HelpName = "PORT" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Serve data sets to workers from this folder: catalog data sets (searched before the cache and /usr/share/datasets) and imagefolder data (data.dir relative to it).", HelpName = "DIR" };
         var gradientPort = new Option<int>("--gradient-port") { Description = "TCP port of the gradient socket: data-parallel trials with aggregation: coordinator send gradients here, without gRPC framing (0: a free port).", DefaultValueFactory = _ => 5002, HelpName = "PORT" };
         var gradientSocket = new Option<bool>("--gradient-socket") { Description = "Open the gradient socket (false: coordinator-mode trials send gradients over the gRPC port instead, slower; for networks that only pass --port).", DefaultValueFactory = _ => true, HelpName = "true|false" };
         var leaseTimeout = new Option<double>("--lease-timeout") { Description = "Seconds without a heartbeat before a worker's trials are re-queued.", DefaultValueFactory = _ => 10 };
-        var command = new Command("coordinator", "Run the coordinator: accepts sweeps, schedules trials on workers, keeps state (Redis or embedded).\nExample: orch coordinator --redis 127.0.0.1:6379")
-        { redis, redisPrefix, stateDir, checkpointDir, bind, port, httpPort, gradientPort, gradientSocket, leaseTimeout, dataDir };
+        var command = new Command("coordinator", "Run the coordinator: accepts sweeps, schedules trials on workers, keeps state (Redis or embedded).\n" +
+            "Settings also come from appsettings.json and ORCH_* variables; flags win (docs/operations.md).\nExample: orch coordinator --redis 127.0.0.1:6379")
+        { redis, redisPrefix, stateDir, checkpointDir, bind, port, httpPort, gradientPort, gradientSocket, leaseTimeout, dataDir, ConfigurationFlags.LogFormat() };
         command.SetAction(async (parse, ct) =>
         {
-            var lease = TimeSpan.FromSeconds(parse.GetValue(leaseTimeout));
-            if (lease < TimeSpan.FromSeconds(1)) throw new ArgumentException("--lease-timeout must be at least 1 second");
-            var app = CoordinatorHost.Build(new CoordinatorHostSettings
+            var flags = ConfigurationFlags.Given(parse, Settings.Coordinator, command);
+            if (parse.GetResult(leaseTimeout) is { Implicit: false })
             {
-                Host = parse.GetValue(bind)!,
-                GrpcPort = parse.GetValue(port),
-                HttpPort = parse.GetValue(httpPort),
-                GradientPort = parse.GetValue(gradientSocket) ? parse.GetValue(gradientPort) : null,
-                Redis = parse.GetValue(redis),
-                RedisPrefix = parse.GetValue(redisPrefix)!,
-                StateDir = parse.GetValue(stateDir)!,
-                CheckpointDir = parse.GetValue(checkpointDir),
-                DataDir = parse.GetValue(dataDir),
-                Configure = o =>
-                {
-                    o.LeaseTimeout = lease;
-                    o.HeartbeatInterval = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(200).Ticks, lease.Ticks / 5));
-                },
-            });
+                var lease = TimeSpan.FromSeconds(parse.GetValue(leaseTimeout));
+                if (lease < TimeSpan.FromSeconds(1)) throw new ArgumentException("--lease-timeout must be at least 1 second");
+                flags["Coordinator:LeaseTimeout"] = lease.ToString("c", CultureInfo.InvariantCulture);
+                flags["Coordinator:HeartbeatInterval"] = TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(200).Ticks, lease.Ticks / 5)).ToString("c", CultureInfo.InvariantCulture);
+            }
+            if (parse.GetResult(gradientSocket) is { Implicit: false } && !parse.GetValue(gradientSocket)) flags["Listen:GradientPort"] = "off";
+            await using var app = CoordinatorHost.Build([], flags: flags);
             await app.StartAsync(ct);
+            var listen = app.Services.GetRequiredService<IOptions<ListenSettings>>().Value;
+            var state = app.Services.GetRequiredService<IOptions<StateSettings>>().Value;
             var socket = app.Services.GetRequiredService<Orchestrator.Coordinator.Aggregation.GradientSocketEndpoint>().Port;
-            await Console.Error.WriteLineAsync($"coordinator listening on {parse.GetValue(bind)}:{parse.GetValue(port)}" +
+            await Console.Error.WriteLineAsync($"coordinator listening on {listen.Address}:{listen.GrpcPort}" +
                 (socket is { } sp ? $", gradient socket on port {sp}" : "") +
-                $" (state: {parse.GetValue(redis) ?? parse.GetValue(stateDir)})");
+                $" (state: {(state.UsesRedis ? state.Redis : state.Dir)})");
             await app.WaitForShutdownAsync(ct);
             return ExitCodes.Ok;
         });
@@ -59,7 +56,7 @@ internal static class ServeCommands
 
     public static Command Worker()
     {
-        var coordinator = new Option<string>("--coordinator") { Description = "The coordinator's address.", DefaultValueFactory = _ => Remote.CoordinatorConnection.DefaultAddress, HelpName = "URL" };
+        var coordinator = new Option<string>("--coordinator") { Description = "The coordinator's address. Also: ORCH_COORDINATOR.", DefaultValueFactory = _ => Remote.CoordinatorConnection.DefaultAddress, HelpName = "URL" };
         var id = new Option<string?>("--id") { Description = "Stable worker id (default: host name and process id).", HelpName = "ID" };
         var device = CommonOptions.Device();
         var devices = new Option<string?>("--devices")
@@ -77,7 +74,7 @@ internal static class ServeCommands
         var libTorch = CommonOptions.LibTorchDir();
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://<host>:PORT/metrics (throughput, step time, data wait, GPU memory), and the probes /healthz (alive) and /readyz (connected, not draining).", HelpName = "PORT" };
         var dataPort = new Option<int>("--data-port") { Description = "Port for exchanging gradients with peers in data-parallel trials (default: a free port). With several GPUs, GPU i uses PORT + i.", HelpName = "PORT" };
-        var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name).", HelpName = "HOST" };
+        var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name). Also: ORCH_ADVERTISE_HOST.", HelpName = "HOST" };
         var metricsBind = new Option<string>("--metrics-bind") { Description = "Address for --metrics-port (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
         var drainTimeout = new Option<int>("--drain-timeout")
         {
@@ -88,33 +85,18 @@ internal static class ServeCommands
             HelpName = "SECONDS",
         };
         var command = new SignalHandlingCommand("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\n" +
-            "SIGTERM or Ctrl+C drains it (see --drain-timeout); a second signal stops it at once.\nExample: orch worker --coordinator http://127.0.0.1:5000")
-        { coordinator, id, device, devices, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise, drainTimeout };
+            "SIGTERM or Ctrl+C drains it (see --drain-timeout); a second signal stops it at once.\n" +
+            "Settings also come from appsettings.json and ORCH_* variables; flags win (docs/operations.md).\nExample: orch worker --coordinator http://127.0.0.1:5000")
+        { coordinator, id, device, devices, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise, drainTimeout, ConfigurationFlags.LogFormat() };
         command.SetAction(async (parse, ct) =>
         {
-            var drain = parse.GetValue(drainTimeout);
-            if (drain < 0) throw new ArgumentException("--drain-timeout must be 0 or more seconds");
-            DeviceInventory.Parse(parse.GetValue(devices)); // a bad value fails here, in one line, before connecting
-            using var loggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
-                .SetMinimumLevel(LogLevel.Warning).AddFilter("Orchestrator", LogLevel.Information));
-            var options = new WorkerAgentOptions
-            {
-                CoordinatorUrl = parse.GetValue(coordinator)!,
-                Device = parse.GetValue(device)!,
-                Devices = parse.GetValue(devices),
-                DataDir = parse.GetValue(dataDir),
-                FetchData = parse.GetValue(fetchData) ?? (parse.GetValue(dataDir) is null),
-                TorchThreads = parse.GetValue(threads),
-                LibTorchDir = parse.GetValue(libTorch),
-                Token = Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.Token),
-                DataPort = parse.GetValue(dataPort),
-                AdvertiseHost = parse.GetValue(advertise) ?? Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.AdvertiseHost),
-            };
-            if (parse.GetValue(id) is { } workerId) options = options with { WorkerId = workerId };
-            if (parse.GetValue(workDir) is { } w) options = options with { WorkDir = w };
+            // Flags over environment variables over appsettings.json over defaults; a bad value fails here, in one line, before connecting.
+            var configuration = WorkerConfiguration.Build(ConfigurationFlags.Given(parse, Settings.Worker, command));
+            var (options, service) = WorkerConfiguration.Bind(configuration);
+            using var loggers = LoggerFactory.Create(b => b.AddConsoleLogs(configuration, Settings.Worker));
             await using var agent = new WorkerAgent(options, loggers);
-            await using var telemetry = parse.GetValue(metricsPort) is { } mp ? await WorkerTelemetry.StartAsync(mp, parse.GetValue(metricsBind)!, () => agent.IsReady, ct) : null;
-            using var signals = ShutdownSignals.Register(agent, TimeSpan.FromSeconds(drain));
+            await using var telemetry = service.MetricsPort is { } mp ? await WorkerTelemetry.StartAsync(mp, service.MetricsBind, () => agent.IsReady, ct) : null;
+            using var signals = ShutdownSignals.Register(agent, TimeSpan.FromSeconds(service.DrainTimeout));
             await agent.RunAsync(ct);
             return signals.ExitCode;
         });

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using System.Security.Cryptography;
+using Orchestrator.Checkpoints;
 using System.Text.Json.Nodes;
 using Grpc.Core;
 using Orchestrator.Cli.Output;
@@ -230,32 +230,15 @@ internal static class SweepCommands
     internal static async Task<string> DownloadAsync(CoordinatorConnection c, string sweepId, string trialId, string target, string format, CancellationToken ct)
     {
         var full = Path.GetFullPath(target);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var temp = full + ".download";
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        string? expected = null;
+        // A torchsharp checkpoint goes straight to the target once verified; others are converted from a verified temporary copy.
+        var received = format == "torchsharp" ? full : full + ".download";
+        using (var call = c.Client.DownloadCheckpoint(new DownloadCheckpointRequest { SweepId = sweepId, TrialId = trialId }, c.Stream(ct)))
+            await CheckpointChunks.ReceiveAsync(call.ResponseStream, received, $"the checkpoint of {trialId}", ct);
+        if (format == "torchsharp") return full;
         try
         {
-            using (var call = c.Client.DownloadCheckpoint(new DownloadCheckpointRequest { SweepId = sweepId, TrialId = trialId }, c.Stream(ct)))
-            await using (var file = File.Create(temp))
-            {
-                await foreach (var chunk in call.ResponseStream.ReadAllAsync(ct))
-                {
-                    sha.AppendData(chunk.Data.Span);
-                    await file.WriteAsync(chunk.Data.Memory, ct);
-                    if (chunk.Sha256.Length > 0) expected = chunk.Sha256;
-                }
-            }
-            var actual = Convert.ToHexStringLower(sha.GetHashAndReset());
-            if (expected is null || !expected.Equals(actual, StringComparison.OrdinalIgnoreCase))
-                throw new InvalidDataException($"the checkpoint of {trialId} arrived damaged (SHA-256 {actual}, expected {expected}); try again");
-            if (format == "torchsharp")
-            {
-                File.Move(temp, full, overwrite: true);
-                return full;
-            }
             TorchRuntime.Initialize();
-            var (model, _, _) = TrainingSession.LoadModel(temp, TorchSharp.torch.CPU);
+            var (model, _, _) = TrainingSession.LoadModel(received, TorchSharp.torch.CPU);
             using (model)
             {
                 if (format == "pytorch") model.save_py(full);
@@ -265,7 +248,7 @@ internal static class SweepCommands
         }
         finally
         {
-            if (File.Exists(temp)) File.Delete(temp);
+            File.Delete(received);
         }
     }
 }

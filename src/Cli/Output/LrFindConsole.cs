@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using Orchestrator.Worker.Training;
 using Spectre.Console;
+using Orchestrator.Trials;
 
 namespace Orchestrator.Cli.Output;
 
@@ -52,7 +53,7 @@ internal sealed class LrFindConsole(bool json)
             {
                 ["type"] = "step",
                 ["step"] = p.Step,
-                ["lr"] = p.LearningRate,
+                [MetricNames.LearningRate] = p.LearningRate,
                 ["loss"] = Finite(p.Loss),
                 ["smoothed_loss"] = Finite(p.SmoothedLoss),
             }.ToJsonString());

@@ -111,7 +111,7 @@ internal sealed class TrainingConsole(bool json) : ITrainingObserver
                 ["best_epoch"] = r.BestEpoch,
                 ["epochs"] = r.Epochs,
                 ["seconds"] = Math.Round(r.Seconds, 3),
-                ["images_per_second"] = Math.Round(last.ImagesPerSecond, 1),
+                [MetricNames.ImagesPerSecond] = Math.Round(last.ImagesPerSecond, 1),
                 ["checkpoint"] = r.BestCheckpoint,
                 ["last_checkpoint"] = r.LastCheckpoint,
                 ["run_dir"] = r.RunDir,

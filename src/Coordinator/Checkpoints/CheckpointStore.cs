@@ -1,5 +1,5 @@
-using System.Security.Cryptography;
 using Microsoft.Extensions.Options;
+using Orchestrator.Checkpoints;
 
 namespace Orchestrator.Coordinator.Checkpoints;
 
@@ -23,7 +23,8 @@ public enum CheckpointSlot
 
 /// <summary>
 /// Stores uploaded checkpoints on disk. An upload is streamed to a temporary file, its SHA-256
-/// checked, then renamed into place, so a broken or corrupt upload never replaces a good file.
+/// checked, then renamed into place (<see cref="ChunkedFileReceiver"/>), so a broken or corrupt
+/// upload never replaces a good file.
 /// </summary>
 public sealed class CheckpointStore(IOptions<CheckpointStoreOptions> options)
 {
@@ -36,13 +37,12 @@ public sealed class CheckpointStore(IOptions<CheckpointStoreOptions> options)
 
     public bool Exists(string sweepId, string trialId, CheckpointSlot slot) => File.Exists(PathOf(sweepId, trialId, slot));
 
-    /// <summary>Begins an upload; write the bytes, then <see cref="Upload.CommitAsync"/> with the expected hash.</summary>
-    public Upload BeginUpload(string sweepId, string trialId, CheckpointSlot slot)
-    {
-        var target = PathOf(sweepId, trialId, slot);
-        Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-        return new Upload(target);
-    }
+    /// <summary>
+    /// Begins an upload of <paramref name="size"/> bytes; write them, then
+    /// <see cref="ChunkedFileReceiver.CommitAsync"/> with the sender's hash.
+    /// </summary>
+    public ChunkedFileReceiver BeginUpload(string sweepId, string trialId, CheckpointSlot slot, long size) =>
+        new(PathOf(sweepId, trialId, slot), size, $"the {(slot == CheckpointSlot.Best ? "best" : "latest")} checkpoint of {trialId}");
 
     public FileStream OpenRead(string sweepId, string trialId, CheckpointSlot slot) =>
         new(PathOf(sweepId, trialId, slot), FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, useAsync: true);
@@ -66,50 +66,5 @@ public sealed class CheckpointStore(IOptions<CheckpointStoreOptions> options)
         if (id.Length == 0 || id.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_')))
             throw new ArgumentException($"invalid id '{id}'");
         return id;
-    }
-
-    /// <summary>An upload in progress.</summary>
-    public sealed class Upload : IAsyncDisposable
-    {
-        private readonly string _target;
-        private readonly string _temp;
-        private readonly FileStream _file;
-        private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        private bool _committed;
-
-        internal Upload(string target)
-        {
-            _target = target;
-            _temp = $"{target}.{Guid.NewGuid():N}.upload";
-            _file = new FileStream(_temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true);
-        }
-
-        public long Length => _file.Length;
-
-        public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken ct)
-        {
-            _hash.AppendData(data.Span);
-            await _file.WriteAsync(data, ct).ConfigureAwait(false);
-        }
-
-        /// <summary>Verifies the hash and moves the file into place; false (and nothing replaced) on a mismatch.</summary>
-        public async Task<bool> CommitAsync(string expectedSha256Hex, CancellationToken ct)
-        {
-            await _file.FlushAsync(ct).ConfigureAwait(false);
-            _file.Flush(flushToDisk: true);
-            await _file.DisposeAsync().ConfigureAwait(false);
-            var actual = Convert.ToHexStringLower(_hash.GetHashAndReset());
-            if (!string.Equals(actual, expectedSha256Hex, StringComparison.OrdinalIgnoreCase)) return false;
-            File.Move(_temp, _target, overwrite: true);
-            _committed = true;
-            return true;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _file.DisposeAsync().ConfigureAwait(false);
-            _hash.Dispose();
-            if (!_committed && File.Exists(_temp)) File.Delete(_temp);
-        }
     }
 }

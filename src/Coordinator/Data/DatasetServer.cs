@@ -7,7 +7,7 @@ using Orchestrator.Data.Readers;
 
 namespace Orchestrator.Coordinator.Data;
 
-/// <summary>Where the coordinator finds the data sets it serves (the host binds it from its settings).</summary>
+/// <summary>Where the coordinator finds the data sets it serves (the host sets it from the Data and State settings).</summary>
 public sealed class DatasetServerOptions
 {
     /// <summary>The coordinator's <c>--data-dir</c>: searched first for catalog data sets, and the only root imagefolder data is served from. Null: none.</summary>

@@ -132,7 +132,8 @@ public sealed class SweepsService(
         var slot = checkpoints.Exists(sweep.Id, trial.Id, CheckpointSlot.Best) ? CheckpointSlot.Best
             : checkpoints.Exists(sweep.Id, trial.Id, CheckpointSlot.Latest) ? CheckpointSlot.Latest
             : throw Errors.NotFound($"trial {trial.Id} has no stored checkpoint");
-        await WorkerGatewayService.StreamFileAsync(checkpoints.OpenRead(sweep.Id, trial.Id, slot), $"{trial.Id}.ckpt", responseStream, context.CancellationToken).ConfigureAwait(false);
+        await using var file = checkpoints.OpenRead(sweep.Id, trial.Id, slot);
+        await Orchestrator.Checkpoints.CheckpointChunks.SendAsync(file, $"{trial.Id}.ckpt", responseStream, context.CancellationToken).ConfigureAwait(false);
     }
 
     public override Task<ListWorkersResponse> ListWorkers(ListWorkersRequest request, ServerCallContext context)

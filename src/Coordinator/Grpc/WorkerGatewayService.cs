@@ -1,5 +1,6 @@
 using Grpc.Core;
 using Microsoft.Extensions.Options;
+using Orchestrator.Checkpoints;
 using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Aggregation;
 using Orchestrator.Coordinator.Configuration;
@@ -26,8 +27,6 @@ public sealed partial class WorkerGatewayService(
     GradientSocketEndpoint gradientSocket,
     ILogger<WorkerGatewayService> logger) : WorkerGateway.WorkerGatewayBase
 {
-    private const int ChunkSize = 256 * 1024;
-
     public override async Task Connect(IAsyncStreamReader<WorkerMessage> requestStream, IServerStreamWriter<CoordinatorMessage> responseStream, ServerCallContext context)
     {
         var ct = context.CancellationToken;
@@ -170,29 +169,25 @@ public sealed partial class WorkerGatewayService(
         var header = requestStream.Current.Header;
         var trial = await sweeps.CurrentAsync(header.Lease.TrialId, header.Lease.FencingToken, ct).ConfigureAwait(false)
                     ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {header.Lease.TrialId}: stale fencing token or trial not running"));
+        if (header.Size < 0) throw new RpcException(new Status(StatusCode.InvalidArgument, $"a checkpoint upload announces a negative size ({header.Size})"));
         var slot = header.Best ? CheckpointSlot.Best : CheckpointSlot.Latest;
         var started = clock.GetTimestamp();
-        await using var upload = checkpoints.BeginUpload(trial.SweepId, trial.Id, slot);
-        string? sha = null;
-        while (await requestStream.MoveNext(ct).ConfigureAwait(false))
+        try
         {
-            var part = requestStream.Current;
-            if (part.PartCase == CheckpointUpload.PartOneofCase.Data)
+            await using var upload = checkpoints.BeginUpload(trial.SweepId, trial.Id, slot, header.Size);
+            string? sha = null;
+            while (sha is null && await requestStream.MoveNext(ct).ConfigureAwait(false))
             {
-                if (upload.Length + part.Data.Length > header.Size)
-                    throw new RpcException(new Status(StatusCode.InvalidArgument, $"upload exceeds the announced {header.Size} bytes"));
-                await upload.WriteAsync(part.Data.Memory, ct).ConfigureAwait(false);
+                var part = requestStream.Current;
+                if (part.PartCase == CheckpointUpload.PartOneofCase.Data) await upload.WriteAsync(part.Data.Memory, ct).ConfigureAwait(false);
+                else if (part.PartCase == CheckpointUpload.PartOneofCase.Trailer) sha = part.Trailer.Sha256;
             }
-            else if (part.PartCase == CheckpointUpload.PartOneofCase.Trailer)
-            {
-                sha = part.Trailer.Sha256;
-                break;
-            }
+            await upload.CommitAsync(sha, ct).ConfigureAwait(false);
         }
-        if (sha is null) throw new RpcException(new Status(StatusCode.InvalidArgument, "the upload ended without its trailer"));
-        if (upload.Length != header.Size) throw new RpcException(new Status(StatusCode.DataLoss, $"received {upload.Length} of {header.Size} bytes"));
-        if (!await upload.CommitAsync(sha, ct).ConfigureAwait(false))
-            throw new RpcException(new Status(StatusCode.DataLoss, "checksum mismatch: the checkpoint was damaged in transit"));
+        catch (ChunkedTransferException e)
+        {
+            throw new RpcException(new Status(e.Failure is TransferFailure.TooLong or TransferFailure.MissingHash ? StatusCode.InvalidArgument : StatusCode.DataLoss, e.Message));
+        }
         // The token may have changed while the bytes travelled; the file is then harmless (the new
         // owner overwrites it), but the epoch is recorded only for the current owner.
         if (slot == CheckpointSlot.Latest)
@@ -213,34 +208,8 @@ public sealed partial class WorkerGatewayService(
                     ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {request.Lease.TrialId}: stale fencing token"));
         if (!checkpoints.Exists(trial.SweepId, trial.Id, CheckpointSlot.Latest))
             throw new RpcException(new Status(StatusCode.NotFound, $"trial {trial.Id} has no stored checkpoint"));
-        await StreamFileAsync(checkpoints.OpenRead(trial.SweepId, trial.Id, CheckpointSlot.Latest), $"{trial.Id}.ckpt", responseStream, context.CancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>Streams a file in chunks; the last chunk carries the SHA-256.</summary>
-    internal static async Task StreamFileAsync(FileStream file, string name, IServerStreamWriter<CheckpointChunk> stream, CancellationToken ct)
-    {
-        await using var _ = file;
-        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        var buffer = new byte[ChunkSize];
-        var total = file.Length;
-        long offset = 0;
-        while (true)
-        {
-            var n = await file.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, ct).ConfigureAwait(false);
-            sha.AppendData(buffer, 0, n);
-            var chunk = new CheckpointChunk
-            {
-                Data = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n),
-                Offset = offset,
-                TotalSize = total,
-                FileName = offset == 0 ? name : "",
-            };
-            offset += n;
-            var last = offset >= total || n == 0;
-            if (last) chunk.Sha256 = Convert.ToHexStringLower(sha.GetHashAndReset());
-            await stream.WriteAsync(chunk, ct).ConfigureAwait(false);
-            if (last) break;
-        }
+        await using var file = checkpoints.OpenRead(trial.SweepId, trial.Id, CheckpointSlot.Latest);
+        await CheckpointChunks.SendAsync(file, $"{trial.Id}.ckpt", responseStream, context.CancellationToken).ConfigureAwait(false);
     }
 
     private static partial class Log

@@ -5,15 +5,10 @@ namespace Orchestrator.Coordinator.Hosting;
 /// <summary>Wiring of data delivery into the coordinator host.</summary>
 public static class DataDeliveryExtensions
 {
-    /// <summary>Registers <see cref="DatasetServer"/> with --data-dir and the pack folder taken from <paramref name="settings"/>.</summary>
-    public static IServiceCollection AddDataDelivery(this IServiceCollection services, CoordinatorHostSettings settings)
+    /// <summary>Registers <see cref="DatasetServer"/>; <paramref name="configure"/> says where it finds data sets.</summary>
+    public static IServiceCollection AddDataDelivery(this IServiceCollection services, Action<DatasetServerOptions, IServiceProvider> configure)
     {
-        ArgumentNullException.ThrowIfNull(settings);
-        services.AddOptions<DatasetServerOptions>().Configure(o =>
-        {
-            o.DataDir = settings.DataDir;
-            o.PackRoot = Path.Combine(settings.StateDir, "data", "packed");
-        });
+        services.AddOptions<DatasetServerOptions>().Configure<IServiceProvider>(configure);
         services.AddSingleton<DatasetServer>();
         return services;
     }

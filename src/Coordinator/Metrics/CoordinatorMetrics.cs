@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using Orchestrator.Coordinator.Domain;
+using Orchestrator.Trials;
 
 namespace Orchestrator.Coordinator.Metrics;
 
@@ -75,10 +76,10 @@ public sealed class CoordinatorMetrics : IDisposable
     public void MetricReported(IReadOnlyDictionary<string, double> values)
     {
         _reports.Add(1);
-        if (values.TryGetValue("step_seconds", out var step) && double.IsFinite(step)) _stepDuration.Record(step);
-        if (values.TryGetValue("epoch_seconds", out var epoch) && double.IsFinite(epoch)) _epochDuration.Record(epoch);
-        if (values.TryGetValue("aggregation_seconds", out var agg) && double.IsFinite(agg)) _aggregationDuration.Record(agg);
-        if (values.TryGetValue("aggregation_bytes", out var bytes) && double.IsFinite(bytes)) _aggregationBytes.Record((long)bytes);
+        if (values.TryGetValue(MetricNames.StepSeconds, out var step) && double.IsFinite(step)) _stepDuration.Record(step);
+        if (values.TryGetValue(MetricNames.EpochSeconds, out var epoch) && double.IsFinite(epoch)) _epochDuration.Record(epoch);
+        if (values.TryGetValue(MetricNames.AggregationSeconds, out var agg) && double.IsFinite(agg)) _aggregationDuration.Record(agg);
+        if (values.TryGetValue(MetricNames.AggregationBytes, out var bytes) && double.IsFinite(bytes)) _aggregationBytes.Record((long)bytes);
     }
 
     public void CheckpointUploaded(long bytes, TimeSpan duration)

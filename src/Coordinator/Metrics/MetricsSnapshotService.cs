@@ -4,6 +4,7 @@ using Orchestrator.Coordinator.Domain;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Coordinator.Sweeps;
 using Orchestrator.Coordinator.Workers;
+using Orchestrator.Trials;
 
 namespace Orchestrator.Coordinator.Metrics;
 
@@ -102,11 +103,11 @@ public sealed partial class MetricsSnapshotService(
                 if (t.LatestMetric is { } lm) objective.Add(new(lm, [.. tags, Tag("metric", metricName)]));
                 if (t.BestMetric is { } bm) best.Add(new(bm, [.. tags, Tag("metric", metricName)]));
                 if (!_latest.TryGetValue(t.Id, out var v)) continue;
-                if (v.TryGetValue("train_loss", out var tl)) loss.Add(new(tl, [.. tags, Tag("split", "train")]));
-                if (v.TryGetValue("val_loss", out var vl)) loss.Add(new(vl, [.. tags, Tag("split", "val")]));
-                if (v.TryGetValue("train_accuracy", out var ta)) accuracy.Add(new(ta, [.. tags, Tag("split", "train")]));
-                if (v.TryGetValue("val_accuracy", out var va)) accuracy.Add(new(va, [.. tags, Tag("split", "val")]));
-                if (v.TryGetValue("images_per_second", out var ips)) samples.Add(new(ips, tags));
+                if (v.TryGetValue(MetricNames.TrainLoss, out var tl)) loss.Add(new(tl, [.. tags, Tag("split", "train")]));
+                if (v.TryGetValue(MetricNames.ValLoss, out var vl)) loss.Add(new(vl, [.. tags, Tag("split", "val")]));
+                if (v.TryGetValue(MetricNames.TrainAccuracy, out var ta)) accuracy.Add(new(ta, [.. tags, Tag("split", "train")]));
+                if (v.TryGetValue(MetricNames.ValAccuracy, out var va)) accuracy.Add(new(va, [.. tags, Tag("split", "val")]));
+                if (v.TryGetValue(MetricNames.ImagesPerSecond, out var ips)) samples.Add(new(ips, tags));
             }
         }
         foreach (var id in _latest.Keys.Where(id => !live.Contains(id)).ToList()) _latest.TryRemove(id, out _);

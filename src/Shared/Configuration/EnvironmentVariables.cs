@@ -1,15 +1,17 @@
 namespace Orchestrator.Configuration;
 
 /// <summary>
-/// Every <c>ORCH_*</c> environment variable the programs read, in one place: the coordinator's
-/// container is configured by them alone, and the deployment tests check that the Kubernetes
-/// manifests and the Helm chart set no variable outside these lists.
+/// Every <c>ORCH_*</c> environment variable the programs read, in one place. Most are settings:
+/// <see cref="Settings"/> maps each to its configuration key, so they reach the programs through
+/// the configuration system like appsettings.json and flags do (docs/operations.md). The
+/// deployment tests check that the Kubernetes manifests and the Helm chart set no variable
+/// outside these lists.
 /// </summary>
 public static class EnvironmentVariables
 {
     /// <summary>Bearer token: the coordinator requires it of every call; workers and the CLI send it.</summary>
     public const string Token = "ORCH_TOKEN";
-    /// <summary>The coordinator's gRPC address for the CLI (<c>http://host:5000</c>).</summary>
+    /// <summary>The coordinator's gRPC address for the CLI and <c>orch worker</c> (<c>http://host:5000</c>).</summary>
     public const string Coordinator = "ORCH_COORDINATOR";
     /// <summary>Host or address that peers use to reach a worker's data port (<c>--advertise-host</c>).</summary>
     public const string AdvertiseHost = "ORCH_ADVERTISE_HOST";
@@ -21,6 +23,8 @@ public static class EnvironmentVariables
     public const string DatasetMirror = "ORCH_DATASET_MIRROR";
     /// <summary>A TrueType font file for the text of plots (<c>orch lr-find</c>), where the usual system fonts are missing.</summary>
     public const string PlotFont = "ORCH_PLOT_FONT";
+    /// <summary>Coordinator and worker: <c>simple</c> (one line per entry, for people) or <c>json</c> (JSON lines, for log collectors).</summary>
+    public const string LogFormat = "ORCH_LOG_FORMAT";
 
     /// <summary>Coordinator program: Redis <c>host:port</c> (unset: the embedded SQLite store).</summary>
     public const string Redis = "ORCH_REDIS";
@@ -37,11 +41,11 @@ public static class EnvironmentVariables
     /// <summary>Coordinator program: address to listen on (0.0.0.0).</summary>
     public const string Bind = "ORCH_BIND";
 
-    /// <summary>What the coordinator program (the coordinator image's entry point) reads.</summary>
+    /// <summary>What the coordinator (its program and <c>orch coordinator</c>) reads: its settings, and the data set mirror.</summary>
     public static readonly IReadOnlyList<string> ReadByCoordinator =
-        [Redis, StateDir, CheckpointDir, GrpcPort, HttpPort, GradientPort, Bind, DataDir, DatasetMirror, Token];
+        [.. Settings.Variables(Settings.Coordinator), DatasetMirror];
 
-    /// <summary>What <c>orch worker</c> reads (the worker images' entry point is <c>orch</c>).</summary>
+    /// <summary>What <c>orch worker</c> reads (the worker images' entry point is <c>orch</c>): its settings, and where data sets are found.</summary>
     public static readonly IReadOnlyList<string> ReadByWorker =
-        [Token, AdvertiseHost, LibTorchDir, DataDir, DatasetMirror];
+        [.. Settings.Variables(Settings.Worker), DataDir, DatasetMirror];
 }

@@ -20,7 +20,7 @@ public static class SweepNames
     public static readonly IReadOnlyList<string> Methods = ["grid", "random"];
 
     /// <summary>The metrics workers report each epoch, any of which can be the objective.</summary>
-    public static readonly IReadOnlyList<string> Metrics = ["val_accuracy", "val_loss", "val_top5", "train_loss", "train_accuracy"];
+    public static readonly IReadOnlyList<string> Metrics = Trials.MetricNames.Objectives;
 
     /// <summary>Objective goals.</summary>
     public static readonly IReadOnlyList<string> Goals = ["maximize", "minimize"];

@@ -148,7 +148,7 @@ public sealed class ValidatedSweep
         Check(maxFailed >= 0, "search.maxFailedTrials", "must be ≥ 0");
 
         var objective = file.Objective ?? new ObjectiveSection();
-        var metric = objective.Metric ?? "val_accuracy";
+        var metric = objective.Metric ?? MetricNames.DefaultObjective;
         Check(SweepNames.Metrics.Contains(metric), "objective.metric", $"unknown metric '{metric}': {KnownNames.OneOf(SweepNames.Metrics)}");
         // A loss is minimised unless the file says otherwise; maximising it by default would be a silent mistake.
         var goal = objective.Goal ?? (metric.EndsWith("_loss", StringComparison.Ordinal) ? "minimize" : "maximize");

@@ -1,9 +1,10 @@
 using Orchestrator.TensorBoard.Protos.HParams;
+using Orchestrator.Trials;
 
 namespace Orchestrator.TensorBoard;
 
 /// <summary>
-/// The one mapping from our metric names (those of metrics.jsonl and the coordinator's metric
+/// The one mapping from our metric names (<see cref="MetricNames"/>: those of metrics.jsonl and the coordinator's metric
 /// points: train_loss, val_accuracy, lr…) to TensorBoard scalar tags, grouped so the dashboard
 /// shows training and validation side by side. Unknown names go under "system/".
 /// </summary>
@@ -11,12 +12,12 @@ public static class TensorBoardTags
 {
     private static readonly (string Metric, string Tag, string Display, DatasetType Dataset)[] Known =
     [
-        ("val_accuracy", "val/accuracy", "validation accuracy", DatasetType.DatasetValidation),
-        ("val_loss", "val/loss", "validation loss", DatasetType.DatasetValidation),
-        ("val_top5", "val/top5", "validation top-5 accuracy", DatasetType.DatasetValidation),
-        ("train_loss", "train/loss", "training loss", DatasetType.DatasetTraining),
-        ("train_accuracy", "train/accuracy", "training accuracy", DatasetType.DatasetTraining),
-        ("lr", "train/learning_rate", "learning rate", DatasetType.DatasetTraining),
+        (MetricNames.ValAccuracy, "val/accuracy", "validation accuracy", DatasetType.DatasetValidation),
+        (MetricNames.ValLoss, "val/loss", "validation loss", DatasetType.DatasetValidation),
+        (MetricNames.ValTop5, "val/top5", "validation top-5 accuracy", DatasetType.DatasetValidation),
+        (MetricNames.TrainLoss, "train/loss", "training loss", DatasetType.DatasetTraining),
+        (MetricNames.TrainAccuracy, "train/accuracy", "training accuracy", DatasetType.DatasetTraining),
+        (MetricNames.LearningRate, "train/learning_rate", "learning rate", DatasetType.DatasetTraining),
     ];
 
     /// <summary>The scalar tag of a metric.</summary>

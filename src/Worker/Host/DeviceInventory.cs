@@ -49,6 +49,14 @@ public static partial class DeviceInventory
     }
 
     /// <summary>
+    /// Where a rank trains: on the device of the slot the coordinator gave it (cuda:N), unless the
+    /// worker was started with --device cpu, which always trains on the CPU (with --devices, that
+    /// is how slots are exercised on a machine without GPUs). An older coordinator names no device.
+    /// </summary>
+    public static string TrainingDevice(string workerDevice, string assigned) =>
+        workerDevice.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase) || assigned.Length == 0 ? workerDevice : assigned;
+
+    /// <summary>
     /// The GPUs to offer: <paramref name="devicesFlag"/> when given (missing names and memory
     /// filled in from the driver), else those the worker's <paramref name="device"/> choice trains
     /// on (all visible GPUs for auto or cuda, one for cuda:N, none for cpu).

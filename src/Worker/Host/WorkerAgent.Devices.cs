@@ -25,14 +25,6 @@ public sealed partial class WorkerAgent
             : string.Join(", ", _gpus.Select(g => $"cuda:{g.Index}" + (g.Name.Length > 0 ? $" {g.Name}" : "") + (g.MemoryBytes > 0 ? $" {g.MemoryBytes / 1e9:0.#} GB" : ""))));
     }
 
-    /// <summary>
-    /// Where a rank trains: on the device of the slot the coordinator gave it (cuda:N), unless the
-    /// worker was started with --device cpu, which always trains on the CPU (with --devices, that
-    /// is how slots are exercised on a machine without GPUs). An older coordinator names no device.
-    /// </summary>
-    internal static string TrainingDevice(string workerDevice, string assigned) =>
-        workerDevice.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase) || assigned.Length == 0 ? workerDevice : assigned;
-
     private WorkerCapabilities Capabilities()
     {
         var capabilities = new WorkerCapabilities

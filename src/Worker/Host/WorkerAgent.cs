@@ -17,14 +17,17 @@ namespace Orchestrator.Worker.Host;
 /// reconnect (steps are idempotent), and the Hello lists the running trials so the coordinator
 /// can hand them back to this worker. Asked to stop (<see cref="Drain"/>), it finishes the epoch
 /// in progress of each trial, hands the trials back and exits once the coordinator has every
-/// report; <see cref="StopNow"/> stops at once.
+/// report; <see cref="StopNow"/> stops at once. Its trial runners see it only as an
+/// <see cref="ITrialHost"/>. Partial files by concern: the connection (.Connection), the
+/// shutdown (.Shutdown) and the GPUs it offers (.Devices).
 /// </summary>
-public sealed partial class WorkerAgent : IAsyncDisposable
+public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
 {
     private readonly WorkerAgentOptions _options;
     private readonly ILogger _logger;
     private readonly GrpcChannel _channel;
     private readonly WorkerGateway.WorkerGatewayClient _client;
+    private readonly CheckpointClient _checkpoints;
     private readonly ConcurrentDictionary<string, TrialRunner> _trials = new(StringComparer.Ordinal);
     private readonly Channel<WorkerMessage> _outbox = Channel.CreateUnbounded<WorkerMessage>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ResiliencePipeline _reconnect;
@@ -57,6 +60,7 @@ public sealed partial class WorkerAgent : IAsyncDisposable
             LoggerFactory = loggers,
         });
         _client = new WorkerGateway.WorkerGatewayClient(_channel);
+        _checkpoints = new CheckpointClient(_client, Headers, _logger);
         Datasets = new Orchestrator.Data.RemoteDatasetCache(new DataSets.DataSetsClient(_channel), Path.Combine(options.WorkDir, "datasets"), Headers);
         _reconnect = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
         {
@@ -97,16 +101,10 @@ public sealed partial class WorkerAgent : IAsyncDisposable
 
     public string WorkerId => _options.WorkerId;
 
-    internal WorkerGateway.WorkerGatewayClient Client => _client;
-
-    internal WorkerAgentOptions Options => _options;
-
-    internal ILogger Logger => _logger;
-
     /// <summary>Fetches data sets from the coordinator into &lt;work dir&gt;/datasets (used when <see cref="WorkerAgentOptions.FetchData"/>).</summary>
-    internal Orchestrator.Data.RemoteDatasetCache Datasets { get; }
+    private Orchestrator.Data.RemoteDatasetCache Datasets { get; }
 
-    internal Metadata Headers => _options.Token is { } t ? new Metadata { { "authorization", "Bearer " + t } } : [];
+    private Metadata Headers => _options.Token is { } t ? new Metadata { { "authorization", "Bearer " + t } } : [];
 
     /// <summary>Trials running now (a trial with several ranks here counts once).</summary>
     public IReadOnlyCollection<string> RunningTrials => _trials.Values.Select(t => t.Lease.TrialId).Distinct(StringComparer.Ordinal).ToList();
@@ -152,110 +150,8 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         {
             string summary;
             lock (_gate) summary = _drainSummary.Count > 0 ? string.Join("; ", _drainSummary) : "no trial was running";
-            Log.DrainFinished(_logger, Stopwatch.GetElapsedTime(_drainStarted).TotalSeconds, summary);
+            ShutdownLog.DrainFinished(_logger, Stopwatch.GetElapsedTime(_drainStarted).TotalSeconds, summary);
         }
-    }
-
-    /// <summary>
-    /// Starts a graceful shutdown (the first SIGTERM or Ctrl+C): no new trials (the coordinator is
-    /// told at once), and each running trial finishes the epoch in progress, uploads its
-    /// checkpoint and is handed back, so the coordinator re-queues it to resume elsewhere without
-    /// counting an attempt (data-parallel ranks on other workers stop after the same epoch).
-    /// <see cref="RunAsync"/> returns once that is done and delivered; if it takes longer than
-    /// <paramref name="timeout"/>, the worker stops at once (<see cref="StopNow"/>).
-    /// </summary>
-    public void Drain(TimeSpan timeout)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
-        bool done;
-        lock (_gate)
-        {
-            if (_shuttingDown) return;
-            _shuttingDown = true;
-            _draining = true;
-            _drainStarted = Stopwatch.GetTimestamp();
-            var work = _trials.Values.Select(t => t.DrainTarget).ToList();
-            foreach (var t in _trials.Values) t.Drain();
-            if (work.Count == 0) Log.DrainingIdle(_logger);
-            else Log.Draining(_logger, string.Join(", ", work), timeout.TotalSeconds);
-            done = _trials.IsEmpty;
-        }
-        // Tell the coordinator now, not at the next heartbeat, so it assigns this worker nothing more.
-        Send(HeartbeatMessage());
-        _drainTimeout = TimeProvider.System.CreateTimer(_ => StopNow($"the drain took longer than {timeout.TotalSeconds:0} s"),
-            null, timeout, Timeout.InfiniteTimeSpan);
-        if (done) DrainDone();
-    }
-
-    /// <summary>Ready for work: connected to the coordinator (welcomed) and not draining. The worker's readiness probe.</summary>
-    public bool IsReady => _connected && !_draining;
-
-    /// <summary>
-    /// Stops at once (a second signal, the drain timeout, or --drain-timeout 0): running trials
-    /// stop at the next batch and lose the epoch in progress, as when the worker is killed, and
-    /// <see cref="RunAsync"/> returns.
-    /// </summary>
-    public void StopNow(string reason)
-    {
-        string work;
-        lock (_gate)
-        {
-            if (_stopping) return;
-            _stopping = true;
-            _draining = true;
-            work = string.Join(", ", _trials.Values.Select(t => t.DrainTarget));
-            InterruptedTrials = work.Length > 0;
-        }
-        if (work.Length > 0) Log.StoppingNow(_logger, reason, work);
-        else Log.StoppingIdle(_logger, reason);
-        _stopNow.Cancel();
-    }
-
-    /// <summary>The last trial of a drain ended: leave now if nothing is left to tell the coordinator, else once it is written.</summary>
-    private void DrainDone()
-    {
-        _drained.TrySetResult();
-        // Not on this (trial or signal) thread: cancelling ends the session, whose callbacks may take a while.
-        if (Volatile.Read(ref _undelivered) == 0) _ = _nothingToSay.CancelAsync();
-    }
-
-    /// <summary>
-    /// One connection: Hello, then read assignments while a writer drains the outbox and a timer
-    /// heartbeats. Returns true when it ended because a drain is over: the writer closed the
-    /// stream after the last report, and the coordinator closed its side once it had handled them.
-    /// </summary>
-    private async Task<bool> SessionAsync(CancellationToken ct)
-    {
-        using var call = _client.Connect(Headers, cancellationToken: ct);
-        var hello = new Hello
-        {
-            WorkerId = _options.WorkerId,
-            Name = _options.Name ?? _options.WorkerId,
-            Capabilities = Capabilities(),
-            DataEndpoint = DataEndpoint,
-            Draining = _draining,
-        };
-        hello.DeviceDataEndpoints.AddRange(_deviceEndpoints);
-        hello.Running.AddRange(_trials.Values.Select(t => t.Lease));
-        await call.RequestStream.WriteAsync(new WorkerMessage { Hello = hello }, ct).ConfigureAwait(false);
-
-        using var session = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        // Reports of running trials may have been lost with the old stream: send them again.
-        foreach (var t in _trials.Values) t.Resend();
-        var writer = WriteLoopAsync(call.RequestStream, session.Token);
-        var heartbeat = HeartbeatLoopAsync(session.Token);
-        try
-        {
-            await foreach (var message in call.ResponseStream.ReadAllAsync(ct).ConfigureAwait(false))
-                Handle(message);
-        }
-        finally
-        {
-            _connected = false;
-            await session.CancelAsync().ConfigureAwait(false);
-            await Task.WhenAll(writer, heartbeat).ConfigureAwait(false);
-        }
-        return _drained.Task.IsCompleted && Volatile.Read(ref _undelivered) == 0;
     }
 
     private void Handle(CoordinatorMessage message)
@@ -306,84 +202,28 @@ public sealed partial class WorkerAgent : IAsyncDisposable
         Send(new WorkerMessage { Status = new TrialStatus { Lease = a.Lease, Outcome = TrialStatus.Types.Outcome.Drained, Message = "not started, the worker is shutting down" } });
     }
 
-    private async Task WriteLoopAsync(IClientStreamWriter<WorkerMessage> stream, CancellationToken ct)
-    {
-        try
-        {
-            while (true)
-            {
-                while (_outbox.Reader.TryPeek(out var message))
-                {
-                    await stream.WriteAsync(message, ct).ConfigureAwait(false);
-                    _outbox.Reader.TryRead(out _);
-                    if (message.KindCase != WorkerMessage.KindOneofCase.Heartbeat) Interlocked.Decrement(ref _undelivered);
-                }
-                if (_drained.Task.IsCompleted && Volatile.Read(ref _undelivered) == 0)
-                {
-                    // The drain is over and every report is written: end the stream. The coordinator
-                    // handles a stream's messages in order and closes its side after the last one,
-                    // which ends the session.
-                    await stream.CompleteAsync().ConfigureAwait(false);
-                    return;
-                }
-                var more = _outbox.Reader.WaitToReadAsync(ct).AsTask();
-                if (!_drained.Task.IsCompleted)
-                {
-                    await Task.WhenAny(more, _drained.Task).ConfigureAwait(false);
-                    // The drain just ended: back to the top, to close the stream once everything is written.
-                    if (!more.IsCompleted) continue;
-                }
-                if (!await more.ConfigureAwait(false)) return;
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or RpcException or InvalidOperationException or IOException)
-        {
-            // The stream broke; what was not written stays in the outbox for the next connection.
-        }
-    }
-
-    private async Task HeartbeatLoopAsync(CancellationToken ct)
-    {
-        try
-        {
-            // Leases need renewing while a drain finishes its epochs; after it, nothing does.
-            while (!ct.IsCancellationRequested && !_drained.Task.IsCompleted)
-            {
-                Send(HeartbeatMessage());
-                await Task.Delay(_heartbeat, ct).ConfigureAwait(false);
-            }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
-
-    private WorkerMessage HeartbeatMessage()
-    {
-        var beat = new Heartbeat { Draining = _draining };
-        beat.Running.AddRange(_trials.Values.Select(t => t.Lease));
-        return new WorkerMessage { Heartbeat = beat };
-    }
-
     /// <summary>Queues a message for the coordinator (sent on the current or next connection).</summary>
-    internal void Send(WorkerMessage message)
+    private void Send(WorkerMessage message)
     {
         if (message.KindCase != WorkerMessage.KindOneofCase.Heartbeat) Interlocked.Increment(ref _undelivered);
         _outbox.Writer.TryWrite(message);
     }
 
-    /// <summary>A trial thread ended (its outcome is already queued); <paramref name="summary"/> says how, for the drain's last line.</summary>
-    internal void Finished(TrialRunner runner, string summary)
-    {
-        bool done;
-        lock (_gate)
-        {
-            _trials.TryRemove(new KeyValuePair<string, TrialRunner>(Key(runner.Lease.TrialId, runner.Lease.Rank), runner));
-            if (_shuttingDown) _drainSummary.Add(summary);
-            done = _shuttingDown && _trials.IsEmpty;
-        }
-        if (done) DrainDone();
-    }
+    // What a trial runner may ask of this worker (ITrialHost).
+    WorkerAgentOptions ITrialHost.Options => _options;
+
+    ILogger ITrialHost.Logger => _logger;
+
+    void ITrialHost.Send(WorkerMessage message) => Send(message);
+
+    Task<Orchestrator.Data.FetchResult> ITrialHost.FetchDataAsync(Orchestrator.Trials.DataSpec data, CancellationToken ct) => Datasets.FetchAsync(data, null, ct);
+
+    Task ITrialHost.UploadCheckpointAsync(CheckpointHeader header, string path, CancellationToken ct) => _checkpoints.UploadAsync(header, path, ct);
+
+    Task ITrialHost.DownloadCheckpointAsync(TrialLease lease, string path, CancellationToken ct) => _checkpoints.DownloadAsync(lease, path, ct);
+
+    Task<Distributed.IAllReduce> ITrialHost.JoinGradientExchangeAsync(Distributed.GradientTransportRequest request, CancellationToken ct) =>
+        Distributed.GradientTransport.ConnectAsync(request with { Headers = Headers }, _logger, ct);
 
     private IEnumerable<TrialRunner> RanksOf(string trialId) => _trials.Values.Where(t => t.Lease.TrialId == trialId).ToList();
 
@@ -403,20 +243,5 @@ public sealed partial class WorkerAgent : IAsyncDisposable
 
         [LoggerMessage(101, LogLevel.Warning, "Coordinator {Url} unreachable ({Reason}); retrying in {Seconds:F1}s")]
         public static partial void Reconnecting(ILogger logger, string url, string reason, double seconds);
-
-        [LoggerMessage(102, LogLevel.Information, "Draining: finishing {Work}, up to {Seconds:0} s; send the signal again to stop now")]
-        public static partial void Draining(ILogger logger, string work, double seconds);
-
-        [LoggerMessage(103, LogLevel.Information, "Draining: no trial is running; the worker stops")]
-        public static partial void DrainingIdle(ILogger logger);
-
-        [LoggerMessage(104, LogLevel.Information, "Drained in {Seconds:F1} s: {Summary}; the worker exits")]
-        public static partial void DrainFinished(ILogger logger, double seconds, string summary);
-
-        [LoggerMessage(105, LogLevel.Warning, "Stopping now ({Reason}): {Work} will not finish")]
-        public static partial void StoppingNow(ILogger logger, string reason, string work);
-
-        [LoggerMessage(106, LogLevel.Information, "Stopping now ({Reason}); no trial is running")]
-        public static partial void StoppingIdle(ILogger logger, string reason);
     }
 }

@@ -71,5 +71,5 @@ public sealed class DeviceInventoryTests
     [InlineData("cpu", "cuda:3", "cpu")]
     [InlineData(" CPU ", "cuda:0", " CPU ")]
     public void A_rank_trains_on_its_slots_device_unless_the_worker_is_forced_to_the_CPU(string workerDevice, string assigned, string expected) =>
-        Assert.Equal(expected, WorkerAgent.TrainingDevice(workerDevice, assigned));
+        Assert.Equal(expected, DeviceInventory.TrainingDevice(workerDevice, assigned));
 }

@@ -1,0 +1,84 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Orchestrator.Data;
+using Orchestrator.Protocol.V1;
+using Orchestrator.TestSupport;
+using Orchestrator.Trials;
+using Orchestrator.Worker.Distributed;
+using Orchestrator.Worker.Host;
+
+namespace Orchestrator.Worker.UnitTests.Host;
+
+/// <summary>The trial runner against a stand-in worker: all it needs is <see cref="ITrialHost"/>.</summary>
+public sealed class TrialRunnerTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("orch-runner-");
+
+    public void Dispose() => _dir.Delete(recursive: true);
+
+    private sealed class FakeHost(WorkerAgentOptions options) : ITrialHost
+    {
+        public List<WorkerMessage> Sent { get; } = [];
+        public TaskCompletionSource<string> Ended { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public TaskCompletionSource FetchStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public WorkerAgentOptions Options { get; } = options;
+        public ILogger Logger => NullLogger.Instance;
+
+        public void Send(WorkerMessage message)
+        {
+            lock (Sent) Sent.Add(message);
+        }
+
+        public async Task<FetchResult> FetchDataAsync(DataSpec data, CancellationToken ct)
+        {
+            FetchStarted.TrySetResult();
+            await Task.Delay(Timeout.Infinite, ct); // a large data set, still coming
+            throw new InvalidOperationException("unreachable");
+        }
+
+        public Task UploadCheckpointAsync(CheckpointHeader header, string path, CancellationToken ct) => throw new InvalidOperationException("no training here");
+        public Task DownloadCheckpointAsync(TrialLease lease, string path, CancellationToken ct) => throw new InvalidOperationException("no resume here");
+        public Task<IAllReduce> JoinGradientExchangeAsync(GradientTransportRequest request, CancellationToken ct) => throw new InvalidOperationException("one rank");
+        void ITrialHost.Ended(TrialRunner runner, string summary) => Ended.TrySetResult(summary);
+    }
+
+    private FakeHost Host(bool fetchData = false) =>
+        new(new WorkerAgentOptions { CoordinatorUrl = "http://127.0.0.1:1", WorkDir = _dir.FullName, FetchData = fetchData });
+
+    private static AssignTrial Assignment(string yaml) => new()
+    {
+        Lease = new TrialLease { TrialId = "sw-1-t0001", FencingToken = 7 },
+        TrialYaml = yaml,
+        WorldSize = 1,
+        Attempt = 1,
+    };
+
+    [Fact]
+    public async Task An_invalid_trial_fails_permanently_and_is_reported_through_the_host()
+    {
+        var host = Host();
+        var runner = new TrialRunner(host, Assignment("data: { name: fashion-mnist }\nmodel: { name: vgg16 }\n"));
+        runner.Start();
+        var summary = await host.Ended.Task.DefaultTimeout();
+        var status = Assert.Single(host.Sent).Status;
+        Assert.Equal(TrialStatus.Types.Outcome.FailedPermanently, status.Outcome);
+        Assert.Contains("vgg16", status.Message);
+        Assert.Equal(7, status.Lease.FencingToken);
+        Assert.StartsWith("trial sw-1-t0001 failedpermanently: ", summary);
+    }
+
+    [Fact]
+    public async Task A_drain_while_the_data_set_is_still_being_fetched_hands_the_trial_back_at_once()
+    {
+        var host = Host(fetchData: true);
+        var runner = new TrialRunner(host, Assignment("data: { name: fashion-mnist }\nmodel: { name: simple-cnn }\n"));
+        runner.Start();
+        await host.FetchStarted.Task.DefaultTimeout();
+        Assert.Equal("trial sw-1-t0001 (not training yet)", runner.DrainTarget);
+        runner.Drain();
+        await host.Ended.Task.DefaultTimeout();
+        var status = Assert.Single(host.Sent).Status;
+        Assert.Equal(TrialStatus.Types.Outcome.Drained, status.Outcome);
+        Assert.Equal("stopped before training started, the worker is shutting down", status.Message);
+    }
+}
