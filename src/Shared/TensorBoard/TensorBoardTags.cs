@@ -17,6 +17,7 @@ public static class TensorBoardTags
         ("train_loss", "train/loss", "training loss", DatasetType.DatasetTraining),
         ("train_accuracy", "train/accuracy", "training accuracy", DatasetType.DatasetTraining),
         ("lr", "train/learning_rate", "learning rate", DatasetType.DatasetTraining),
+        ("sparsity", "train/sparsity", "weight sparsity (pruning)", DatasetType.DatasetTraining),
     ];
 
     /// <summary>The scalar tag of a metric.</summary>

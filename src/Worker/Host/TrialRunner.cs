@@ -300,6 +300,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
             ["aggregation_seconds"] = m.AggregationSeconds,
             ["aggregation_bytes"] = m.AggregationBytes,
             ["world_size"] = _assignment.WorldSize,
+            ["sparsity"] = m.Sparsity,
         }.Where(kv => double.IsFinite(kv.Value)).ToDictionary());
         var report = new WorkerMessage { Metric = new MetricReport { Lease = Lease, Point = point } };
         _reports.Enqueue(report);

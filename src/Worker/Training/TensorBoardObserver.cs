@@ -41,6 +41,7 @@ public sealed class TensorBoardObserver(string runDir, TrialSpec spec) : ITraini
             [TensorBoardTags.For("val_top5")] = m.ValTop5,
             [TensorBoardTags.For("lr")] = m.LearningRate,
             [TensorBoardTags.For("images_per_second")] = m.ImagesPerSecond,
+            [TensorBoardTags.For("sparsity")] = m.Sparsity,
         });
         _completed = m.Epoch >= _epochs;
     }
@@ -67,6 +68,7 @@ public sealed class TensorBoardObserver(string runDir, TrialSpec spec) : ITraini
             ["augment.flip"] = s.Augment.Flip ? "true" : "false",
             ["augment.cropPadding"] = s.Augment.CropPadding.ToString(inv),
         };
+        if (s.Pruning is { } p) text["pruning.sparsity"] = p.Sparsity.ToString("R", inv);
         return text.ToDictionary(kv => kv.Key, kv => HParamsSummaries.ToValue(kv.Value), StringComparer.Ordinal);
     }
 
