@@ -97,7 +97,8 @@ internal static class SweepPlots
         plot.HideGrid();
         plot.Axes.SetLimits(-0.3, axes.Count - 0.4, -0.06, 1.06);
         plot.Axes.Title.Label.Text = $"{Title(sweep)}: parameters against {sweep.ObjectiveMetric} ({trials.Count} trials; brighter is better)";
-        plot.ShowLegend(Alignment.UpperLeft);
+        // Below the plot, where it hides no axis label.
+        plot.ShowLegend(Edge.Bottom);
         Save(plot, path);
     }
 
