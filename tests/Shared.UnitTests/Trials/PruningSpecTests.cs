@@ -95,4 +95,11 @@ public class PruningSpecTests
             """, "sweep.yaml", SweepLimits.Default));
         Assert.Contains("pruning.sparsity", e.Message);
     }
+
+    [Fact]
+    public void The_pruning_example_is_a_valid_trial_file()
+    {
+        var spec = TrialSpecYaml.Load(Path.Combine(Orchestrator.TestSupport.RepositoryRoot.Path, "examples", "fashion-mnist-pruned.yaml"));
+        Assert.Equal((0.8, 1, 4), (spec.Pruning!.Sparsity, spec.Pruning.StartEpoch, spec.Pruning.EndEpochFor(spec.Epochs)));
+    }
 }
