@@ -1,10 +1,15 @@
 using Orchestrator.Cli.Output;
+using Orchestrator.TensorBoard;
 using Orchestrator.TestSupport;
 using SkiaSharp;
 
 namespace Orchestrator.Cli.FunctionalTests;
 
-/// <summary>`orch plot` against a real coordinator serving a finished random search (log-uniform and categorical parameters).</summary>
+/// <summary>
+/// `orch plot` against a real coordinator serving a finished random search (log-uniform and
+/// categorical parameters). Its trials prune, so the same sweep shows the sparsity metric going
+/// from the workers through the coordinator to `orch tensorboard`.
+/// </summary>
 [Collection(EndToEnd.Name)]
 public sealed class PlotTests : IDisposable
 {
@@ -14,7 +19,10 @@ public sealed class PlotTests : IDisposable
         name: plot-me
         data: { name: fashion-mnist, limitTrain: 600, limitTest: 200 }
         model: { name: simple-cnn }
-        trial: { epochs: 2, batchSize: 64 }
+        trial:
+          epochs: 2
+          batchSize: 64
+          pruning: { sparsity: 0.5, frequency: 5 }
         parameters:
           optimizer.lr: { min: 0.005, max: 0.2, distribution: log-uniform }
           schedule.name: { values: [cosine, constant] }
@@ -44,6 +52,16 @@ public sealed class PlotTests : IDisposable
         Assert.True(parallel.Colours > 20, $"only {parallel.Colours} colours: a blank image?");
         // The best trial's line crosses all three axes (lr, schedule, objective).
         Assert.True(parallel.Count(SweepPlots.BestHex) > 800, $"{parallel.Count(SweepPlots.BestHex)} pixels of the best trial's line");
+
+        // Each trial reported its sparsity every epoch: 0.5 once pruning ended with epoch 1.
+        var export = await sweep.RunAsync("tensorboard", sweep.Id, "--out", "tb");
+        Assert.True(export.ExitCode == 0, export.ToString());
+        foreach (var run in Directory.GetDirectories(Path.Combine(_dir, "tb"), "trial-*"))
+        {
+            var sparsity = TensorBoardEvents.Scalars(TensorBoardEvents.ReadDir(run), TensorBoardTags.For("sparsity"));
+            Assert.Equal([1L, 2L], sparsity.Keys);
+            Assert.Equal(0.5, sparsity[2], 3);
+        }
 
         // An unknown sweep is one clear error from the coordinator.
         var unknown = await sweep.RunAsync("plot", "sw-nope", "--out", "plots");
