@@ -44,9 +44,6 @@ public sealed class MagnitudePruner : IDisposable
 
     public PruningSchedule Schedule { get; }
 
-    /// <summary>The state-dict names of the pruned weights, in model order.</summary>
-    public IEnumerable<string> Names => _targets.Select(t => t.Name);
-
     /// <summary>How many weights may be pruned (the elements of every conv and linear weight).</summary>
     public long Prunable { get; }
 
