@@ -151,6 +151,7 @@ public sealed class MagnitudePruner : IDisposable
             using (torch.no_grad())
                 mask.view(-1).copy_(torch.tensor(bits).to_type(mask.dtype).to(mask.device));
         }
+        using var counting = torch.NewDisposeScope();
         RecountPruned();
         Apply();
     }
