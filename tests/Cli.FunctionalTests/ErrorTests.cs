@@ -42,6 +42,18 @@ public sealed class ErrorTests : IDisposable
     }
 
     [Fact]
+    public void An_impossible_pruning_setting_is_one_line()
+    {
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--prune", "1.5"), 2);
+        Assert.Contains("pruning.sparsity: must be in [0, 1)", line);
+        var file = Path.Combine(_dir, "pruned.yaml");
+        File.WriteAllText(file, "epochs: 3\npruning:\n  sparsity: 0.8\n  startEpoch: 3\n");
+        line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", file), 2);
+        Assert.Contains("pruned.yaml:4:", line);
+        Assert.Contains("pruning.startEpoch: must be ≥ 0 and less than epochs (3)", line);
+    }
+
+    [Fact]
     public void A_trial_file_error_names_the_file_line_and_field()
     {
         var file = Path.Combine(_dir, "trial.yaml");

@@ -6,8 +6,8 @@ using Orchestrator.TestSupport;
 namespace Orchestrator.Cli.FunctionalTests;
 
 /// <summary>
-/// `orch tensorboard` against a real coordinator: a sweep is run with `orch local`, a coordinator
-/// is started on the same embedded store, and the export is read back record by record.
+/// `orch tensorboard` against a real coordinator (a <see cref="FinishedSweep"/>): the export is
+/// read back record by record.
 /// </summary>
 [Collection(EndToEnd.Name)]
 public sealed class TensorBoardExportTests : IDisposable
@@ -29,20 +29,13 @@ public sealed class TensorBoardExportTests : IDisposable
     [Fact]
     public async Task A_finished_sweep_exports_one_run_per_trial_with_its_epochs_and_hyperparameters()
     {
-        File.WriteAllText(Path.Combine(_dir, "sweep.yaml"), Sweep);
-        var local = OrchProcess.Run(_dir, "local", "sweep.yaml", "--workers", "2", "--state-dir", "state", "--json");
-        Assert.True(local.ExitCode == 0, local.ToString());
-        var sweepId = local.LastJson.GetProperty("sweep").GetString()!;
-
-        var port = RedisServer.FreePort();
-        var address = $"http://127.0.0.1:{port}";
-        await using var coordinator = OrchService.Start(_dir, "coordinator", "--state-dir", "state", "--port", port.ToString(CultureInfo.InvariantCulture),
-            "--gradient-port", "0");
-        var export = await RetryUntilReachableAsync(() => OrchProcess.Run(_dir, "tensorboard", sweepId, "--out", "tb", "--coordinator", address, "--json"), coordinator);
+        await using var sweep = FinishedSweep.Start(_dir, Sweep);
+        var sweepId = sweep.Id;
+        var export = await sweep.RunAsync("tensorboard", sweepId, "--out", "tb", "--json");
         Assert.True(export.ExitCode == 0, export.ToString());
         Assert.Equal(2, export.LastJson.GetProperty("runs").GetInt32());
         Assert.Equal(4, export.LastJson.GetProperty("points").GetInt32());
-        var trials = OrchProcess.Run(_dir, "trials", sweepId, "--coordinator", address, "--json");
+        var trials = await sweep.RunAsync("trials", sweepId, "--json");
         Assert.True(trials.ExitCode == 0, trials.ToString());
 
         var root = Path.Combine(_dir, "tb");
@@ -70,7 +63,7 @@ public sealed class TensorBoardExportTests : IDisposable
         Assert.Equal([0.02, 0.05], seen.Order());
 
         // A second export replaces the first rather than adding a second set of files.
-        var again = OrchProcess.Run(_dir, "tensorboard", sweepId, "--out", "tb", "--coordinator", address);
+        var again = await sweep.RunAsync("tensorboard", sweepId, "--out", "tb");
         Assert.True(again.ExitCode == 0, again.ToString());
         Assert.Single(Directory.GetFiles(root, "events.out.tfevents.*"));
     }
@@ -80,17 +73,5 @@ public sealed class TensorBoardExportTests : IDisposable
     {
         var r = OrchProcess.Run(_dir, "tensorboard", "sw-nope", "--out", "tb", "--coordinator", $"http://127.0.0.1:{RedisServer.FreePort()}");
         Assert.Contains("cannot reach the coordinator", OrchProcess.AssertOneLineError(r, 1));
-    }
-
-    private static async Task<OrchProcess.Result> RetryUntilReachableAsync(Func<OrchProcess.Result> run, OrchService coordinator)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            var r = run();
-            if (r.ExitCode == 0 || !r.StdErr.Contains("cannot reach", StringComparison.Ordinal) || DateTime.UtcNow > deadline || coordinator.HasExited)
-                return r;
-            await Task.Delay(500);
-        }
     }
 }

@@ -35,6 +35,12 @@ internal sealed class TrialOptions
     public Option<string?> Pretrained { get; } = new("--pretrained") { Description = "Start from these weights (.ckpt, TorchSharp, PyTorch .pt or .safetensors); the classifier head is replaced when the class count differs.", HelpName = "FILE" };
     public Option<bool> FreezeBackbone { get; } = new("--freeze-backbone") { Description = "With --pretrained: train only the new classifier head." };
     public Option<bool> NoDownload { get; } = new("--no-download") { Description = "Fail instead of downloading a missing data set." };
+    public Option<double?> Prune { get; } = new("--prune")
+    {
+        Description = "Gradual magnitude pruning to this fraction of zero conv and linear weights, e.g. 0.8 (the last epoch " +
+                      "fine-tunes; the trial file's pruning section sets the schedule, see docs/training.md).",
+        HelpName = "SPARSITY",
+    };
 
     /// <summary>Whether the command trains on a schedule (`train`) or sets the rate itself (`lr-find`).</summary>
     private readonly bool _schedule;
@@ -55,7 +61,7 @@ internal sealed class TrialOptions
     {
         command.Add(TrialFile);
         var options = _schedule
-            ? new Option[] { Dataset, DataDir, Model, Epochs, BatchSize, Optimizer, Lr, WeightDecay, Schedule, Dropout, LabelSmoothing, Augment, Seed, LimitTrain, LimitTest, Holdout, Pretrained, FreezeBackbone, NoDownload }
+            ? new Option[] { Dataset, DataDir, Model, Epochs, BatchSize, Optimizer, Lr, WeightDecay, Schedule, Dropout, LabelSmoothing, Augment, Seed, LimitTrain, LimitTest, Holdout, Pretrained, FreezeBackbone, Prune, NoDownload }
             : [Dataset, DataDir, Model, BatchSize, Optimizer, WeightDecay, Dropout, LabelSmoothing, Augment, Seed, LimitTrain, LimitTest, Holdout, Pretrained, FreezeBackbone, NoDownload];
         foreach (var o in options) command.Add(o);
     }
@@ -89,6 +95,7 @@ internal sealed class TrialOptions
         else if (parse.GetValue(FreezeBackbone))
             throw new Specs.SpecException("--freeze-backbone needs --pretrained FILE");
         if (parse.GetValue(NoDownload)) spec.Data.Download = false;
+        if (_schedule) Set(Prune, v => (spec.Pruning ??= new PruningSpec()).Sparsity = v!.Value);
         TrialSpecYaml.Validate(spec);
         return spec;
     }

@@ -18,6 +18,7 @@ public static class TensorBoardTags
         (MetricNames.TrainLoss, "train/loss", "training loss", DatasetType.DatasetTraining),
         (MetricNames.TrainAccuracy, "train/accuracy", "training accuracy", DatasetType.DatasetTraining),
         (MetricNames.LearningRate, "train/learning_rate", "learning rate", DatasetType.DatasetTraining),
+        (MetricNames.Sparsity, "train/sparsity", "weight sparsity (pruning)", DatasetType.DatasetTraining),
     ];
 
     /// <summary>The scalar tag of a metric.</summary>

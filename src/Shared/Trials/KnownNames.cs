@@ -13,6 +13,7 @@ public static class KnownNames
     public static readonly IReadOnlyList<string> Losses = ["cross-entropy", "focal"];
     public static readonly IReadOnlyList<string> Stems = ["cifar", "imagenet"];
     public static readonly IReadOnlyList<string> WeightFormats = ["auto", "torchsharp", "pytorch", "safetensors"];
+    public static readonly IReadOnlyList<string> PruningScopes = ["layer", "global"];
 
     /// <summary>"one of a, b, c" for error messages.</summary>
     public static string OneOf(IReadOnlyList<string> names) => "one of " + string.Join(", ", names);

@@ -28,6 +28,8 @@ public static class MetricNames
     public const string AggregationBytes = "aggregation_bytes";
     /// <summary>Ranks the epoch ran on.</summary>
     public const string WorldSize = "world_size";
+    /// <summary>Fraction of prunable weights that are zero (trials with <c>pruning</c>).</summary>
+    public const string Sparsity = "sparsity";
 
     /// <summary>The metrics a sweep may optimise (<c>objective.metric</c>), the default first.</summary>
     public static readonly IReadOnlyList<string> Objectives = [ValAccuracy, ValLoss, ValTop5, TrainLoss, TrainAccuracy];

@@ -21,6 +21,8 @@ public sealed class TrialSpec
     public double GradClip { get; set; }
     public CheckpointSpec Checkpoint { get; set; } = new();
     public PretrainedSpec? Pretrained { get; set; }
+    /// <summary>Magnitude pruning during training; absent = a dense model.</summary>
+    public PruningSpec? Pruning { get; set; }
 
     /// <summary>
     /// A deep copy. Sections hold only values and strings (plus one list), so a member-wise copy
@@ -38,6 +40,7 @@ public sealed class TrialSpec
         copy.Augment = Augment.Copy();
         copy.Checkpoint = Checkpoint.Copy();
         copy.Pretrained = Pretrained?.Copy();
+        copy.Pruning = Pruning?.Copy();
         return copy;
     }
 }
@@ -176,4 +179,35 @@ public sealed class PretrainedSpec
     public string Format { get; set; } = "auto";
     /// <summary>Train only the new classifier head.</summary>
     public bool FreezeBackbone { get; set; }
+}
+
+/// <summary>
+/// Gradual magnitude pruning (Zhu &amp; Gupta, "To prune, or not to prune", 2017): the smallest
+/// conv and linear weights (not biases, not batch norm) are set to zero, and kept at zero by a
+/// mask applied after every optimiser step. The sparsity rises from <see cref="InitialSparsity"/>
+/// to <see cref="Sparsity"/> on a cubic curve between <see cref="StartEpoch"/> and the end epoch,
+/// with a mask update every <see cref="Frequency"/> steps; the epochs after that fine-tune with
+/// the masks fixed.
+/// </summary>
+public sealed class PruningSpec
+{
+    internal PruningSpec Copy() => (PruningSpec)MemberwiseClone();
+
+    /// <summary>The target: the fraction of prunable weights that are zero at the end (0 keeps all; a dense baseline).</summary>
+    public double Sparsity { get; set; }
+    /// <summary>The sparsity of the first mask update.</summary>
+    public double InitialSparsity { get; set; }
+    /// <summary>Epochs trained dense before pruning begins (0 = from the first step).</summary>
+    public int StartEpoch { get; set; }
+    /// <summary>The epoch by whose end the target is reached. Default: epochs − fineTuneEpochs.</summary>
+    public int? EndEpoch { get; set; }
+    /// <summary>Epochs trained with the final masks after the target is reached. Default: 1 (0 in a one-epoch run).</summary>
+    public int? FineTuneEpochs { get; set; }
+    /// <summary>Optimiser steps between mask updates.</summary>
+    public int Frequency { get; set; } = 100;
+    /// <summary>layer (each layer pruned to the sparsity) or global (one magnitude threshold over all prunable weights).</summary>
+    public string Scope { get; set; } = "layer";
+
+    /// <summary>The epoch by whose end the target sparsity is reached, in a run of <paramref name="epochs"/> epochs.</summary>
+    public int EndEpochFor(int epochs) => EndEpoch ?? epochs - (FineTuneEpochs ?? (epochs > 1 ? 1 : 0));
 }

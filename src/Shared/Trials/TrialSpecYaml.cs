@@ -30,6 +30,8 @@ public static class TrialSpecYaml
         return spec;
     }
 
+    private static bool In(IReadOnlyList<string> names, string? value) => value is not null && names.Contains(value);
+
     /// <summary>Checks every field; the first problem is thrown, located through <paramref name="at"/>.</summary>
     public static void Validate(TrialSpec s, SpecLocations? at = null)
     {
@@ -38,7 +40,6 @@ public static class TrialSpecYaml
         {
             if (!ok) throw at.Error(field, problem);
         }
-        static bool In(IReadOnlyList<string> names, string? value) => value is not null && names.Contains(value);
 
         Check(In(KnownNames.Datasets, s.Data.Name), "data.name", $"unknown data set '{s.Data.Name}': {KnownNames.OneOf(KnownNames.Datasets)}");
         Check(s.Data.LimitTrain is null or > 0, "data.limitTrain", "must be > 0");
@@ -101,5 +102,23 @@ public static class TrialSpecYaml
             Check(!string.IsNullOrWhiteSpace(p.Path), "pretrained.path", "is required");
             Check(In(KnownNames.WeightFormats, p.Format), "pretrained.format", KnownNames.OneOf(KnownNames.WeightFormats));
         }
+        if (s.Pruning is { } pr) ValidatePruning(pr, s.Epochs, Check);
+    }
+
+    private static void ValidatePruning(PruningSpec p, int epochs, Action<bool, string, string> check)
+    {
+        check(p.Sparsity is >= 0 and < 1, "pruning.sparsity", $"must be in [0, 1): the fraction of conv and linear weights set to zero (got {p.Sparsity:R})");
+        check(p.InitialSparsity >= 0 && p.InitialSparsity <= p.Sparsity, "pruning.initialSparsity",
+            $"must be between 0 and pruning.sparsity ({p.Sparsity:R})");
+        check(p.Frequency > 0, "pruning.frequency", "must be ≥ 1 (optimizer steps between mask updates)");
+        check(In(KnownNames.PruningScopes, p.Scope), "pruning.scope", KnownNames.OneOf(KnownNames.PruningScopes));
+        check(p.StartEpoch >= 0 && p.StartEpoch < epochs, "pruning.startEpoch", $"must be ≥ 0 and less than epochs ({epochs})");
+        check(p.EndEpoch is null || p.FineTuneEpochs is null, p.EndEpoch is null ? "pruning.fineTuneEpochs" : "pruning.endEpoch",
+            "set pruning.endEpoch or pruning.fineTuneEpochs, not both (endEpoch = epochs − fineTuneEpochs)");
+        check(p.FineTuneEpochs is null or >= 0, "pruning.fineTuneEpochs", "must be ≥ 0");
+        var end = p.EndEpochFor(epochs);
+        var field = p.EndEpoch is not null ? "pruning.endEpoch" : p.FineTuneEpochs is not null ? "pruning.fineTuneEpochs" : "pruning.startEpoch";
+        check(end > p.StartEpoch && end <= epochs, field,
+            $"pruning would end at epoch {end}, which must be after pruning.startEpoch ({p.StartEpoch}) and at most epochs ({epochs})");
     }
 }

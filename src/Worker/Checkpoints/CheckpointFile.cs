@@ -29,10 +29,11 @@ public sealed record CheckpointHeader(
 /// The checkpoint file: one self-checking file, written atomically (temp file + rename).
 /// <code>
 /// "ORCHCKPT" | u32 version | u32 header length | header (UTF-8 JSON)
-/// sections: u16 name length | name | u64 length | bytes      (model, optimizer, rng)
+/// sections: u16 name length | name | u64 length | bytes      (model, optimizer, rng[, pruning])
 /// u32 0xFFFF end marker | SHA-256 of everything before it (32 bytes)
 /// </code>
-/// Model and optimizer sections hold TorchSharp's own state-dict format; rng is the CPU generator state.
+/// Model and optimizer sections hold TorchSharp's own state-dict format; rng is the CPU generator state;
+/// pruning (only in a pruned trial) holds one mask bit per conv/linear weight (see MagnitudePruner.Save).
 /// </summary>
 public static class CheckpointFile
 {

@@ -230,6 +230,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
             [MetricNames.AggregationSeconds] = m.AggregationSeconds,
             [MetricNames.AggregationBytes] = m.AggregationBytes,
             [MetricNames.WorldSize] = _assignment.WorldSize,
+            [MetricNames.Sparsity] = m.Sparsity,
         }.Where(kv => double.IsFinite(kv.Value)).ToDictionary());
         var report = new WorkerMessage { Metric = new MetricReport { Lease = Lease, Point = point } };
         _reports.Enqueue(report);

@@ -28,7 +28,8 @@ public sealed record EpochMetrics(
     double DataWaitSeconds,
     double MeanStepSeconds = double.NaN,
     double AggregationSeconds = double.NaN,
-    double AggregationBytes = double.NaN);
+    double AggregationBytes = double.NaN,
+    double Sparsity = double.NaN);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false,
     NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]

@@ -34,13 +34,14 @@ public sealed class TensorBoardObserver(string runDir, TrialSpec spec) : ITraini
         if (_writer is null) return;
         _writer.WriteScalars(m.Epoch, new Dictionary<string, double>
         {
-            [TensorBoardTags.For("train_loss")] = m.TrainLoss,
-            [TensorBoardTags.For("train_accuracy")] = m.TrainAccuracy,
-            [TensorBoardTags.For("val_loss")] = m.ValLoss,
-            [TensorBoardTags.For("val_accuracy")] = m.ValAccuracy,
-            [TensorBoardTags.For("val_top5")] = m.ValTop5,
-            [TensorBoardTags.For("lr")] = m.LearningRate,
-            [TensorBoardTags.For("images_per_second")] = m.ImagesPerSecond,
+            [TensorBoardTags.For(MetricNames.TrainLoss)] = m.TrainLoss,
+            [TensorBoardTags.For(MetricNames.TrainAccuracy)] = m.TrainAccuracy,
+            [TensorBoardTags.For(MetricNames.ValLoss)] = m.ValLoss,
+            [TensorBoardTags.For(MetricNames.ValAccuracy)] = m.ValAccuracy,
+            [TensorBoardTags.For(MetricNames.ValTop5)] = m.ValTop5,
+            [TensorBoardTags.For(MetricNames.LearningRate)] = m.LearningRate,
+            [TensorBoardTags.For(MetricNames.ImagesPerSecond)] = m.ImagesPerSecond,
+            [TensorBoardTags.For(MetricNames.Sparsity)] = m.Sparsity,
         });
         _completed = m.Epoch >= _epochs;
     }
@@ -67,6 +68,7 @@ public sealed class TensorBoardObserver(string runDir, TrialSpec spec) : ITraini
             ["augment.flip"] = s.Augment.Flip ? "true" : "false",
             ["augment.cropPadding"] = s.Augment.CropPadding.ToString(inv),
         };
+        if (s.Pruning is { } p) text["pruning.sparsity"] = p.Sparsity.ToString("R", inv);
         return text.ToDictionary(kv => kv.Key, kv => HParamsSummaries.ToValue(kv.Value), StringComparer.Ordinal);
     }
 

@@ -12,8 +12,9 @@ public sealed partial class TrainingSession
     private const string ModelSection = "model";
     private const string OptimizerSection = "optimizer";
     private const string RngSection = "rng";
+    private const string PruningSection = "pruning";
 
-    /// <summary>Writes weights, optimiser state, schedule position, epoch/step, RNG state, the trial and its metrics.</summary>
+    /// <summary>Writes weights, optimiser state, schedule position, epoch/step, RNG state, pruning masks, the trial and its metrics.</summary>
     public void SaveCheckpoint(string path)
     {
         var sections = new Dictionary<string, byte[]>(StringComparer.Ordinal)
@@ -23,6 +24,7 @@ public sealed partial class TrainingSession
         };
         using (var rng = torch.get_rng_state())
             sections[RngSection] = rng.data<byte>().ToArray();
+        if (_pruner is not null) sections[PruningSection] = _pruner.Save();
         var s = _data.Info;
         var inputSide = _spec.Augment.CropSize ?? s.Shape.Height;
         var header = new CheckpointHeader(CheckpointFile.FormatVersion, TrialSpecYaml.Serialize(_spec), _spec.Model.Name, s.Name,
@@ -51,6 +53,18 @@ public sealed partial class TrainingSession
             Deserialize(sections[OptimizerSection], r => session._optimizer.load_state_dict(r));
             using (var rng = torch.tensor(sections[RngSection], ScalarType.Byte))
                 torch.set_rng_state(rng);
+            // The masks continue where they were; the schedule follows from the step count.
+            if (session._pruner is not null && sections.TryGetValue(PruningSection, out var masks))
+            {
+                try
+                {
+                    session._pruner.Load(masks);
+                }
+                catch (Exception bad) when (bad is EndOfStreamException or InvalidDataException)
+                {
+                    throw new InvalidDataException($"{checkpoint}: damaged pruning masks: {bad.Message}", bad);
+                }
+            }
             session._epochsCompleted = header.EpochsCompleted;
             session._step = header.GlobalStep;
             session._bestAccuracy = header.BestValAccuracy;

@@ -42,7 +42,9 @@ public sealed partial class TrainingSession
                         // One device sync per step: the test needs every loss to decide when to stop.
                         loss = Optimize(optimizer, x, y).Loss.ToDouble();
                     }
-                    onStep?.Invoke(curve.Add(loss));
+                    // Recorded whether or not anyone listens (a null-conditional call would skip its argument).
+                    var point = curve.Add(loss);
+                    onStep?.Invoke(point);
                     if (curve.Done) break;
                 }
             }

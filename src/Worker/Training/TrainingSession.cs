@@ -5,6 +5,7 @@ using Orchestrator.Trials;
 using Orchestrator.Worker.Checkpoints;
 using Orchestrator.Worker.Data;
 using Orchestrator.Worker.Models;
+using Orchestrator.Worker.Pruning;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -33,6 +34,7 @@ public sealed partial class TrainingSession : IDisposable
     private readonly DeviceTransform _transform;
     private readonly List<EpochMetrics> _history = [];
     private readonly List<TorchSharp.Modules.Parameter> _trainable;
+    private readonly MagnitudePruner? _pruner;
     private int _epochsCompleted;
     private long _step;
     private double _bestAccuracy = double.NegativeInfinity;
@@ -73,6 +75,8 @@ public sealed partial class TrainingSession : IDisposable
         _optimizer = OptimizerFactory.Create(spec.Optimizer, _trainable);
         _loss = new LossFunction(spec.Loss, LossFunction.ResolveClassWeights(spec.Loss, data.Train, data.Info.NumClasses), device);
         _schedule = new LrSchedule(spec.Schedule, spec.Optimizer.Lr, _trainLoader.BatchesPerEpoch, spec.Epochs);
+        if (spec.Pruning is { } pruning)
+            _pruner = new MagnitudePruner(_model, pruning, PruningSchedule.For(pruning, spec.Epochs, _trainLoader.BatchesPerEpoch));
     }
 
     public string RunDir { get; }
@@ -81,6 +85,8 @@ public sealed partial class TrainingSession : IDisposable
     public int EpochsCompleted => _epochsCompleted;
     public long Step => _step;
     public IReadOnlyList<EpochMetrics> History => _history;
+    /// <summary>The pruning masks, when the trial prunes.</summary>
+    public MagnitudePruner? Pruner => _pruner;
     public string LastCheckpointPath => Path.Combine(RunDir, "last.ckpt");
     public string BestCheckpointPath => Path.Combine(RunDir, "best.ckpt");
 
@@ -122,6 +128,12 @@ public sealed partial class TrainingSession : IDisposable
         using var metricsFile = new StreamWriter(Path.Combine(RunDir, "metrics.jsonl"), append: true);
         File.WriteAllText(Path.Combine(RunDir, "trial.yaml"), TrialSpecYaml.Serialize(_spec));
         string? lastSaved = null, bestSaved = null;
+        // A schedule that starts at step 0 with an initial sparsity prunes before the first step.
+        if (_step == 0 && _pruner is not null)
+        {
+            using var scope = torch.NewDisposeScope();
+            _pruner.AfterStep(0);
+        }
         while (_epochsCompleted < stopAt)
         {
             ct.ThrowIfCancellationRequested();
@@ -220,7 +232,7 @@ public sealed partial class TrainingSession : IDisposable
         var eval = Evaluate(ct);
         return new EpochMetrics(epoch, _step, lr, trainLoss, trainAcc, eval.Loss, eval.Top1, eval.Top5, eval.PerClassAccuracy,
             _data.Info.NumClasses <= 100 ? eval.ConfusionMatrix : null, clock.Elapsed.TotalSeconds, seenTotal / trainSeconds, wait,
-            trainSeconds / Math.Max(1, b), aggregationSeconds, aggregationBytes);
+            trainSeconds / Math.Max(1, b), aggregationSeconds, aggregationBytes, _pruner?.Sparsity ?? double.NaN);
     }
 
     /// <summary>One optimiser step. Every tensor it makes dies with its scope.</summary>
@@ -230,6 +242,8 @@ public sealed partial class TrainingSession : IDisposable
         var (x, y) = _transform.Apply(batch, train: true);
         _trainLoader.Return(batch);
         Optimize(x, y, lossSum, correctSum);
+        // The masks after the step: pruned weights that the step moved are zero again.
+        _pruner?.AfterStep(_step + 1);
     }
 
     /// <summary>
@@ -273,6 +287,7 @@ public sealed partial class TrainingSession : IDisposable
         _transform.Dispose();
         _loss.Dispose();
         _optimizer.Dispose();
+        _pruner?.Dispose();
         _model.Dispose();
     }
 

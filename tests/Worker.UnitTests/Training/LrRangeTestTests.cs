@@ -60,3 +60,65 @@ public sealed class LrRangeCurveTests
         Assert.Contains(option, e.Message);
     }
 }
+
+/// <summary>
+/// The range test on a real session leaves it exactly as it was. The smallest setup that runs the
+/// real code path: 64 tiny images, batches of 16, a 12-step test, after one epoch of Adam so that
+/// the optimizer has moments and step counts to disturb, and batch norm and dropout so that
+/// buffers and the training flag are at stake too.
+/// </summary>
+[Collection(Support.SerialTorchCollection.Name)]
+public sealed class LrRangeTestSessionTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("orch-lrfind-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public void The_range_test_leaves_the_weights_buffers_and_optimizer_state_bit_for_bit_as_they_were()
+    {
+        Orchestrator.Worker.Native.TorchRuntime.Initialize();
+        var spec = new Orchestrator.Trials.TrialSpec
+        {
+            Data = new Orchestrator.Trials.DataSpec { Name = "synthetic" },
+            Model = new Orchestrator.Trials.ModelSpec { Name = "simple-cnn", Dropout = 0.2 },
+            Epochs = 2,
+            BatchSize = 16,
+            Seed = 11,
+            Optimizer = new Orchestrator.Trials.OptimizerSpec { Name = "adam", Lr = 1e-3 },
+        };
+        using var session = new TrainingSession(spec, Support.TinyData.Splits(64, 16), TorchSharp.torch.CPU, Path.Combine(_dir, "run"));
+        session.Run(untilEpoch: 1);
+        session.Model.eval();
+        var weightsBefore = Bytes(session.Model);
+        var optimizerBefore = OptimizerBytes(session);
+
+        var result = session.FindLearningRate(new LrRangeOptions { StartLr = 1e-5, EndLr = 10, Steps = 12 });
+
+        Assert.True(result.Points.Count >= 2, "the test took no steps");
+        Assert.False(session.Model.training, "the model's train/eval mode changed");
+        var weightsAfter = Bytes(session.Model);
+        Assert.Equal(weightsBefore.Keys, weightsAfter.Keys);
+        foreach (var (name, bytes) in weightsBefore) Assert.True(bytes.AsSpan().SequenceEqual(weightsAfter[name]), $"{name} changed");
+        // Adam's moments and step counts, as the checkpoint stores them (a few MB: compared as spans, not element by element).
+        Assert.True(optimizerBefore.AsSpan().SequenceEqual(OptimizerBytes(session)), "the optimizer state changed");
+    }
+
+    /// <summary>Every parameter and buffer as raw bytes (so -0 and 0, or a changed NaN, differ too).</summary>
+    private static Dictionary<string, byte[]> Bytes(TorchSharp.torch.nn.Module model) =>
+        model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.contiguous().bytes.ToArray());
+
+    private static byte[] OptimizerBytes(TrainingSession session)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"orch-lrfind-opt-{Guid.NewGuid():N}.ckpt");
+        try
+        {
+            session.SaveCheckpoint(path);
+            return Orchestrator.Worker.Checkpoints.CheckpointFile.Read(path).Sections["optimizer"];
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
