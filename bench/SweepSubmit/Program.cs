@@ -110,7 +110,7 @@ try
     }
     Console.WriteLine($"| parse + validate the spec, expand the grid ({points:N0} CreateTrial) | {Median(parse):F0} |");
     Console.WriteLine($"| ValidatedSweep.TrialFor × {points:N0} (merge parameters into the trial) | {Median(trialFor):F0} |");
-    Console.WriteLine($"| TrialSpecYaml.Serialize × {points:N0} (each trial's YAML, stored in its record) | {Median(toYaml):F0} |");
+    Console.WriteLine($"| TrialSpecYaml.Serialize × {points:N0} (each trial's YAML: built at assignment now, no longer at submit) | {Median(toYaml):F0} |");
 }
 finally
 {

@@ -69,7 +69,9 @@ public sealed class SchedulingTests
                 Assert.Equal(1, a.WorldSize);
                 Assert.Equal(1, a.Attempt);
                 Assert.False(a.Resume);
-                // The trial file is complete and has this trial's sampled values applied.
+                // The trial file is complete and has this trial's sampled values applied: built at
+                // assignment from the sweep's spec, not stored with each trial.
+                Assert.Null((await coordinator.Store.GetTrialAsync(trial.Id, CancellationToken.None).DefaultTimeout())!.TrialYaml);
                 var spec = TrialSpecYaml.Parse(a.TrialYaml, "trial.yaml");
                 Assert.Equal(double.Parse(trial.Parameters["optimizer.lr"], System.Globalization.CultureInfo.InvariantCulture), spec.Optimizer.Lr);
                 Assert.Equal(double.Parse(trial.Parameters["model.dropout"], System.Globalization.CultureInfo.InvariantCulture), spec.Model.Dropout);

@@ -43,8 +43,13 @@ public sealed record TrialRecord
     public int Index { get; init; }
     /// <summary>Sampled hyperparameters by dotted path, as strings.</summary>
     public IReadOnlyDictionary<string, string> Parameters { get; init; } = new Dictionary<string, string>();
-    /// <summary>The complete trial spec (YAML) with the parameters applied.</summary>
-    public required string TrialYaml { get; init; }
+    /// <summary>
+    /// The complete trial spec (YAML) with the parameters applied, when it was stored with the
+    /// record (trials created before it was built at assignment). Null: the sweep's spec with
+    /// <see cref="Parameters"/> applied, built when the trial is assigned; a sweep of 10,000 trials
+    /// is then accepted without writing 10,000 YAML documents.
+    /// </summary>
+    public string? TrialYaml { get; init; }
     public TrialStatus State { get; init; }
     /// <summary>Assignments so far.</summary>
     public int Attempt { get; init; }

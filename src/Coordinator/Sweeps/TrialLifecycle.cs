@@ -34,7 +34,7 @@ public sealed partial class TrialLifecycle(
     /// <summary>"{sweepId}-t{index:0000}": the id of the sweep's trial number <paramref name="index"/>.</summary>
     public static string TrialId(string sweepId, int index) => $"{sweepId}-t{index.ToString("0000", CultureInfo.InvariantCulture)}";
 
-    /// <summary>A new pending trial for a searcher's <see cref="CreateTrial"/>.</summary>
+    /// <summary>A new pending trial for a searcher's <see cref="CreateTrial"/> (its parameters are validated against the spec now; its YAML is built when it is assigned).</summary>
     public static TrialRecord Create(string sweepId, ValidatedSweep spec, CreateTrial action, DateTimeOffset now)
     {
         var trial = spec.TrialFor(action.Parameters);
@@ -44,7 +44,6 @@ public sealed partial class TrialLifecycle(
             SweepId = sweepId,
             Index = action.Index,
             Parameters = action.Parameters,
-            TrialYaml = TrialSpecYaml.Serialize(trial),
             State = TrialStatus.Pending,
             Epochs = trial.Epochs,
             CreatedAt = now,
@@ -59,6 +58,8 @@ public sealed partial class TrialLifecycle(
     /// </summary>
     public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<GangRank> gang, ValidatedSweep? spec, CancellationToken ct)
     {
+        var yaml = trial.TrialYaml ?? (spec is null ? null : TrialSpecYaml.Serialize(spec.TrialFor(trial.Parameters)));
+        if (yaml is null) return null; // a sweep whose spec no longer validates: recovery ends it
         var now = clock.GetUtcNow();
         var assigned = await updates.TrialAsync(trial.Id, t => t.State != TrialStatus.Pending ? null : t with
         {
@@ -81,7 +82,7 @@ public sealed partial class TrialLifecycle(
             worker.Send(new TrialAssignment(assigned.Id, assigned.FencingToken, rank, gpus)
             {
                 SweepId = assigned.SweepId,
-                TrialYaml = assigned.TrialYaml,
+                TrialYaml = yaml,
                 WorldSize = gang.Count,
                 PeerEndpoints = peers,
                 Resume = resume,
