@@ -232,19 +232,24 @@ public sealed partial class TrialLifecycle(
     public async Task CancelPendingAsync(string sweepId, string reason, CancellationToken ct, int pageSize = 5000)
     {
         var now = clock.GetUtcNow();
-        var after = -1;
+        // The next page is read while the current one is written: the two do not overlap (indexes
+        // above the current page's last), and the store serves both at once.
+        var reading = store.ListTrialsPageAsync(sweepId, TrialPageQuery.First(pageSize, TrialStatus.Pending), ct);
         while (true)
         {
-            var pending = await store.ListTrialsPageAsync(sweepId, new TrialPageQuery(after, pageSize, TrialStatus.Pending), ct).ConfigureAwait(false);
+            var pending = await reading.ConfigureAwait(false);
             if (pending.Count == 0) break;
             var cancelled = pending.Select(t => t with { State = TrialStatus.Cancelled, WorkerIds = [], LeaseExpiresAt = null, FinishedAt = now, Message = reason }).ToList();
-            var applied = await store.TryUpdateTrialsAsync(sweepId, [.. cancelled.Select((t, i) => new TrialUpdate(t, pending[i].Version))], ct).ConfigureAwait(false);
+            var writing = store.TryUpdateTrialsAsync(sweepId, [.. cancelled.Select((t, i) => new TrialUpdate(t, pending[i].Version))], ct);
+            reading = pending.Count < pageSize
+                ? Task.FromResult<IReadOnlyList<TrialRecord>>([])
+                : store.ListTrialsPageAsync(sweepId, new TrialPageQuery(pending[^1].Index, pageSize, TrialStatus.Pending), ct);
+            var applied = await writing.ConfigureAwait(false);
             for (var i = 0; i < pending.Count; i++)
             {
                 if (applied[i]) Publish(cancelled[i] with { Version = pending[i].Version + 1 });
                 else await CancelAsync(pending[i].Id, reason, ct).ConfigureAwait(false);
             }
-            after = pending[^1].Index;
         }
         workers.Signal();
     }
