@@ -1,3 +1,5 @@
+// Slightly over 300 lines on purpose: what each trial event means for its sweep (the searcher's
+// reaction under the sweep's gate, finishing) reads best as one sequence.
 using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Configuration;

@@ -1,3 +1,5 @@
+// One file over 300 lines on purpose: the shard format, its writer and its reader are one
+// concept that must change together, and the format's documentation takes a fifth of it.
 using System.Buffers.Binary;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
