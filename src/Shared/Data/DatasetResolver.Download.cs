@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Formats.Tar;
 using System.IO.Compression;
 using System.Security.Cryptography;
-using System.Text;
 
 namespace Orchestrator.Data;
 

@@ -1,7 +1,3 @@
-using System.Buffers;
-using System.Formats.Tar;
-using System.IO.Compression;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace Orchestrator.Data;
