@@ -126,7 +126,12 @@ public sealed partial class TrialLifecycle(
                 LatestMetric = objective ?? trial.LatestMetric,
                 BestMetric = objective is { } o && spec.IsBetter(o, trial.BestMetric) ? o : trial.BestMetric,
             };
-            var result = await store.AppendMetricAsync(trialId, token, point, new TrialUpdate(updated, trial.Version), ct).ConfigureAwait(false);
+            // Most reports (per-step values within an epoch) leave the trial's summary as it was:
+            // then only the point is written, and the trial record is not re-encoded.
+            var unchanged = updated.Epoch == trial.Epoch && updated.LatestMetric == trial.LatestMetric && updated.BestMetric == trial.BestMetric;
+            var result = unchanged
+                ? await store.AppendMetricAsync(trialId, token, point, ct).ConfigureAwait(false)
+                : await store.AppendMetricAsync(trialId, token, point, new TrialUpdate(updated, trial.Version), ct).ConfigureAwait(false);
             switch (result)
             {
                 case MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial:
@@ -134,8 +139,9 @@ public sealed partial class TrialLifecycle(
                 case MetricAppendResult.Duplicate:
                     return MetricRecording.Duplicate; // a re-sent report: already counted
                 case MetricAppendResult.Appended:
+                    if (events.HasWatchers(trial.SweepId)) events.Publish(new MetricRecorded(trial.SweepId, trialId, point));
+                    if (unchanged) return new MetricRecording(trial, objective); // watchers know this trial as it is
                     updated = updated with { Version = trial.Version + 1 };
-                    if (events.HasWatchers(updated.SweepId)) events.Publish(new MetricRecorded(updated.SweepId, trialId, point));
                     Publish(updated);
                     return new MetricRecording(updated, objective);
             }
