@@ -15,6 +15,7 @@ public static partial class OrchApp
         root.Add(LocalCommand.Create());
         root.Add(TrainCommand.Create());
         root.Add(EvalCommand.Create());
+        root.Add(ExportCommand.Create());
         root.Add(LrFindCommand.Create());
         foreach (var c in SweepCommands.Create()) root.Add(c);
         root.Add(TensorBoardCommand.Create());

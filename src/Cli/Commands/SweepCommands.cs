@@ -161,14 +161,20 @@ internal static class SweepCommands
         var download = new Option<string?>("--download") { Description = "Save the best trial's checkpoint to this file.", HelpName = "PATH" };
         var format = new Option<string>("--format")
         {
-            Description = "File format of --download: torchsharp (an orch checkpoint: orch eval and --pretrained read it), pytorch (.pt state dict for torch.load) or safetensors.",
+            Description = "File format of --download: torchsharp (an orch checkpoint: orch eval and --pretrained read it), pytorch (.pt state dict for torch.load), " +
+                          "safetensors, or onnx (an ONNX graph, as orch export writes it).",
             DefaultValueFactory = _ => "torchsharp",
         };
-        format.AcceptOnlyFromAmong("torchsharp", "pytorch", "safetensors");
+        format.AcceptOnlyFromAmong(["torchsharp", .. Worker.Export.CheckpointExporter.Formats]);
+        var quantize = ExportCommand.QuantizeOption();
+        quantize.AcceptOnlyFromAmong([.. Worker.Export.CheckpointExporter.QuantizeModes]);
+        var calibration = ExportCommand.CalibrationImagesOption();
         var coordinator = CoordinatorOption();
         var json = CommonOptions.Json();
-        var command = new Command("best", "The best trial of a sweep, and optionally its checkpoint.\nExample: orch best sw-1a2b3c4d --download best.pt --format pytorch")
-        { sweep, download, format, coordinator, json };
+        var command = new Command("best", "The best trial of a sweep, and optionally its checkpoint.\n" +
+                                          "Examples: orch best sw-1a2b3c4d --download best.pt --format pytorch\n" +
+                                          "          orch best sw-1a2b3c4d --download model.onnx --format onnx [--quantize int8]")
+        { sweep, download, format, quantize, calibration, coordinator, json };
         command.SetAction(async (parse, ct) =>
         {
             using var c = Connect(parse, coordinator);
@@ -177,7 +183,12 @@ internal static class SweepCommands
             var trial = await c.Client.GetBestTrialAsync(new GetBestTrialRequest { SweepId = id }, c.Call(ct));
             string? saved = null;
             if (parse.GetValue(download) is { } target)
-                saved = await DownloadAsync(c, id, trial.Id, target, parse.GetValue(format)!, ct);
+            {
+                var fmt = parse.GetValue(format)!;
+                if (parse.GetValue(quantize) is { } q && fmt != "onnx")
+                    throw new ArgumentException($"--quantize {q} needs --format onnx");
+                saved = await DownloadAsync(c, id, trial.Id, target, fmt, ct, parse.GetValue(quantize), parse.GetValue(calibration));
+            }
             if (parse.GetValue(json))
             {
                 var o = SweepView.Json(trial);
@@ -197,8 +208,9 @@ internal static class SweepCommands
         return command;
     }
 
-    /// <summary>Downloads a trial's checkpoint, verifies its SHA-256, converts it when asked.</summary>
-    internal static async Task<string> DownloadAsync(CoordinatorConnection c, string sweepId, string trialId, string target, string format, CancellationToken ct)
+    /// <summary>Downloads a trial's checkpoint, verifies its SHA-256, converts it when asked (as orch export does).</summary>
+    internal static async Task<string> DownloadAsync(CoordinatorConnection c, string sweepId, string trialId, string target, string format, CancellationToken ct,
+        string? quantize = null, int calibrationImages = Worker.Export.CheckpointExporter.DefaultCalibrationImages)
     {
         var full = Path.GetFullPath(target);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
@@ -226,13 +238,7 @@ internal static class SweepCommands
                 return full;
             }
             TorchRuntime.Initialize();
-            var (model, _, _) = TrainingSession.LoadModel(temp, TorchSharp.torch.CPU);
-            using (model)
-            {
-                if (format == "pytorch") model.save_py(full);
-                else model.save_safetensors(full);
-            }
-            return full;
+            return Worker.Export.CheckpointExporter.Export(new Worker.Export.ExportRequest(temp, format, full, quantize, calibrationImages), ct).Path;
         }
         finally
         {
