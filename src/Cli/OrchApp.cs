@@ -38,6 +38,8 @@ public static partial class OrchApp
             "Boolean" => "as true or false",
             var other => "as " + other,
         });
+        // "Must be one of:" lists the choices on lines of their own: one line for the user.
+        message = string.Join(' ', message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
         return message.TrimEnd('.');
     }
 
