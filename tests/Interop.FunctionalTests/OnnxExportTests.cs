@@ -119,3 +119,27 @@ public sealed class OnnxExportTests(InteropModels models, ITestOutputHelper outp
         Compare.AssertSameLogits(p.Logits, Ort.Run(path, p.Normalized), p.Case.Classes, "unnormalised graph", output);
     }
 }
+
+/// <summary>The exporter refuses what it does not know, in one sentence.</summary>
+public sealed class UnknownModelTests
+{
+    private sealed class Mlp : Worker.Models.ImageClassifier
+    {
+        private readonly TorchSharp.Modules.Linear _fc = nn.Linear(4, 2);
+
+        public Mlp() : base("mlp") => RegisterComponents();
+        public override int NumClasses => 2;
+        public override string HeadName => "fc";
+        public override void ReplaceHead(int numClasses) => throw new NotSupportedException();
+        public override Tensor forward(Tensor input) => _fc.call(input.flatten(1));
+    }
+
+    [Fact]
+    public void An_architecture_the_exporter_does_not_know_is_refused_with_the_known_ones()
+    {
+        Worker.Native.TorchRuntime.Initialize();
+        using var model = new Mlp();
+        var e = Assert.Throws<ArgumentException>(() => InferenceGraphBuilder.Build(model, new Data.ImageShape(1, 2, 2), null, null));
+        Assert.Equal("cannot export model 'mlp': ONNX export knows simple-cnn, resnet18, resnet34, resnet50", e.Message);
+    }
+}

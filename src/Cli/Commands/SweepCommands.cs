@@ -159,11 +159,10 @@ internal static class SweepCommands
     {
         var sweep = SweepArgument();
         var download = new Option<string?>("--download") { Description = "Save the best trial's checkpoint to this file.", HelpName = "PATH" };
-        var format = new Option<string>("--format")
+        var format = new Option<string?>("--format")
         {
             Description = "File format of --download: torchsharp (an orch checkpoint: orch eval and --pretrained read it), pytorch (.pt state dict for torch.load), " +
-                          "safetensors, or onnx (an ONNX graph, as orch export writes it).",
-            DefaultValueFactory = _ => "torchsharp",
+                          "safetensors, or onnx (an ONNX graph, as orch export writes it). Default: from the file's extension (.pt, .safetensors, .onnx), else torchsharp.",
         };
         format.AcceptOnlyFromAmong(["torchsharp", .. Worker.Export.CheckpointExporter.Formats]);
         var quantize = ExportCommand.QuantizeOption();
@@ -184,7 +183,7 @@ internal static class SweepCommands
             string? saved = null;
             if (parse.GetValue(download) is { } target)
             {
-                var fmt = parse.GetValue(format)!;
+                var fmt = parse.GetValue(format) ?? Worker.Export.CheckpointExporter.FormatFromExtension(target) ?? "torchsharp";
                 if (parse.GetValue(quantize) is { } q && fmt != "onnx")
                     throw new ArgumentException($"--quantize {q} needs --format onnx");
                 saved = await DownloadAsync(c, id, trial.Id, target, fmt, ct, parse.GetValue(quantize), parse.GetValue(calibration));
@@ -238,7 +237,7 @@ internal static class SweepCommands
                 return full;
             }
             TorchRuntime.Initialize();
-            return Worker.Export.CheckpointExporter.Export(new Worker.Export.ExportRequest(temp, format, full, quantize, calibrationImages), ct).Path;
+            return Worker.Export.CheckpointExporter.Export(new Worker.Export.ExportRequest(temp, format, full, quantize, calibrationImages, SourceName: $"{trialId} (best of {sweepId})"), ct).Path;
         }
         finally
         {

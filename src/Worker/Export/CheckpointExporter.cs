@@ -18,8 +18,9 @@ namespace Orchestrator.Worker.Export;
 /// <param name="Quantize">null, or "int8" (ONNX only): static QDQ quantization.</param>
 /// <param name="CalibrationImages">Training images the int8 activation ranges are calibrated on.</param>
 /// <param name="DataDir">Where the checkpoint's data set is, for calibration (default: the usual search).</param>
+/// <param name="SourceName">What the metadata calls the source (default: the checkpoint's file name).</param>
 public sealed record ExportRequest(string Checkpoint, string Format, string Output, string? Quantize = null,
-    int CalibrationImages = CheckpointExporter.DefaultCalibrationImages, string? DataDir = null);
+    int CalibrationImages = CheckpointExporter.DefaultCalibrationImages, string? DataDir = null, string? SourceName = null);
 
 /// <summary>What was written.</summary>
 public sealed record ExportResult(string Path, string Format, long Bytes, string Model, int Classes, string? Quantization, int? CalibrationImages);
@@ -80,7 +81,7 @@ public static class CheckpointExporter
                 default:
                 {
                     using var graph = BuildGraph(model, header, spec);
-                    var metadata = Metadata(header, spec, request.Checkpoint);
+                    var metadata = Metadata(header, spec, request.SourceName ?? Path.GetFileName(request.Checkpoint));
                     Onnx.ModelProto proto;
                     if (request.Quantize is null)
                     {
@@ -112,7 +113,8 @@ public static class CheckpointExporter
     }
 
     /// <summary>The metadata of a checkpoint's export: classes, data set, preprocessing, trial facts.</summary>
-    public static OnnxMetadata Metadata(CheckpointHeader header, TrialSpec spec, string checkpoint)
+    /// <param name="source">The checkpoint's name, for the <c>checkpoint</c> key.</param>
+    public static OnnxMetadata Metadata(CheckpointHeader header, TrialSpec spec, string source)
     {
         ArgumentNullException.ThrowIfNull(header);
         ArgumentNullException.ThrowIfNull(spec);
@@ -124,7 +126,7 @@ public static class CheckpointExporter
         var inv = CultureInfo.InvariantCulture;
         var extra = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            ["checkpoint"] = Path.GetFileName(checkpoint),
+            ["checkpoint"] = source,
             ["epochs"] = header.EpochsCompleted.ToString(inv),
             ["best_val_accuracy"] = header.BestValAccuracy.ToString("R", inv),
             ["trial"] = header.TrialYaml,

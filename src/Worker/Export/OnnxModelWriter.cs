@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using Google.Protobuf;
@@ -394,7 +393,4 @@ public static class OnnxModelWriter
             Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = (int)type, Shape = shape } },
         };
     }
-
-    /// <summary>Culture-free number text for metadata.</summary>
-    internal static string Number(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 }
