@@ -47,9 +47,9 @@ var workloads = new (string Name, TrialSpec Spec)[]
     }),
     ("resnet18 (cifar stem), fashion-mnist", new TrialSpec
     {
-        Data = new DataSpec { Name = "fashion-mnist", LimitTrain = 3_000, LimitTest = 2_000, Download = false },
+        Data = new DataSpec { Name = "fashion-mnist", LimitTrain = 10_000, LimitTest = 2_000, Download = false },
         Model = new ModelSpec { Name = "resnet18", Stem = "cifar" },
-        Epochs = 1, BatchSize = 64, Seed = 1,
+        Epochs = 2, BatchSize = 64, Seed = 1,
     }),
 };
 

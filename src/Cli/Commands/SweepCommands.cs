@@ -5,10 +5,9 @@ using Grpc.Core;
 using Orchestrator.Cli.Output;
 using Orchestrator.Cli.Remote;
 using Orchestrator.Protocol.V1;
+using Orchestrator.Worker.Export;
 using Orchestrator.Worker.Native;
-using Orchestrator.Worker.Training;
 using Spectre.Console;
-using TorchSharp.PyBridge;
 
 namespace Orchestrator.Cli.Commands;
 
@@ -164,9 +163,9 @@ internal static class SweepCommands
             Description = "File format of --download: torchsharp (an orch checkpoint: orch eval and --pretrained read it), pytorch (.pt state dict for torch.load), " +
                           "safetensors, or onnx (an ONNX graph, as orch export writes it). Default: from the file's extension (.pt, .safetensors, .onnx), else torchsharp.",
         };
-        format.AcceptOnlyFromAmong(["torchsharp", .. Worker.Export.CheckpointExporter.Formats]);
+        format.AcceptOnlyFromAmong(["torchsharp", .. CheckpointExporter.Formats]);
         var quantize = ExportCommand.QuantizeOption();
-        quantize.AcceptOnlyFromAmong([.. Worker.Export.CheckpointExporter.QuantizeModes]);
+        quantize.AcceptOnlyFromAmong([.. CheckpointExporter.QuantizeModes]);
         var calibration = ExportCommand.CalibrationImagesOption();
         var coordinator = CoordinatorOption();
         var json = CommonOptions.Json();
@@ -183,7 +182,7 @@ internal static class SweepCommands
             string? saved = null;
             if (parse.GetValue(download) is { } target)
             {
-                var fmt = parse.GetValue(format) ?? Worker.Export.CheckpointExporter.FormatFromExtension(target) ?? "torchsharp";
+                var fmt = parse.GetValue(format) ?? CheckpointExporter.FormatFromExtension(target) ?? "torchsharp";
                 if (parse.GetValue(quantize) is { } q && fmt != "onnx")
                     throw new ArgumentException($"--quantize {q} needs --format onnx");
                 saved = await DownloadAsync(c, id, trial.Id, target, fmt, ct, parse.GetValue(quantize), parse.GetValue(calibration));
@@ -209,7 +208,7 @@ internal static class SweepCommands
 
     /// <summary>Downloads a trial's checkpoint, verifies its SHA-256, converts it when asked (as orch export does).</summary>
     internal static async Task<string> DownloadAsync(CoordinatorConnection c, string sweepId, string trialId, string target, string format, CancellationToken ct,
-        string? quantize = null, int calibrationImages = Worker.Export.CheckpointExporter.DefaultCalibrationImages)
+        string? quantize = null, int calibrationImages = CheckpointExporter.DefaultCalibrationImages)
     {
         var full = Path.GetFullPath(target);
         Directory.CreateDirectory(Path.GetDirectoryName(full)!);
@@ -237,7 +236,7 @@ internal static class SweepCommands
                 return full;
             }
             TorchRuntime.Initialize();
-            return Worker.Export.CheckpointExporter.Export(new Worker.Export.ExportRequest(temp, format, full, quantize, calibrationImages, SourceName: $"{trialId} (best of {sweepId})"), ct).Path;
+            return CheckpointExporter.Export(new ExportRequest(temp, format, full, quantize, calibrationImages, SourceName: $"{trialId} (best of {sweepId})"), ct).Path;
         }
         finally
         {
