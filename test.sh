@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the solution and ends with one line: "N passed, N failed, N skipped".
 # Needs the Debian packages dataset-fashion-mnist (real data for the training tests), redis-server
-# and prometheus (the tests start their own servers on free ports), and podman with buildah, runc,
+# and prometheus (the tests start their own servers on free ports), python3-torch and python3-onnx (exported
+# models are loaded in Debian's PyTorch and ONNX checker), and podman with buildah, runc,
 # uidmap and mmdebstrap (the container test runs the images it builds here); .ci/run installs them.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -9,6 +10,10 @@ cd "$root"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   echo "test.sh: Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (or run .ci/run)" >&2
+  exit 1
+fi
+if ! /usr/bin/python3 -c 'import torch, onnx' >/dev/null 2>&1; then
+  echo "test.sh: Debian's python3-torch and python3-onnx are missing (the interop tests load exported models in them): apt-get install python3-torch python3-onnx (or run .ci/run)" >&2
   exit 1
 fi
 for tool in redis-server prometheus podman mmdebstrap; do

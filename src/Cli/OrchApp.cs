@@ -15,6 +15,7 @@ public static partial class OrchApp
         root.Add(LocalCommand.Create());
         root.Add(TrainCommand.Create());
         root.Add(EvalCommand.Create());
+        root.Add(ExportCommand.Create());
         root.Add(LrFindCommand.Create());
         foreach (var c in SweepCommands.Create()) root.Add(c);
         root.Add(TensorBoardCommand.Create());
@@ -38,6 +39,8 @@ public static partial class OrchApp
             "Boolean" => "as true or false",
             var other => "as " + other,
         });
+        // "Must be one of:" lists the choices on lines of their own: one line for the user.
+        message = string.Join(' ', message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries));
         return message.TrimEnd('.');
     }
 

@@ -151,6 +151,16 @@ public sealed partial class SweepEndToEndTests : IAsyncLifetime
         Assert.True(pt.ExitCode == 0, pt.ToString());
         Assert.True(new FileInfo(Path.Combine(_dir, "best.pt")).Length > 1_000_000);
 
+        // ONNX, converted here after the download as orch export does; ONNX Runtime opens it with a dynamic batch.
+        var onnx = await Task.Run(() => OrchProcess.Run(_dir, "best", id, "--coordinator", Address, "--download", "best.onnx", "--format", "onnx", "--json"));
+        Assert.True(onnx.ExitCode == 0, onnx.ToString());
+        Assert.EndsWith("best.onnx", onnx.LastJson.GetProperty("checkpoint").GetString());
+        using (var session = new Microsoft.ML.OnnxRuntime.InferenceSession(Path.Combine(_dir, "best.onnx")))
+        {
+            Assert.Equal([-1, 1, 28, 28], session.InputMetadata["input"].Dimensions);
+            Assert.Contains("Ankle boot", session.ModelMetadata.CustomMetadataMap["classes"]);
+        }
+
         var trials = await Task.Run(() => OrchProcess.Run(_dir, "trials", id, "--coordinator", Address, "--json"));
         Assert.True(trials.ExitCode == 0, trials.ToString());
         // Sorted by the objective: the first row is the best trial.

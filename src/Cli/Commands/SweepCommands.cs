@@ -5,10 +5,9 @@ using Grpc.Core;
 using Orchestrator.Cli.Output;
 using Orchestrator.Cli.Remote;
 using Orchestrator.Protocol.V1;
+using Orchestrator.Worker.Export;
 using Orchestrator.Worker.Native;
-using Orchestrator.Worker.Training;
 using Spectre.Console;
-using TorchSharp.PyBridge;
 
 namespace Orchestrator.Cli.Commands;
 
@@ -188,16 +187,21 @@ internal static class SweepCommands
     {
         var sweep = SweepArgument();
         var download = new Option<string?>("--download") { Description = "Save the best trial's checkpoint to this file.", HelpName = "PATH" };
-        var format = new Option<string>("--format")
+        var format = new Option<string?>("--format")
         {
-            Description = "File format of --download: torchsharp (an orch checkpoint: orch eval and --pretrained read it), pytorch (.pt state dict for torch.load) or safetensors.",
-            DefaultValueFactory = _ => "torchsharp",
+            Description = "File format of --download: torchsharp (an orch checkpoint: orch eval and --pretrained read it), pytorch (.pt state dict for torch.load), " +
+                          "safetensors, or onnx (an ONNX graph, as orch export writes it). Default: from the file's extension (.pt, .safetensors, .onnx), else torchsharp.",
         };
-        format.AcceptOnlyFromAmong("torchsharp", "pytorch", "safetensors");
+        format.AcceptOnlyFromAmong(["torchsharp", .. CheckpointExporter.Formats]);
+        var quantize = ExportCommand.QuantizeOption();
+        quantize.AcceptOnlyFromAmong([.. CheckpointExporter.QuantizeModes]);
+        var calibration = ExportCommand.CalibrationImagesOption();
         var coordinator = CoordinatorOption();
         var json = CommonOptions.Json();
-        var command = new Command("best", "The best trial of a sweep, and optionally its checkpoint.\nExample: orch best sw-1a2b3c4d --download best.pt --format pytorch")
-        { sweep, download, format, coordinator, json };
+        var command = new Command("best", "The best trial of a sweep, and optionally its checkpoint.\n" +
+                                          "Examples: orch best sw-1a2b3c4d --download best.pt --format pytorch\n" +
+                                          "          orch best sw-1a2b3c4d --download model.onnx --format onnx [--quantize int8]")
+        { sweep, download, format, quantize, calibration, coordinator, json };
         command.SetAction(async (parse, ct) =>
         {
             using var c = Connect(parse, coordinator);
@@ -206,7 +210,12 @@ internal static class SweepCommands
             var trial = await c.Client.GetBestTrialAsync(new GetBestTrialRequest { SweepId = id }, c.Call(ct));
             string? saved = null;
             if (parse.GetValue(download) is { } target)
-                saved = await DownloadAsync(c, id, trial.Id, target, parse.GetValue(format)!, ct);
+            {
+                var fmt = parse.GetValue(format) ?? CheckpointExporter.FormatFromExtension(target) ?? "torchsharp";
+                if (parse.GetValue(quantize) is { } q && fmt != "onnx")
+                    throw new ArgumentException($"--quantize {q} needs --format onnx");
+                saved = await DownloadAsync(c, id, trial.Id, target, fmt, ct, parse.GetValue(quantize), parse.GetValue(calibration));
+            }
             if (parse.GetValue(json))
             {
                 var o = SweepView.Json(trial);
@@ -226,8 +235,9 @@ internal static class SweepCommands
         return command;
     }
 
-    /// <summary>Downloads a trial's checkpoint, verifies its SHA-256, converts it when asked.</summary>
-    internal static async Task<string> DownloadAsync(CoordinatorConnection c, string sweepId, string trialId, string target, string format, CancellationToken ct)
+    /// <summary>Downloads a trial's checkpoint, verifies its SHA-256, converts it when asked (as orch export does).</summary>
+    internal static async Task<string> DownloadAsync(CoordinatorConnection c, string sweepId, string trialId, string target, string format, CancellationToken ct,
+        string? quantize = null, int calibrationImages = CheckpointExporter.DefaultCalibrationImages)
     {
         var full = Path.GetFullPath(target);
         // A torchsharp checkpoint goes straight to the target once verified; others are converted from a verified temporary copy.
@@ -238,13 +248,7 @@ internal static class SweepCommands
         try
         {
             TorchRuntime.Initialize();
-            var (model, _, _) = TrainingSession.LoadModel(received, TorchSharp.torch.CPU);
-            using (model)
-            {
-                if (format == "pytorch") model.save_py(full);
-                else model.save_safetensors(full);
-            }
-            return full;
+            return CheckpointExporter.Export(new ExportRequest(received, format, full, quantize, calibrationImages, SourceName: $"{trialId} (best of {sweepId})"), ct).Path;
         }
         finally
         {
