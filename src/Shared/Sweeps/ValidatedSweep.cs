@@ -194,6 +194,9 @@ public sealed class ValidatedSweep
             maxTrials = (int)BigInteger.Min(maxTrials, size);
         }
 
+        // One meaning of "best": each trial keeps best.ckpt by the sweep's objective, as the sweep ranks trials.
+        trial.Checkpoint.BestMetric = metric;
+        trial.Checkpoint.BestGoal = goal;
         return new ValidatedSweep(yaml, at.File, name, trial, space, method, maxTrials, parallel, maxFailed,
             search.Seed ?? 0, metric, goal == "maximize", objective.Target, workers, minWorkers, gpus, aggregation, wire);
     }

@@ -165,8 +165,15 @@ public sealed class CheckpointSpec
     public string? Dir { get; set; }
     /// <summary>Save every N epochs (and always at the end).</summary>
     public int EveryEpochs { get; set; } = 1;
-    /// <summary>Also keep best.ckpt: the epoch with the best validation accuracy.</summary>
+    /// <summary>Also keep best.ckpt: the epoch with the best <see cref="BestMetric"/>.</summary>
     public bool KeepBest { get; set; } = true;
+    /// <summary>The metric that makes an epoch the best (a sweep sets its objective here): val_accuracy, val_loss, val_top5, train_loss or train_accuracy.</summary>
+    public string BestMetric { get; set; } = MetricNames.DefaultObjective;
+    /// <summary>maximize or minimize; default: minimize for *_loss, else maximize.</summary>
+    public string? BestGoal { get; set; }
+
+    /// <summary>Whether the best epoch is the one with the highest <see cref="BestMetric"/>.</summary>
+    public bool MaximizesBest() => (BestGoal ?? (BestMetric.EndsWith("_loss", StringComparison.Ordinal) ? "minimize" : "maximize")) == "maximize";
 }
 
 public sealed class PretrainedSpec

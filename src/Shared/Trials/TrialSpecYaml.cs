@@ -97,6 +97,8 @@ public static class TrialSpecYaml
         Check(a.ResizeTo is null || a.CropSize is null || a.ResizeTo >= a.CropSize, "augment.resizeTo", "must be ≥ augment.cropSize");
 
         Check(s.Checkpoint.EveryEpochs > 0, "checkpoint.everyEpochs", "must be > 0");
+        Check(MetricNames.Objectives.Contains(s.Checkpoint.BestMetric), "checkpoint.bestMetric", "must be one of " + string.Join(", ", MetricNames.Objectives));
+        Check(s.Checkpoint.BestGoal is null or "maximize" or "minimize", "checkpoint.bestGoal", "must be maximize or minimize");
         if (s.Pretrained is { } p)
         {
             Check(!string.IsNullOrWhiteSpace(p.Path), "pretrained.path", "is required");

@@ -29,7 +29,19 @@ public sealed record EpochMetrics(
     double MeanStepSeconds = double.NaN,
     double AggregationSeconds = double.NaN,
     double AggregationBytes = double.NaN,
-    double Sparsity = double.NaN);
+    double Sparsity = double.NaN)
+{
+    /// <summary>The value of one of the metrics a run may be judged by (<see cref="Orchestrator.Trials.MetricNames.Objectives"/>).</summary>
+    public double Value(string metric) => metric switch
+    {
+        Orchestrator.Trials.MetricNames.ValAccuracy => ValAccuracy,
+        Orchestrator.Trials.MetricNames.ValLoss => ValLoss,
+        Orchestrator.Trials.MetricNames.ValTop5 => ValTop5,
+        Orchestrator.Trials.MetricNames.TrainLoss => TrainLoss,
+        Orchestrator.Trials.MetricNames.TrainAccuracy => TrainAccuracy,
+        _ => throw new ArgumentException($"'{metric}' is not a metric a run is judged by", nameof(metric)),
+    };
+}
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false,
     NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]

@@ -37,6 +37,7 @@ public sealed partial class TrainingSession : IDisposable
     private readonly MagnitudePruner? _pruner;
     private int _epochsCompleted;
     private long _step;
+    // The best epoch by checkpoint.bestMetric (a sweep's objective), and its validation accuracy.
     private double _bestAccuracy = double.NegativeInfinity;
     private int _bestEpoch;
 
@@ -116,6 +117,17 @@ public sealed partial class TrainingSession : IDisposable
     public bool RunUntilDrained(CancellationToken drain, CancellationToken ct = default) => Train(_spec.Epochs, drain, ct).Drained;
 
     /// <summary>Where <see cref="Train"/> stopped, and the checkpoints it wrote.</summary>
+    /// <summary>Whether <paramref name="metrics"/> beat the best epoch so far by checkpoint.bestMetric and its goal (a NaN never does).</summary>
+    private bool IsBetter(EpochMetrics metrics)
+    {
+        var metric = _spec.Checkpoint.BestMetric;
+        var value = metrics.Value(metric);
+        if (double.IsNaN(value)) return false;
+        if (_history.FirstOrDefault(h => h.Epoch == _bestEpoch) is not { } bestEpoch) return true;
+        var best = bestEpoch.Value(metric);
+        return double.IsNaN(best) || (_spec.Checkpoint.MaximizesBest() ? value > best : value < best);
+    }
+
     private readonly record struct TrainEnd(bool Drained, string? Last, string? Best);
 
     private TrainEnd Train(int stopAt, CancellationToken drain, CancellationToken ct)
@@ -147,7 +159,7 @@ public sealed partial class TrainingSession : IDisposable
             metricsFile.Flush();
             _observer.OnEpochEnd(metrics);
 
-            var isBest = metrics.ValAccuracy > _bestAccuracy;
+            var isBest = IsBetter(metrics);
             if (isBest)
             {
                 _bestAccuracy = metrics.ValAccuracy;

@@ -97,6 +97,38 @@ public class ValidatedSweepTests
         Assert.False(max.IsBetter(double.NaN, null));
     }
 
+    [Theory]
+    [InlineData("objective: { metric: val_loss }", "val_loss", false)]
+    [InlineData("objective: { metric: train_accuracy, goal: minimize }", "train_accuracy", false)]
+    [InlineData("", "val_accuracy", true)]
+    public void Every_trial_keeps_its_best_checkpoint_by_the_sweeps_objective(string objective, string metric, bool maximize)
+    {
+        var sweep = SweepYaml.Parse($$"""
+            name: s
+            data: { name: synthetic }
+            model: { name: simple-cnn }
+            parameters:
+              optimizer.lr: { values: [0.01, 0.1] }
+            search: { method: grid, maxTrials: 2 }
+            {{objective}}
+            """);
+        var trial = sweep.TrialFor(new Dictionary<string, string> { ["optimizer.lr"] = "0.1" });
+        Assert.Equal((metric, maximize), (trial.Checkpoint.BestMetric, trial.Checkpoint.MaximizesBest()));
+        Assert.Equal(sweep.Maximize, trial.Checkpoint.MaximizesBest());
+        // It travels in the trial's YAML to the worker.
+        var roundTrip = TrialSpecYaml.Parse(TrialSpecYaml.Serialize(trial), null);
+        Assert.Equal((metric, maximize), (roundTrip.Checkpoint.BestMetric, roundTrip.Checkpoint.MaximizesBest()));
+    }
+
+    [Fact]
+    public void A_best_metric_that_is_not_a_run_metric_is_refused_naming_the_field()
+    {
+        var e = Assert.Throws<Orchestrator.Specs.SpecException>(() => TrialSpecYaml.Parse("checkpoint: { bestMetric: f1 }\n", "trial.yaml"));
+        Assert.Contains("checkpoint.bestMetric", e.Message);
+        e = Assert.Throws<Orchestrator.Specs.SpecException>(() => TrialSpecYaml.Parse("checkpoint: { bestGoal: up }\n", "trial.yaml"));
+        Assert.Contains("checkpoint.bestGoal", e.Message);
+    }
+
     [Fact]
     public void Trial_for_sets_each_value_at_its_path_and_keeps_the_rest()
     {

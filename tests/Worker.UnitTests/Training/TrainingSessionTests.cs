@@ -39,6 +39,25 @@ public sealed class TrainingSessionTests : IDisposable
     }
 
     [Theory]
+    [InlineData("val_loss", "minimize")]
+    [InlineData("val_loss", "maximize")]
+    [InlineData("train_accuracy", null)]
+    public void The_best_epoch_and_best_checkpoint_follow_the_chosen_metric_and_goal(string metric, string? goal)
+    {
+        var spec = Spec(epochs: 3);
+        spec.Checkpoint.BestMetric = metric;
+        spec.Checkpoint.BestGoal = goal;
+        using var session = new TrainingSession(spec, TinyData.Splits(256, 128), torch.CPU, Path.Combine(_dir, $"best-{metric}-{goal}"));
+        var result = session.Run();
+
+        var values = session.History.Select(h => h.Value(metric)).ToList();
+        var expected = 1 + (spec.Checkpoint.MaximizesBest() ? values.IndexOf(values.Max()) : values.IndexOf(values.Min()));
+        Assert.Equal(expected, result.BestEpoch);
+        // The stored best checkpoint is that epoch's weights.
+        Assert.Equal(expected, Orchestrator.Worker.Checkpoints.CheckpointFile.ReadHeader(result.BestCheckpoint!).EpochsCompleted);
+    }
+
+    [Theory]
     [InlineData("adam", 0.003, "constant", "cross-entropy")]
     [InlineData("adamw", 0.003, "onecycle", "focal")]
     [InlineData("rmsprop", 0.001, "step", "cross-entropy")]
