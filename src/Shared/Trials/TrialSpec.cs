@@ -23,6 +23,8 @@ public sealed class TrialSpec
     public PretrainedSpec? Pretrained { get; set; }
     /// <summary>Magnitude pruning during training; absent = a dense model.</summary>
     public PruningSpec? Pruning { get; set; }
+    /// <summary>Stop before <see cref="Epochs"/> when checkpoint.bestMetric has not improved for a while (omit: train every epoch).</summary>
+    public EarlyStoppingSpec? EarlyStopping { get; set; }
 
     /// <summary>
     /// A deep copy. Sections hold only values and strings (plus one list), so a member-wise copy
@@ -41,6 +43,7 @@ public sealed class TrialSpec
         copy.Checkpoint = Checkpoint.Copy();
         copy.Pretrained = Pretrained?.Copy();
         copy.Pruning = Pruning?.Copy();
+        copy.EarlyStopping = EarlyStopping?.Copy();
         return copy;
     }
 }
@@ -155,6 +158,17 @@ public sealed class AugmentSpec
     public int? ResizeTo { get; set; }
     /// <summary>Normalise with the data set's mean and standard deviation.</summary>
     public bool Normalize { get; set; } = true;
+}
+
+/// <summary>Per-trial patience: the run ends once checkpoint.bestMetric has gone <see cref="Patience"/> epochs without improving by more than <see cref="MinDelta"/>.</summary>
+public sealed class EarlyStoppingSpec
+{
+    internal EarlyStoppingSpec Copy() => (EarlyStoppingSpec)MemberwiseClone();
+
+    /// <summary>Epochs without improvement after which the run stops.</summary>
+    public int Patience { get; set; } = 3;
+    /// <summary>The smallest change that counts as an improvement (in the metric's units).</summary>
+    public double MinDelta { get; set; }
 }
 
 public sealed class CheckpointSpec

@@ -99,6 +99,11 @@ public static class TrialSpecYaml
         Check(s.Checkpoint.EveryEpochs > 0, "checkpoint.everyEpochs", "must be > 0");
         Check(MetricNames.Objectives.Contains(s.Checkpoint.BestMetric), "checkpoint.bestMetric", "must be one of " + string.Join(", ", MetricNames.Objectives));
         Check(s.Checkpoint.BestGoal is null or "maximize" or "minimize", "checkpoint.bestGoal", "must be maximize or minimize");
+        if (s.EarlyStopping is { } stop)
+        {
+            Check(stop.Patience >= 1, "earlyStopping.patience", "must be at least 1 (epochs without improvement before the run stops)");
+            Check(stop.MinDelta >= 0 && double.IsFinite(stop.MinDelta), "earlyStopping.minDelta", "must be 0 or more");
+        }
         if (s.Pretrained is { } p)
         {
             Check(!string.IsNullOrWhiteSpace(p.Path), "pretrained.path", "is required");

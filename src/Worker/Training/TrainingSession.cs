@@ -128,6 +128,30 @@ public sealed partial class TrainingSession : IDisposable
         return double.IsNaN(best) || (_spec.Checkpoint.MaximizesBest() ? value > best : value < best);
     }
 
+    /// <summary>
+    /// Whether trial.earlyStopping ends the run now: the last <c>patience</c> epochs brought no
+    /// improvement of checkpoint.bestMetric by more than <c>minDelta</c>. Computed from the history,
+    /// so a resumed run decides as the original would have.
+    /// </summary>
+    private bool PatienceRunOut()
+    {
+        if (_spec.EarlyStopping is not { } stop || _history.Count == 0) return false;
+        var metric = _spec.Checkpoint.BestMetric;
+        var sign = _spec.Checkpoint.MaximizesBest() ? 1.0 : -1.0;
+        double? best = null;
+        var since = 0;
+        foreach (var value in _history.Select(h => sign * h.Value(metric)))
+        {
+            if (!double.IsNaN(value) && (best is null || value > best + stop.MinDelta))
+            {
+                best = value;
+                since = 0;
+            }
+            else since++;
+        }
+        return since >= stop.Patience;
+    }
+
     private readonly record struct TrainEnd(bool Drained, string? Last, string? Best);
 
     private TrainEnd Train(int stopAt, CancellationToken drain, CancellationToken ct)
@@ -146,7 +170,7 @@ public sealed partial class TrainingSession : IDisposable
             using var scope = torch.NewDisposeScope();
             _pruner.AfterStep(0);
         }
-        while (_epochsCompleted < stopAt)
+        while (_epochsCompleted < stopAt && !PatienceRunOut())
         {
             ct.ThrowIfCancellationRequested();
             if (StopsHere(drain, ct)) return new TrainEnd(Drained: true, lastSaved, bestSaved);
@@ -165,7 +189,7 @@ public sealed partial class TrainingSession : IDisposable
                 _bestAccuracy = metrics.ValAccuracy;
                 _bestEpoch = epoch;
             }
-            var isLast = epoch == stopAt;
+            var isLast = epoch == stopAt || PatienceRunOut();
             // The best checkpoint before the last one: a run interrupted between the two resumes from
             // the previous last checkpoint and trains this epoch again, so it writes this best again.
             // In the other order, a resumed run would start after this epoch, already counted as its

@@ -127,6 +127,10 @@ public class ValidatedSweepTests
         Assert.Contains("checkpoint.bestMetric", e.Message);
         e = Assert.Throws<Orchestrator.Specs.SpecException>(() => TrialSpecYaml.Parse("checkpoint: { bestGoal: up }\n", "trial.yaml"));
         Assert.Contains("checkpoint.bestGoal", e.Message);
+        e = Assert.Throws<Orchestrator.Specs.SpecException>(() => TrialSpecYaml.Parse("epochs: 3\nearlyStopping: { patience: 0 }\n", "trial.yaml"));
+        Assert.Contains("trial.yaml:2:", e.Message);
+        Assert.Contains("earlyStopping.patience", e.Message);
+        Assert.Equal(2, TrialSpecYaml.Parse("earlyStopping: { patience: 2, minDelta: 0.01 }\n", "trial.yaml").EarlyStopping!.Patience);
     }
 
     [Fact]

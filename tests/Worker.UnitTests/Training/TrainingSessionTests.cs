@@ -57,6 +57,24 @@ public sealed class TrainingSessionTests : IDisposable
         Assert.Equal(expected, Orchestrator.Worker.Checkpoints.CheckpointFile.ReadHeader(result.BestCheckpoint!).EpochsCompleted);
     }
 
+    [Fact]
+    public void Patience_ends_the_run_once_the_best_metric_stops_improving_and_the_last_checkpoint_is_that_epoch()
+    {
+        // Judged by the highest validation loss, which a learning run lowers epoch after epoch:
+        // nothing improves after the first epoch, so patience 1 stops after the second.
+        var spec = Spec(epochs: 5);
+        spec.Checkpoint.BestMetric = "val_loss";
+        spec.Checkpoint.BestGoal = "maximize";
+        spec.EarlyStopping = new EarlyStoppingSpec { Patience = 1 };
+        using var session = new TrainingSession(spec, TinyData.Splits(256, 128), torch.CPU, Path.Combine(_dir, "patience"));
+        var result = session.Run();
+
+        Assert.True(session.History[1].ValLoss <= session.History[0].ValLoss, "the premise: validation loss fell");
+        Assert.Equal(2, result.Epochs);
+        Assert.Equal(1, result.BestEpoch);
+        Assert.Equal(2, Orchestrator.Worker.Checkpoints.CheckpointFile.ReadHeader(result.LastCheckpoint!).EpochsCompleted);
+    }
+
     [Theory]
     [InlineData("adam", 0.003, "constant", "cross-entropy")]
     [InlineData("adamw", 0.003, "onecycle", "focal")]
