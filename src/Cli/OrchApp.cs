@@ -20,6 +20,7 @@ public static partial class OrchApp
         foreach (var c in SweepCommands.Create()) root.Add(c);
         root.Add(TensorBoardCommand.Create());
         root.Add(PlotCommand.Create());
+        root.Add(MetricsCommand.Create());
         root.Add(ServeCommands.Coordinator());
         root.Add(ServeCommands.Worker());
         return root;

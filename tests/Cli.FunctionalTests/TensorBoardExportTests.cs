@@ -66,6 +66,27 @@ public sealed class TensorBoardExportTests : IDisposable
         var again = await sweep.RunAsync("tensorboard", sweepId, "--out", "tb");
         Assert.True(again.ExitCode == 0, again.ToString());
         Assert.Single(Directory.GetFiles(root, "events.out.tfevents.*"));
+
+        // orch metrics: the same history, as CSV and as JSON lines, matching what the trial reported.
+        var first = System.Text.Json.JsonDocument.Parse(trials.StdOut.Trim().Split('\n')[^1]).RootElement[0];
+        var trialId = first.GetProperty("trial").GetString()!;
+        var csv = await sweep.RunAsync("metrics", trialId, "--csv");
+        Assert.True(csv.ExitCode == 0, csv.ToString());
+        var rows = csv.StdOut.Trim().Split('\n');
+        var header = rows[0].Split(',');
+        Assert.Equal(["step", "epoch", "train_loss"], header[..3]);
+        Assert.Equal(3, rows.Length); // the header and two epochs
+        var valAccuracy = Array.IndexOf(header, "val_accuracy");
+        Assert.Equal(first.GetProperty("metric").GetDouble(), double.Parse(rows[2].Split(',')[valAccuracy], CultureInfo.InvariantCulture));
+        var lines = await sweep.RunAsync("metrics", trialId, "--json");
+        Assert.True(lines.ExitCode == 0, lines.ToString());
+        Assert.Equal(2, lines.LastJson.GetProperty("points").GetInt32());
+        Assert.Equal(2, lines.StdOut.Trim().Split('\n').Count(l => l.Contains("\"type\":\"metric\"", StringComparison.Ordinal)));
+        var table = await sweep.RunAsync("metrics", trialId);
+        Assert.True(table.ExitCode == 0, table.ToString());
+        Assert.Contains("val_accuracy", table.StdOut);
+        Assert.Contains("not a trial id", OrchProcess.AssertOneLineError(await sweep.RunAsync("metrics", sweepId), 2));
+        Assert.Contains("no trial", OrchProcess.AssertOneLineError(await sweep.RunAsync("metrics", sweepId + "-t9999"), 1));
     }
 
     [Fact]
