@@ -82,9 +82,6 @@ public sealed partial class SweepManager(
     /// <summary>The spec of a sweep, or null when it cannot be validated any more.</summary>
     public ValidatedSweep? TrySpecOf(SweepRecord sweep) => runtimes.TrySpecOf(sweep);
 
-    /// <summary>The validated spec of an unfinished sweep (for the scheduler: parallelism, gang size).</summary>
-    public ValidatedSweep SpecOf(SweepRecord sweep) => runtimes.Of(sweep).Spec;
-
     /// <summary>The sweeps the scheduler serves, oldest first, from memory.</summary>
     public IReadOnlyList<ActiveSweep> ActiveSweeps() => [.. runtimes.Active().Select(r => new ActiveSweep(r.Id, r.Spec))];
 
