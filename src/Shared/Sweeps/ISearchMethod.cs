@@ -11,8 +11,9 @@ namespace Orchestrator.Sweeps;
 /// <remarks>
 /// The <see cref="Searcher"/> wrapper handles what every method shares (idempotency, duplicate and
 /// stale reports, the objective's target, the failed-trial budget, the end of the search), so a
-/// method only decides about trials. Grid and random create all their trials at once; an adaptive
-/// method (ASHA) answers <see cref="OnValidation"/> with <see cref="StopTrial"/> and new trials.
+/// method only decides which trials to create. Grid and random create all their trials at once; a
+/// model-based method (TPE) creates a few and one more as each exits. Stopping trials early is the
+/// sweep's <see cref="Stopping.IStoppingRule"/>'s, composable with any method.
 /// </remarks>
 public interface ISearchMethod
 {
@@ -25,8 +26,14 @@ public interface ISearchMethod
     /// <summary>Trial <paramref name="trialIndex"/> reported the objective after <paramref name="epoch"/>; each (trial, epoch) arrives once, in order.</summary>
     IReadOnlyList<SearchAction> OnValidation(SearchContext context, int trialIndex, int epoch, double objective);
 
-    /// <summary>Trial <paramref name="trialIndex"/> ended (completed, stopped or failed); arrives once per trial.</summary>
-    IReadOnlyList<SearchAction> OnTrialExited(SearchContext context, int trialIndex, bool succeeded);
+    /// <summary>Trial <paramref name="trialIndex"/> ended (completed, stopped early or failed); arrives once per trial.</summary>
+    IReadOnlyList<SearchAction> OnTrialExited(SearchContext context, int trialIndex, TrialExit exit);
+
+    /// <summary>
+    /// True when <see cref="OnValidation"/> changes the method's state (a model of the results), so
+    /// that the coordinator saves the searcher after every report rather than only on a new best.
+    /// </summary>
+    bool LearnsFromReports { get; }
 
     /// <summary>How far the search is, 0..1.</summary>
     double Progress(SearchContext context);
@@ -46,9 +53,10 @@ public sealed class SearchContext
     private readonly Func<int> _exited;
 
     internal SearchContext(ValidatedSweep sweep, SplitMix64 random, Func<IReadOnlyDictionary<string, string>, CreateTrial> newTrial,
-        Func<int> created, Func<int> exited)
+        Func<int> created, Func<int> exited, IReadOnlyList<SearchObservation> prior)
     {
         Sweep = sweep;
+        Prior = prior;
         Random = random;
         _newTrial = newTrial;
         _exited = exited;
@@ -61,6 +69,9 @@ public sealed class SearchContext
     /// <summary>The seeded generator; its state is saved with the searcher.</summary>
     public SplitMix64 Random { get; }
 
+    /// <summary>Results of an earlier sweep over the same space (search.warmStartFrom), oldest first; empty without one.</summary>
+    public IReadOnlyList<SearchObservation> Prior { get; }
+
     /// <summary>Trials created so far.</summary>
     public int TrialsCreated => _created();
 
@@ -70,3 +81,20 @@ public sealed class SearchContext
     /// <summary>A <see cref="CreateTrial"/> with the next index, recorded by the searcher.</summary>
     public CreateTrial NewTrial(IReadOnlyDictionary<string, string> parameters) => _newTrial(parameters);
 }
+
+/// <summary>How a trial ended, as a search method sees it.</summary>
+public enum TrialExit
+{
+    /// <summary>Trained all its epochs.</summary>
+    Completed,
+    /// <summary>Stopped early (by the sweep's stopping rule or a user): its last reported objective is a result, at fewer epochs.</summary>
+    Stopped,
+    /// <summary>Failed: no result to learn from.</summary>
+    Failed,
+}
+
+/// <summary>
+/// One finished trial of an earlier sweep, for a warm start: its parameters (dotted path →
+/// invariant-culture text), the objective it reached (its best report) and how many epochs it trained.
+/// </summary>
+public sealed record SearchObservation(IReadOnlyDictionary<string, string> Parameters, double Objective, int Epochs, TrialExit Exit);

@@ -24,7 +24,10 @@ public sealed class RandomSearch : ISearchMethod
     public IReadOnlyList<SearchAction> OnValidation(SearchContext context, int trialIndex, int epoch, double objective) => [];
 
     /// <inheritdoc />
-    public IReadOnlyList<SearchAction> OnTrialExited(SearchContext context, int trialIndex, bool succeeded) => [];
+    public IReadOnlyList<SearchAction> OnTrialExited(SearchContext context, int trialIndex, TrialExit exit) => [];
+
+    /// <inheritdoc />
+    public bool LearnsFromReports => false;
 
     /// <inheritdoc />
     public double Progress(SearchContext context) => SearchProgress.ExitedFraction(context);

@@ -19,8 +19,12 @@ public sealed record CreateTrial(int Index, IReadOnlyDictionary<string, string> 
         $"CreateTrial {Index} {{ {string.Join(", ", Parameters.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"))} }}";
 }
 
-/// <summary>Stop trial <paramref name="Index"/> early (keeping its checkpoint): it is not worth finishing.</summary>
-public sealed record StopTrial(int Index) : SearchAction;
+/// <summary>Stop trial <paramref name="Index"/> early (keeping its checkpoint and metrics): it is not worth finishing.</summary>
+public sealed record StopTrial(int Index) : SearchAction
+{
+    /// <summary>Why, for people ("stopped early by asha after epoch 3 (val_accuracy 0.61)").</summary>
+    public string Reason { get; init; } = "stopped early";
+}
 
 /// <summary>
 /// The search is over: create nothing more, cancel pending trials and stop running ones.

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Orchestrator.Sweeps.Stopping;
 
 namespace Orchestrator.Sweeps;
 
@@ -10,7 +11,8 @@ namespace Orchestrator.Sweeps;
 /// Runs a <see cref="ISearchMethod"/> for one sweep and owns everything around it: the lock, the
 /// trial bookkeeping, idempotency (a repeated <see cref="Start"/>, report or exit changes nothing and
 /// returns no actions), the seeded generator, the objective's target, the failed-trial budget and
-/// the end of the search. Its whole state round-trips through <see cref="SaveState"/> and
+/// the end of the search, and the sweep's early-stopping rule (<see cref="IStoppingRule"/>), which
+/// composes with any method. Its whole state round-trips through <see cref="SaveState"/> and
 /// <see cref="Restore"/>, so a restarted coordinator continues with exactly the actions it would
 /// have taken.
 /// </summary>
@@ -21,6 +23,7 @@ public sealed class Searcher
     private readonly Lock _gate = new();
     private readonly ValidatedSweep _sweep;
     private readonly ISearchMethod _method;
+    private readonly IStoppingRule? _rule;
     private readonly SplitMix64 _random;
     private readonly SearchContext _context;
     private readonly SortedDictionary<int, TrialBook> _trials = [];
@@ -30,20 +33,34 @@ public sealed class Searcher
     private int? _bestTrial;
     private ShutdownSearch? _shutdown;
 
-    private Searcher(ValidatedSweep sweep, ISearchMethod method, ulong randomState)
+    private readonly List<SearchObservation> _prior;
+
+    private Searcher(ValidatedSweep sweep, ISearchMethod method, ulong randomState, IReadOnlyList<SearchObservation> prior)
     {
         _sweep = sweep;
         _method = method;
+        _rule = StoppingRules.For(sweep.EarlyStopping);
         _random = new SplitMix64(randomState);
-        _context = new SearchContext(sweep, _random, NewTrial, () => _trials.Count, () => _trials.Values.Count(t => t.Exited));
+        _prior = [.. prior];
+        _context = new SearchContext(sweep, _random, NewTrial, () => _trials.Count, () => _trials.Values.Count(t => t.Exited), _prior);
     }
 
-    /// <summary>A fresh searcher for <paramref name="sweep"/>, with the method its file names.</summary>
-    public static Searcher Create(ValidatedSweep sweep)
+    /// <summary>
+    /// A fresh searcher for <paramref name="sweep"/>, with the method its file names, and the
+    /// results of an earlier sweep over the same space to learn from (search.warmStartFrom).
+    /// </summary>
+    public static Searcher Create(ValidatedSweep sweep, IReadOnlyList<SearchObservation>? warmStart = null)
     {
         ArgumentNullException.ThrowIfNull(sweep);
-        return new Searcher(sweep, MethodFor(sweep.Method), unchecked((ulong)(long)sweep.Seed));
+        return new Searcher(sweep, MethodFor(sweep.Method), unchecked((ulong)(long)sweep.Seed), warmStart ?? []);
     }
+
+    /// <summary>
+    /// True when every objective report changes the state (an early-stopping rule or a model-based
+    /// method learns from it): the caller saves the state after each report, not only on a new
+    /// best, so that a restart makes the same decisions.
+    /// </summary>
+    public bool ReportsChangeState => _rule is not null || _method.LearnsFromReports;
 
     /// <summary>The searcher as it was when <paramref name="stateJson"/> was saved (by <see cref="SaveState"/>).</summary>
     /// <exception cref="ArgumentException">The state is unreadable or belongs to another sweep spec.</exception>
@@ -65,7 +82,7 @@ public sealed class Searcher
         if (state.Method != sweep.Method || state.SpecSha256 != Fingerprint(sweep))
             throw new ArgumentException("the searcher state was saved for another sweep spec", nameof(stateJson));
 
-        var searcher = new Searcher(sweep, MethodFor(sweep.Method), state.RandomState)
+        var searcher = new Searcher(sweep, MethodFor(sweep.Method), state.RandomState, state.Prior)
         {
             _started = state.Started,
             _failed = state.Failed,
@@ -75,6 +92,7 @@ public sealed class Searcher
         };
         foreach (var t in state.Trials) searcher._trials[t.Index] = t;
         searcher._method.Restore(state.MethodState);
+        if (state.StoppingState is { ValueKind: JsonValueKind.Object } stopping) searcher._rule?.Restore(stopping);
         return searcher;
     }
 
@@ -110,8 +128,14 @@ public sealed class Searcher
             if (_shutdown is not null || !_trials.TryGetValue(trialIndex, out var trial) || trial.Exited) return [];
             if (trial.LastEpoch is { } last && epoch <= last) return [];
             trial.LastEpoch = epoch;
-            // A diverged trial reports NaN: it is nobody's best and reaches no target.
-            if (double.IsNaN(objective)) return [];
+            var actions = new List<SearchAction>();
+            // A diverged trial reports NaN: it is nobody's best and reaches no target, but the
+            // stopping rule sees it, as the worst score there is.
+            if (double.IsNaN(objective))
+            {
+                StopIfRuleSays(trial, epoch, objective, actions);
+                return actions;
+            }
             if (_sweep.IsBetter(objective, _best))
             {
                 _best = objective;
@@ -123,8 +147,56 @@ public sealed class Searcher
                 var target = _sweep.Target!.Value.ToString("G6", CultureInfo.InvariantCulture);
                 return [Shutdown(new ShutdownSearch($"target {target} reached by trial {trialIndex} ({_sweep.ObjectiveMetric} {value} at epoch {epoch})"))];
             }
-            return [.. _method.OnValidation(_context, trialIndex, epoch, objective)];
+            actions.AddRange(_method.OnValidation(_context, trialIndex, epoch, objective));
+            StopIfRuleSays(trial, epoch, objective, actions);
+            return actions;
         }
+    }
+
+    /// <summary>
+    /// Stops trial <paramref name="trialIndex"/> (a user's decision): it counts as exited, stopped
+    /// early, and the method may create its successor. Nothing for an unknown or ended trial.
+    /// </summary>
+    public IReadOnlyList<SearchAction> Stop(int trialIndex, string reason)
+    {
+        lock (_gate)
+        {
+            if (!_trials.TryGetValue(trialIndex, out var trial) || trial.Exited) return [];
+            var actions = new List<SearchAction>();
+            StopTrial(trial, reason, actions);
+            return actions;
+        }
+    }
+
+    private void StopIfRuleSays(TrialBook trial, int epoch, double objective, List<SearchAction> actions)
+    {
+        if (_rule is null || _shutdown is not null || trial.Exited) return;
+        // Rules compare higher-is-better scores.
+        var score = double.IsNaN(objective) ? StoppingRules.Worst : _sweep.Maximize ? objective : -objective;
+        if (!_rule.ShouldStop(trial.Index, epoch, score)) return;
+        var value = objective.ToString("G4", CultureInfo.InvariantCulture);
+        StopTrial(trial, $"stopped early by {_rule.Name} after epoch {epoch} ({_sweep.ObjectiveMetric} {value})", actions);
+    }
+
+    private void StopTrial(TrialBook trial, string reason, List<SearchAction> actions)
+    {
+        trial.Exited = true;
+        trial.Stopped = true;
+        actions.Add(new StopTrial(trial.Index) { Reason = reason });
+        if (_shutdown is not null) return;
+        actions.AddRange(_method.OnTrialExited(_context, trial.Index, TrialExit.Stopped));
+        ShutdownIfAllExited(actions);
+    }
+
+    private void ShutdownIfAllExited(List<SearchAction> actions)
+    {
+        if (_shutdown is not null || !_trials.Values.All(t => t.Exited) || actions.OfType<CreateTrial>().Any()) return;
+        var stopped = _trials.Values.Count(t => t.Stopped);
+        var best = _bestTrial is { } b
+            ? $"; best trial {b} ({_sweep.ObjectiveMetric} {_best!.Value.ToString("G6", CultureInfo.InvariantCulture)})"
+            : "";
+        var early = stopped > 0 ? $", {stopped} stopped early" : "";
+        actions.Add(Shutdown(new ShutdownSearch($"all {_trials.Count} trials ended, {_failed} failed{early}{best}")));
     }
 
     /// <summary>
@@ -143,14 +215,8 @@ public sealed class Searcher
             if (_shutdown is not null) return [];
             if (_failed > _sweep.MaxFailedTrials)
                 return [Shutdown(new ShutdownSearch($"{_failed} trials failed, more than search.maxFailedTrials ({_sweep.MaxFailedTrials})") { Failed = true })];
-            var actions = new List<SearchAction>(_method.OnTrialExited(_context, trialIndex, succeeded));
-            if (_trials.Values.All(t => t.Exited))
-            {
-                var best = _bestTrial is { } b
-                    ? $"; best trial {b} ({_sweep.ObjectiveMetric} {_best!.Value.ToString("G6", CultureInfo.InvariantCulture)})"
-                    : "";
-                actions.Add(Shutdown(new ShutdownSearch($"all {_trials.Count} trials ended, {_failed} failed{best}")));
-            }
+            var actions = new List<SearchAction>(_method.OnTrialExited(_context, trialIndex, succeeded ? TrialExit.Completed : TrialExit.Failed));
+            ShutdownIfAllExited(actions);
             return actions;
         }
     }
@@ -174,6 +240,8 @@ public sealed class Searcher
                 ShutdownFailed = _shutdown?.Failed ?? false,
                 Trials = [.. _trials.Values.Select(t => t.Copy())],
                 MethodState = _method.Snapshot(),
+                StoppingState = _rule?.Snapshot(),
+                Prior = _prior,
             };
             return JsonSerializer.Serialize(state, SearcherJsonContext.Default.SearcherState);
         }
@@ -219,6 +287,10 @@ internal sealed class SearcherState
     public bool ShutdownFailed { get; set; }
     public List<TrialBook> Trials { get; set; } = [];
     public JsonElement MethodState { get; set; }
+    /// <summary>The early-stopping rule's state; absent without a rule.</summary>
+    public JsonElement? StoppingState { get; set; }
+    /// <summary>The warm start's observations, kept so that a restored searcher does not need the earlier sweep.</summary>
+    public List<SearchObservation> Prior { get; set; } = [];
 }
 
 /// <summary>What the searcher knows of one trial.</summary>
@@ -229,10 +301,12 @@ internal sealed class TrialBook
     public int? LastEpoch { get; set; }
     public bool Exited { get; set; }
     public bool Succeeded { get; set; }
+    /// <summary>Stopped early (by the rule or a user); it exited then.</summary>
+    public bool Stopped { get; set; }
 
     public TrialBook Copy() => (TrialBook)MemberwiseClone();
 }
 
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(SearcherState))]
 internal sealed partial class SearcherJsonContext : JsonSerializerContext;

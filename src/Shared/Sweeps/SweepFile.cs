@@ -26,6 +26,20 @@ internal sealed class SearchSection
     public int? ParallelTrials { get; set; }
     public int? MaxFailedTrials { get; set; }
     public int? Seed { get; set; }
+    public EarlyStoppingSection? EarlyStopping { get; set; }
+    public string? WarmStartFrom { get; set; }
+}
+
+internal sealed class EarlyStoppingSection
+{
+    public string? Method { get; set; }
+    public int? ReductionFactor { get; set; }
+    public int? MinEpochs { get; set; }
+    public int? MaxEpochs { get; set; }
+    public int? Rungs { get; set; }
+    public int? Brackets { get; set; }
+    public int? GraceEpochs { get; set; }
+    public int? MinTrials { get; set; }
 }
 
 internal sealed class ObjectiveSection

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Numerics;
 using Orchestrator.Specs;
+using Orchestrator.Sweeps.Stopping;
 using Orchestrator.Trials;
 
 namespace Orchestrator.Sweeps;
@@ -73,6 +74,12 @@ public sealed class ValidatedSweep
     public string Wire { get; }
     /// <summary>The searched and fixed parameters.</summary>
     public SearchSpace Space { get; }
+
+    /// <summary>The early-stopping rule (search.earlyStopping); null when every trial trains all its epochs.</summary>
+    public EarlyStoppingSettings? EarlyStopping { get; private init; }
+
+    /// <summary>The sweep whose results a model-based method starts from (search.warmStartFrom); null for none.</summary>
+    public string? WarmStartFrom { get; private init; }
 
     /// <summary>data + model + trial merged, with the fixed parameters applied; validated. A copy each time.</summary>
     public TrialSpec BaseTrial => _baseTrial.Clone();
@@ -194,11 +201,23 @@ public sealed class ValidatedSweep
             maxTrials = (int)BigInteger.Min(maxTrials, size);
         }
 
+        var earlyStopping = EarlyStoppingParser.Parse(search.EarlyStopping, trial, parameters, at);
+        var warmStart = search.WarmStartFrom?.Trim();
+        if (warmStart is not null)
+        {
+            Check(warmStart.Length > 0, "search.warmStartFrom", "names the earlier sweep (sw-…) whose results to start from");
+            Check(method == "tpe", "search.warmStartFrom", $"only search.method tpe learns from earlier results, not {method}");
+        }
+
         // One meaning of "best": each trial keeps best.ckpt by the sweep's objective, as the sweep ranks trials.
         trial.Checkpoint.BestMetric = metric;
         trial.Checkpoint.BestGoal = goal;
         return new ValidatedSweep(yaml, at.File, name, trial, space, method, maxTrials, parallel, maxFailed,
-            search.Seed ?? 0, metric, goal == "maximize", objective.Target, workers, minWorkers, gpus, aggregation, wire);
+            search.Seed ?? 0, metric, goal == "maximize", objective.Target, workers, minWorkers, gpus, aggregation, wire)
+        {
+            EarlyStopping = earlyStopping,
+            WarmStartFrom = warmStart,
+        };
     }
 
     private static string Count(BigInteger n) => n.ToString("N0", CultureInfo.InvariantCulture);
