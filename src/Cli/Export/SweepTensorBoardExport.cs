@@ -62,6 +62,7 @@ internal static class SweepTensorBoardExport
         TrialState.Completed => Status.Success,
         TrialState.Failed => Status.Failure,
         TrialState.Cancelled => Status.Unknown,
+        TrialState.Stopped => Status.Success, // stopped early: a result, at fewer epochs
         _ => null, // still pending or running: no end yet
     };
 

@@ -3,10 +3,19 @@ using System.Text.Json.Serialization;
 namespace Orchestrator.Coordinator.Domain;
 
 /// <summary>Lifecycle of a sweep (mirrors orchestrator.v1.SweepState).</summary>
-public enum SweepStatus { Pending, Running, Completed, Failed, Cancelled }
+public enum SweepStatus { Pending, Running, Completed, Failed, Cancelled, Paused }
 
 /// <summary>Lifecycle of a trial (mirrors orchestrator.v1.TrialState).</summary>
-public enum TrialStatus { Pending, Running, Completed, Failed, Cancelled }
+public enum TrialStatus
+{
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    /// <summary>Stopped early (by the sweep's stopping rule or a user): a result at fewer epochs, with its checkpoint and metrics.</summary>
+    Stopped,
+}
 
 /// <summary>
 /// A sweep as persisted. Records are immutable; a change is a new record written with
@@ -83,7 +92,7 @@ public sealed record TrialRecord
     /// <summary>Assignments that count against MaxTrialAttempts: every one except those handed back by a draining worker.</summary>
     [JsonIgnore] public int CountedAttempts => Attempt - HandedBack;
 
-    [JsonIgnore] public bool IsFinished => State is TrialStatus.Completed or TrialStatus.Failed or TrialStatus.Cancelled;
+    [JsonIgnore] public bool IsFinished => State is TrialStatus.Completed or TrialStatus.Failed or TrialStatus.Cancelled or TrialStatus.Stopped;
 
     /// <summary>Running under the assignment with <paramref name="fencingToken"/>: the only writer whose uploads, reports and gradients count.</summary>
     public bool IsHeldWith(long fencingToken) => State == TrialStatus.Running && FencingToken == fencingToken;

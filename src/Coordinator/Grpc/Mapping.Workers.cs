@@ -63,7 +63,7 @@ public static partial class Mapping
     public static Proto.CoordinatorMessage ToProto(WorkerCommand command, string? gradientEndpoint, string? gradientSocketPath) => command switch
     {
         TrialAssignment a => new Proto.CoordinatorMessage { Assign = ToProto(a, gradientEndpoint, gradientSocketPath) },
-        StopOrder s => new Proto.CoordinatorMessage { Stop = new Proto.StopTrial { TrialId = s.TrialId, Reason = s.Reason } },
+        StopOrder s => new Proto.CoordinatorMessage { Stop = new Proto.StopTrial { TrialId = s.TrialId, Reason = s.Reason, AfterCheckpoint = s.AfterCheckpoint } },
         _ => throw new ArgumentOutOfRangeException(nameof(command), command, "unknown worker command"),
     };
 

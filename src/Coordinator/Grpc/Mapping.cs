@@ -28,6 +28,7 @@ public static partial class Mapping
                 SweepStatus.Completed => Proto.SweepState.Completed,
                 SweepStatus.Failed => Proto.SweepState.Failed,
                 SweepStatus.Cancelled => Proto.SweepState.Cancelled,
+                SweepStatus.Paused => Proto.SweepState.Paused,
                 _ => Proto.SweepState.Unspecified,
             },
             SpecYaml = s.SpecYaml,
@@ -51,6 +52,7 @@ public static partial class Mapping
             p.TrialsCompleted = (int)c.Completed;
             p.TrialsFailed = (int)c.Failed;
             p.TrialsCancelled = (int)c.Cancelled;
+            p.TrialsStopped = (int)c.Stopped;
         }
         return p;
     }
@@ -86,6 +88,7 @@ public static partial class Mapping
         TrialStatus.Completed => Proto.TrialState.Completed,
         TrialStatus.Failed => Proto.TrialState.Failed,
         TrialStatus.Cancelled => Proto.TrialState.Cancelled,
+        TrialStatus.Stopped => Proto.TrialState.Stopped,
         _ => Proto.TrialState.Unspecified,
     };
 
@@ -96,6 +99,7 @@ public static partial class Mapping
         Proto.TrialState.Completed => TrialStatus.Completed,
         Proto.TrialState.Failed => TrialStatus.Failed,
         Proto.TrialState.Cancelled => TrialStatus.Cancelled,
+        Proto.TrialState.Stopped => TrialStatus.Stopped,
         _ => throw new ArgumentOutOfRangeException(nameof(state), state, "no such trial state"),
     };
 

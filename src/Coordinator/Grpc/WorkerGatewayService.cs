@@ -167,7 +167,7 @@ public sealed partial class WorkerGatewayService(
         if (!await requestStream.MoveNext(ct).ConfigureAwait(false) || requestStream.Current.PartCase != CheckpointUpload.PartOneofCase.Header)
             throw new RpcException(new Status(StatusCode.InvalidArgument, "a checkpoint upload starts with its header"));
         var header = requestStream.Current.Header;
-        var trial = await sweeps.CurrentAsync(header.Lease.TrialId, header.Lease.FencingToken, ct).ConfigureAwait(false)
+        var trial = await sweeps.AcceptsCheckpointAsync(header.Lease.TrialId, header.Lease.FencingToken, header.Epoch, ct).ConfigureAwait(false)
                     ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {header.Lease.TrialId}: stale fencing token or trial not running"));
         if (header.Size < 0) throw new RpcException(new Status(StatusCode.InvalidArgument, $"a checkpoint upload announces a negative size ({header.Size})"));
         var slot = header.Best ? CheckpointSlot.Best : CheckpointSlot.Latest;

@@ -3,9 +3,9 @@ using Orchestrator.Coordinator.Domain;
 namespace Orchestrator.Coordinator.State;
 
 /// <summary>How many of a sweep's trials are in each state (kept by the store, not counted on demand).</summary>
-public readonly record struct TrialCounts(long Pending, long Running, long Completed, long Failed, long Cancelled)
+public readonly record struct TrialCounts(long Pending, long Running, long Completed, long Failed, long Cancelled, long Stopped = 0)
 {
-    public long Total => Pending + Running + Completed + Failed + Cancelled;
+    public long Total => Pending + Running + Completed + Failed + Cancelled + Stopped;
 
     /// <summary>Trials that have not ended yet.</summary>
     public long Unfinished => Pending + Running;
@@ -17,13 +17,14 @@ public readonly record struct TrialCounts(long Pending, long Running, long Compl
         TrialStatus.Completed => Completed,
         TrialStatus.Failed => Failed,
         TrialStatus.Cancelled => Cancelled,
+        TrialStatus.Stopped => Stopped,
         _ => throw new ArgumentOutOfRangeException(nameof(state), state, null),
     };
 
     /// <summary>Counts from a per-state array indexed by <see cref="TrialStatus"/>.</summary>
     public static TrialCounts From(ReadOnlySpan<long> byState) =>
         new(byState[(int)TrialStatus.Pending], byState[(int)TrialStatus.Running], byState[(int)TrialStatus.Completed],
-            byState[(int)TrialStatus.Failed], byState[(int)TrialStatus.Cancelled]);
+            byState[(int)TrialStatus.Failed], byState[(int)TrialStatus.Cancelled], byState[(int)TrialStatus.Stopped]);
 }
 
 /// <summary>
@@ -51,5 +52,5 @@ internal readonly record struct TrialIndexEntry(int State, long? LeaseExpiresMs)
         new((int)trial.State, trial.State == TrialStatus.Running ? trial.LeaseExpiresAt?.ToUnixTimeMilliseconds() : null);
 
     /// <summary>The number of states (<see cref="TrialStatus"/> values 0 … n-1).</summary>
-    public const int StateCount = 5;
+    public const int StateCount = 6;
 }

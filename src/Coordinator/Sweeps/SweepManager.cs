@@ -108,6 +108,10 @@ public sealed partial class SweepManager(
     public Task<bool> CheckpointStoredAsync(string trialId, long token, int epoch, CancellationToken ct) =>
         trials.CheckpointStoredAsync(trialId, token, epoch, ct);
 
+    /// <summary>The trial when a checkpoint of <paramref name="epoch"/> may be stored under <paramref name="token"/> (<see cref="TrialLifecycle.AcceptsCheckpointAsync"/>).</summary>
+    public Task<TrialRecord?> AcceptsCheckpointAsync(string trialId, long token, int epoch, CancellationToken ct) =>
+        trials.AcceptsCheckpointAsync(trialId, token, epoch, ct);
+
     /// <summary>Checks that <paramref name="token"/> is the trial's current token (for uploads and downloads).</summary>
     public Task<TrialRecord?> CurrentAsync(string trialId, long token, CancellationToken ct) =>
         trials.CurrentAsync(trialId, token, ct);

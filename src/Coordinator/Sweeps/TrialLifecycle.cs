@@ -212,19 +212,43 @@ public sealed partial class TrialLifecycle(
     }
 
     /// <summary>Cancels an unfinished trial (pending or running, whatever its token) and stops its workers.</summary>
-    public async Task<TrialRecord?> CancelAsync(string trialId, string reason, CancellationToken ct)
+    public Task<TrialRecord?> CancelAsync(string trialId, string reason, CancellationToken ct) =>
+        EndUnfinishedAsync(trialId, TrialStatus.Cancelled, reason, ct);
+
+    /// <summary>
+    /// Stops an unfinished trial early (<see cref="TrialStatus.Stopped"/>): a result at the epochs it
+    /// trained. Its workers finish uploading the checkpoint of the epoch just ended (accepted under
+    /// the same token, <see cref="AcceptsCheckpointAsync"/>) and stop before the next training step.
+    /// </summary>
+    public Task<TrialRecord?> StopAsync(string trialId, string reason, CancellationToken ct) =>
+        EndUnfinishedAsync(trialId, TrialStatus.Stopped, reason, ct);
+
+    /// <summary>
+    /// The trial, when a checkpoint of <paramref name="epoch"/> may be stored for the holder of
+    /// <paramref name="token"/>: it runs under that token, or it was stopped early under it and the
+    /// checkpoint is of an epoch it reported (the upload that follows the report the stop answered).
+    /// </summary>
+    public async Task<TrialRecord?> AcceptsCheckpointAsync(string trialId, long token, int epoch, CancellationToken ct)
+    {
+        var t = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
+        if (t is null || t.FencingToken != token) return null;
+        return t.State == TrialStatus.Running || (t.State == TrialStatus.Stopped && epoch <= t.Epoch) ? t : null;
+    }
+
+    private async Task<TrialRecord?> EndUnfinishedAsync(string trialId, TrialStatus state, string reason, CancellationToken ct)
     {
         var now = clock.GetUtcNow();
         var updated = await updates.TrialAsync(trialId, t => t.IsFinished ? null : t with
         {
-            State = TrialStatus.Cancelled,
+            State = state,
             WorkerIds = [],
             LeaseExpiresAt = null,
             FinishedAt = now,
             Message = reason,
         }, ct).ConfigureAwait(false);
         if (updated is null) return null;
-        workers.StopTrial(trialId, reason);
+        workers.StopTrial(trialId, reason, afterCheckpoint: state == TrialStatus.Stopped);
+        if (state == TrialStatus.Stopped) Log.TrialStopped(logger, trialId, reason);
         Publish(updated);
         workers.Signal();
         return updated;
@@ -289,6 +313,9 @@ public sealed partial class TrialLifecycle(
 
         [LoggerMessage(LogEventIds.Trials + 4, LogLevel.Information, "Trial {TrialId} ended {State} {Message}")]
         public static partial void TrialEnded(ILogger logger, string trialId, string state, string message);
+
+        [LoggerMessage(LogEventIds.Trials + 5, LogLevel.Information, "Trial {TrialId} stopped: {Reason}")]
+        public static partial void TrialStopped(ILogger logger, string trialId, string reason);
     }
 }
 

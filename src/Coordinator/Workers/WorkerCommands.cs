@@ -32,4 +32,8 @@ public sealed record TrialAssignment(string TrialId, long FencingToken, int Rank
 }
 
 /// <summary>Stop a trial (cancelled, re-queued, stopped early, or its lease is no longer the worker's).</summary>
-public sealed record StopOrder(string TrialId, string Reason) : WorkerCommand(TrialId);
+public sealed record StopOrder(string TrialId, string Reason) : WorkerCommand(TrialId)
+{
+    /// <summary>Stopped early: finish uploading the checkpoint of the epoch just ended, then stop before the next training step.</summary>
+    public bool AfterCheckpoint { get; init; }
+}

@@ -33,13 +33,16 @@ public sealed class WorkerRegistry
         return removed;
     }
 
-    /// <summary>Detaches the trial from every worker that runs a rank of it, and tells each to stop it.</summary>
-    public void StopTrial(string trialId, string reason)
+    /// <summary>
+    /// Detaches the trial from every worker that runs a rank of it, and tells each to stop it;
+    /// <paramref name="afterCheckpoint"/>: once the checkpoint of the epoch just ended is uploaded.
+    /// </summary>
+    public void StopTrial(string trialId, string reason, bool afterCheckpoint = false)
     {
         foreach (var w in _workers.Values.Where(w => w.Trials.ContainsKey(trialId)))
         {
             w.Detach(trialId);
-            w.Send(new StopOrder(trialId, reason));
+            w.Send(new StopOrder(trialId, reason) { AfterCheckpoint = afterCheckpoint });
         }
     }
 

@@ -16,7 +16,7 @@ public sealed class GridSearch : ISearchMethod
     {
         ArgumentNullException.ThrowIfNull(context);
         var space = context.Sweep.Space;
-        return [.. Enumerable.Range(0, context.Sweep.MaxTrials).Select(i => context.NewTrial(space.GridPoint(i)))];
+        return [.. Enumerable.Range(0, context.MaxTrials).Select(i => context.NewTrial(space.GridPoint(i)))];
     }
 
     /// <inheritdoc />
@@ -24,6 +24,10 @@ public sealed class GridSearch : ISearchMethod
 
     /// <inheritdoc />
     public IReadOnlyList<SearchAction> OnTrialExited(SearchContext context, int trialIndex, TrialExit exit) => [];
+
+    /// <inheritdoc />
+    public IReadOnlyList<SearchAction> Extend(SearchContext context, int more) =>
+        throw new InvalidOperationException("a grid search covers its grid once; to search further, submit a sweep with more values");
 
     /// <inheritdoc />
     public bool LearnsFromReports => false;
@@ -43,5 +47,5 @@ internal static class SearchProgress
     public static readonly JsonElement NoState = JsonDocument.Parse("{}").RootElement.Clone();
 
     public static double ExitedFraction(SearchContext context) =>
-        context.Sweep.MaxTrials == 0 ? 1 : Math.Clamp((double)context.TrialsExited / context.Sweep.MaxTrials, 0, 1);
+        context.MaxTrials == 0 ? 1 : Math.Clamp((double)context.TrialsExited / context.MaxTrials, 0, 1);
 }

@@ -30,6 +30,13 @@ public interface ISearchMethod
     IReadOnlyList<SearchAction> OnTrialExited(SearchContext context, int trialIndex, TrialExit exit);
 
     /// <summary>
+    /// The budget was raised (<see cref="SearchContext.MaxTrials"/> grew by <paramref name="more"/>,
+    /// orch extend): the trials to create now, if any. Throws <see cref="InvalidOperationException"/>
+    /// when the method cannot use more trials (a grid is covered once).
+    /// </summary>
+    IReadOnlyList<SearchAction> Extend(SearchContext context, int more);
+
+    /// <summary>
     /// True when <see cref="OnValidation"/> changes the method's state (a model of the results), so
     /// that the coordinator saves the searcher after every report rather than only on a new best.
     /// </summary>
@@ -51,10 +58,12 @@ public sealed class SearchContext
     private readonly Func<IReadOnlyDictionary<string, string>, CreateTrial> _newTrial;
     private readonly Func<int> _created;
     private readonly Func<int> _exited;
+    private readonly Func<int> _maxTrials;
 
     internal SearchContext(ValidatedSweep sweep, SplitMix64 random, Func<IReadOnlyDictionary<string, string>, CreateTrial> newTrial,
-        Func<int> created, Func<int> exited, IReadOnlyList<SearchObservation> prior)
+        Func<int> created, Func<int> exited, Func<int> maxTrials, IReadOnlyList<SearchObservation> prior)
     {
+        _maxTrials = maxTrials;
         Sweep = sweep;
         Prior = prior;
         Random = random;
@@ -71,6 +80,9 @@ public sealed class SearchContext
 
     /// <summary>Results of an earlier sweep over the same space (search.warmStartFrom), oldest first; empty without one.</summary>
     public IReadOnlyList<SearchObservation> Prior { get; }
+
+    /// <summary>The trial budget: the sweep's maxTrials plus what orch extend added.</summary>
+    public int MaxTrials => _maxTrials();
 
     /// <summary>Trials created so far.</summary>
     public int TrialsCreated => _created();

@@ -17,7 +17,7 @@ public sealed class RandomSearch : ISearchMethod
         ArgumentNullException.ThrowIfNull(context);
         var space = context.Sweep.Space;
         // One draw per searched parameter per trial, in order: trial i's sample depends only on the seed and i.
-        return [.. Enumerable.Range(0, context.Sweep.MaxTrials).Select(_ => context.NewTrial(space.Sample(context.Random)))];
+        return [.. Enumerable.Range(0, context.MaxTrials).Select(_ => context.NewTrial(space.Sample(context.Random)))];
     }
 
     /// <inheritdoc />
@@ -25,6 +25,15 @@ public sealed class RandomSearch : ISearchMethod
 
     /// <inheritdoc />
     public IReadOnlyList<SearchAction> OnTrialExited(SearchContext context, int trialIndex, TrialExit exit) => [];
+
+    /// <inheritdoc />
+    public IReadOnlyList<SearchAction> Extend(SearchContext context, int more)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var space = context.Sweep.Space;
+        // The generator continues where the first trials left it: the extension is as reproducible as they are.
+        return [.. Enumerable.Range(0, more).Select(_ => context.NewTrial(space.Sample(context.Random)))];
+    }
 
     /// <inheritdoc />
     public bool LearnsFromReports => false;

@@ -29,6 +29,7 @@ public sealed class Searcher
     private readonly SortedDictionary<int, TrialBook> _trials = [];
     private bool _started;
     private int _failed;
+    private int _extraTrials;
     private double? _best;
     private int? _bestTrial;
     private ShutdownSearch? _shutdown;
@@ -42,7 +43,8 @@ public sealed class Searcher
         _rule = StoppingRules.For(sweep.EarlyStopping);
         _random = new SplitMix64(randomState);
         _prior = [.. prior];
-        _context = new SearchContext(sweep, _random, NewTrial, () => _trials.Count, () => _trials.Values.Count(t => t.Exited), _prior);
+        _context = new SearchContext(sweep, _random, NewTrial, () => _trials.Count, () => _trials.Values.Count(t => t.Exited),
+            () => _sweep.MaxTrials + _extraTrials, _prior);
     }
 
     /// <summary>
@@ -86,6 +88,7 @@ public sealed class Searcher
         {
             _started = state.Started,
             _failed = state.Failed,
+            _extraTrials = state.ExtraTrials,
             _best = state.Best,
             _bestTrial = state.BestTrial,
             _shutdown = state.ShutdownReason is { } reason ? new ShutdownSearch(reason) { Failed = state.ShutdownFailed } : null,
@@ -168,6 +171,35 @@ public sealed class Searcher
         }
     }
 
+    /// <summary>
+    /// Raises the trial budget by <paramref name="more"/> (orch extend) and returns the trials the
+    /// method creates for it. A search that ended because every trial had exited opens again; one
+    /// that failed, or reached its target, stays ended.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The method cannot use more trials, or the search ended for good.</exception>
+    public IReadOnlyList<SearchAction> Extend(int more)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(more);
+        lock (_gate)
+        {
+            if (_shutdown is { } ended && (ended.Failed || _best is { } best && _sweep.ReachesTarget(best)))
+                throw new InvalidOperationException($"the search has ended for good ({ended.Reason})");
+            var before = _shutdown;
+            _extraTrials += more;
+            _shutdown = null;
+            try
+            {
+                return [.. _method.Extend(_context, more)];
+            }
+            catch (InvalidOperationException)
+            {
+                _extraTrials -= more;
+                _shutdown = before;
+                throw;
+            }
+        }
+    }
+
     private void StopIfRuleSays(TrialBook trial, int epoch, double objective, List<SearchAction> actions)
     {
         if (_rule is null || _shutdown is not null || trial.Exited) return;
@@ -234,6 +266,7 @@ public sealed class Searcher
                 Started = _started,
                 RandomState = _random.State,
                 Failed = _failed,
+                ExtraTrials = _extraTrials,
                 Best = _best,
                 BestTrial = _bestTrial,
                 ShutdownReason = _shutdown?.Reason,
@@ -251,8 +284,8 @@ public sealed class Searcher
 
     private CreateTrial NewTrial(IReadOnlyDictionary<string, string> parameters)
     {
-        if (_trials.Count >= _sweep.MaxTrials)
-            throw new InvalidOperationException($"the {_method.Name} method asked for more than maxTrials ({_sweep.MaxTrials}) trials");
+        if (_trials.Count >= _context.MaxTrials)
+            throw new InvalidOperationException($"the {_method.Name} method asked for more than maxTrials ({_context.MaxTrials}) trials");
         var index = _trials.Count;
         _trials[index] = new TrialBook { Index = index };
         return new CreateTrial(index, parameters);
@@ -281,6 +314,8 @@ internal sealed class SearcherState
     public bool Started { get; set; }
     public ulong RandomState { get; set; }
     public int Failed { get; set; }
+    /// <summary>Trials added to the budget by orch extend.</summary>
+    public int ExtraTrials { get; set; }
     public double? Best { get; set; }
     public int? BestTrial { get; set; }
     public string? ShutdownReason { get; set; }

@@ -72,7 +72,7 @@ internal sealed class RedisKeys
     }
 
     /// <summary>
-    /// The keys the index-keeping scripts take after their own: the sweep's five per-state sets
+    /// The keys the index-keeping scripts take after their own: the sweep's six per-state sets
     /// (state 0 first) and the lease set.
     /// </summary>
     public void FillIndexKeys(string sweepId, Span<RedisKey> keys)

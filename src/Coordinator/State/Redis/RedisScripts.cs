@@ -13,7 +13,7 @@ namespace Orchestrator.Coordinator.State.Redis;
 /// <para>
 /// Every script that writes a trial also keeps its indexes: the trial's id in the per-state set
 /// of its sweep (scored by index) and, while it runs, in the lease set (scored by expiry). The
-/// index keys come as six consecutive KEYS (states 0–4, then leases) starting at the position
+/// index keys come as seven consecutive KEYS (states 0–5, then leases) starting at the position
 /// each script names; the state and lease come as ARGV ('' for no lease).
 /// </para>
 /// </summary>
@@ -26,7 +26,7 @@ internal static class RedisScripts
     public const int FieldsPerUpdate = 8;
 
     // Moves trial `id` (hash key tkey) to the per-state set of `state` and sets or clears its
-    // lease; KEYS[base + s] is the set of state s, KEYS[base + 5] the lease set. Reads the old
+    // lease; KEYS[base + s] is the set of state s, KEYS[base + 6] the lease set. Reads the old
     // state from the hash, so it must run before the hash's state field is overwritten.
     private const string Reindex = """
         local function reindex(tkey, id, idx, state, lease, base)
@@ -35,47 +35,47 @@ internal static class RedisScripts
             if old then redis.call('ZREM', KEYS[base + tonumber(old)], id) end
             redis.call('ZADD', KEYS[base + tonumber(state)], idx, id)
           end
-          if lease == '' then redis.call('ZREM', KEYS[base + 5], id) else redis.call('ZADD', KEYS[base + 5], lease, id) end
+          if lease == '' then redis.call('ZREM', KEYS[base + 6], id) else redis.call('ZADD', KEYS[base + 6], lease, id) end
         end
 
         """;
 
     /// <summary>
-    /// KEYS: sweeps, sweeps:seq, sweep:{id}, sweep:{id}:trials, the six index keys, trial:{t1} … trial:{tn}.
+    /// KEYS: sweeps, sweeps:seq, sweep:{id}, sweep:{id}:trials, the seven index keys, trial:{t1} … trial:{tn}.
     /// ARGV: sweep id, sweep version, sweep json, then per trial: id, index, version, token, json, state, lease.
     /// Reply: 1 created; 0 the sweep exists; -i trial i (1-based) exists. Nothing is written unless 1.
     /// </summary>
     public const string CreateSweep = Reindex + """
         if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-        local n = #KEYS - 10
+        local n = #KEYS - 11
         for i = 1, n do
-          if redis.call('EXISTS', KEYS[10 + i]) == 1 then return -i end
+          if redis.call('EXISTS', KEYS[11 + i]) == 1 then return -i end
         end
         local seq = redis.call('INCR', KEYS[2])
         redis.call('ZADD', KEYS[1], seq, ARGV[1])
         redis.call('HSET', KEYS[3], 'v', ARGV[2], 'json', ARGV[3])
         for i = 1, n do
           local a = 3 + (i - 1) * 7
-          reindex(KEYS[10 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 6], ARGV[a + 7], 5)
-          redis.call('HSET', KEYS[10 + i], 'v', ARGV[a + 3], 'token', ARGV[a + 4], 'sweep', ARGV[1], 'json', ARGV[a + 5], 'state', ARGV[a + 6])
+          reindex(KEYS[11 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 6], ARGV[a + 7], 5)
+          redis.call('HSET', KEYS[11 + i], 'v', ARGV[a + 3], 'token', ARGV[a + 4], 'sweep', ARGV[1], 'json', ARGV[a + 5], 'state', ARGV[a + 6])
           redis.call('ZADD', KEYS[4], ARGV[a + 2], ARGV[a + 1])
         end
         return 1
         """;
 
     /// <summary>
-    /// KEYS: sweep:{id}, sweep:{id}:trials, the six index keys, trial:{t1} … trial:{tn}.
+    /// KEYS: sweep:{id}, sweep:{id}:trials, the seven index keys, trial:{t1} … trial:{tn}.
     /// ARGV: sweep id, then per trial: id, index, version, token, json, state, lease.
     /// Reply: the number of trials added (existing ones are skipped); -1 the sweep does not exist.
     /// </summary>
     public const string AddTrials = Reindex + """
         if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
         local added = 0
-        for i = 1, #KEYS - 8 do
-          if redis.call('EXISTS', KEYS[8 + i]) == 0 then
+        for i = 1, #KEYS - 9 do
+          if redis.call('EXISTS', KEYS[9 + i]) == 0 then
             local a = 1 + (i - 1) * 7
-            reindex(KEYS[8 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 6], ARGV[a + 7], 3)
-            redis.call('HSET', KEYS[8 + i], 'v', ARGV[a + 3], 'token', ARGV[a + 4], 'sweep', ARGV[1], 'json', ARGV[a + 5], 'state', ARGV[a + 6])
+            reindex(KEYS[9 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 6], ARGV[a + 7], 3)
+            redis.call('HSET', KEYS[9 + i], 'v', ARGV[a + 3], 'token', ARGV[a + 4], 'sweep', ARGV[1], 'json', ARGV[a + 5], 'state', ARGV[a + 6])
             redis.call('ZADD', KEYS[2], ARGV[a + 2], ARGV[a + 1])
             added = added + 1
           end
@@ -94,15 +94,15 @@ internal static class RedisScripts
         """;
 
     /// <summary>
-    /// KEYS: the six index keys of one sweep, then trial:{t1} … trial:{tn} of that sweep.
+    /// KEYS: the seven index keys of one sweep, then trial:{t1} … trial:{tn} of that sweep.
     /// ARGV: per trial: expected version, new version, token, json, id, index, state, lease.
     /// Reply: per trial 1 replaced, 0 the stored version differs or the trial does not exist.
     /// </summary>
     public const string UpdateTrials = Reindex + """
         local out = {}
-        for i = 1, #KEYS - 6 do
+        for i = 1, #KEYS - 7 do
           local a = (i - 1) * 8
-          local k = KEYS[6 + i]
+          local k = KEYS[7 + i]
           if redis.call('HGET', k, 'v') == ARGV[a + 1] then
             reindex(k, ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], 1)
             redis.call('HSET', k, 'v', ARGV[a + 2], 'token', ARGV[a + 3], 'json', ARGV[a + 4], 'state', ARGV[a + 7])
@@ -129,7 +129,7 @@ internal static class RedisScripts
         """;
 
     /// <summary>
-    /// KEYS: trial:{id}, trial:{id}:metrics, trial:{id}:steps, the six index keys of its sweep.
+    /// KEYS: trial:{id}, trial:{id}:metrics, trial:{id}:steps, the seven index keys of its sweep.
     /// ARGV: fencing token, step, point json, then the trial's expected version, new version,
     /// token, json, id, index, state, lease.
     /// Reply: as <see cref="AppendMetric"/>, or 4 the trial's version differs; nothing is written unless 0.
@@ -161,7 +161,7 @@ internal static class RedisScripts
         return out
         """;
 
-    /// <summary>KEYS: the five per-state sets of a sweep. Reply: their sizes, state 0 first.</summary>
+    /// <summary>KEYS: the six per-state sets of a sweep. Reply: their sizes, state 0 first.</summary>
     public const string CountByState = """
         local out = {}
         for i = 1, #KEYS do out[i] = redis.call('ZCARD', KEYS[i]) end
@@ -180,12 +180,12 @@ internal static class RedisScripts
 
     /// <summary>
     /// Builds the indexes of trials written before they existed (layout version 1).
-    /// KEYS: the six index keys of one sweep, then trial:{t1} … trial:{tn} of that sweep.
+    /// KEYS: the seven index keys of one sweep, then trial:{t1} … trial:{tn} of that sweep.
     /// ARGV: per trial: id, index, state, lease. Reply: the number of trials indexed.
     /// </summary>
     public const string IndexTrials = Reindex + """
         local n = 0
-        for i = 1, #KEYS - 6 do
+        for i = 1, #KEYS - 7 do
           local a = (i - 1) * 4
           if redis.call('EXISTS', KEYS[6 + i]) == 1 then
             reindex(KEYS[6 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], 1)
