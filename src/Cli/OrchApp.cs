@@ -18,6 +18,7 @@ public static partial class OrchApp
         root.Add(ExportCommand.Create());
         root.Add(LrFindCommand.Create());
         foreach (var c in SweepCommands.Create()) root.Add(c);
+        foreach (var c in SweepControlCommands.Create()) root.Add(c);
         root.Add(TensorBoardCommand.Create());
         root.Add(PlotCommand.Create());
         root.Add(MetricsCommand.Create());

@@ -61,7 +61,7 @@ internal static class LocalCommand
                 using var c = new CoordinatorConnection(address);
                 CliErrors.CurrentAddress = address;
                 var unfinished = (await c.Client.ListSweepsAsync(new ListSweepsRequest(), c.Call(ct))).Sweeps
-                    .Where(s => s.State is SweepState.Pending or SweepState.Running).ToList();
+                    .Where(s => s.State is SweepState.Pending or SweepState.Running or SweepState.Paused).ToList();
                 if (unfinished.Count > 0 && !jsonMode)
                     AnsiConsole.MarkupLine($"[yellow]note[/] {unfinished.Count} unfinished sweep(s) in {Markup.Escape(state)} resume alongside this one ({string.Join(", ", unfinished.Select(s => s.Id))}); `orch cancel` them or use another --state-dir");
                 var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = await File.ReadAllTextAsync(path.FullName, ct), FileName = path.Name }, c.Call(ct));

@@ -86,9 +86,9 @@ internal static class SweepCommands
         var state = new Option<string?>("--state")
         {
             Description = "Only trials in this state.",
-            HelpName = "pending|running|completed|failed|cancelled",
+            HelpName = "pending|running|completed|stopped|failed|cancelled",
         };
-        state.AcceptOnlyFromAmong("pending", "running", "completed", "failed", "cancelled");
+        state.AcceptOnlyFromAmong("pending", "running", "completed", "stopped", "failed", "cancelled");
         var limit = new Option<int>("--limit")
         {
             Description = "Show at most this many trials, best first (0: all). The coordinator is read page by page whatever the limit.",

@@ -16,15 +16,21 @@ internal static class SweepView
 
     public static string State(TrialState s) => s.ToString().ToLowerInvariant();
 
+    /// <summary>A trial's state for people: "stopped early" rather than "stopped".</summary>
+    public static string Label(TrialState s) => s == TrialState.Stopped ? "stopped early" : State(s);
+
+    /// <summary>", 3 stopped early" when trials were stopped early, else nothing.</summary>
+    public static string Stopped(Sweep s) => s.TrialsStopped > 0 ? $", {s.TrialsStopped.ToString(Inv)} stopped early" : "";
+
     public static string Metric(double? v) => v is { } x ? x.ToString("F4", Inv) : "-";
 
     public static Table SweepsTable(IEnumerable<Sweep> sweeps)
     {
         var t = new Table().Border(TableBorder.Simple);
-        foreach (var h in new[] { "sweep", "name", "state", "trials", "done", "running", "failed", "best" }) t.AddColumn(h);
+        foreach (var h in new[] { "sweep", "name", "state", "trials", "done", "stopped", "running", "failed", "best" }) t.AddColumn(h);
         foreach (var s in sweeps)
             t.AddRow(s.Id, Markup.Escape(s.Name), State(s.State), s.TrialsTotal.ToString(Inv), s.TrialsCompleted.ToString(Inv),
-                s.TrialsRunning.ToString(Inv), s.TrialsFailed.ToString(Inv), s.HasBestMetric ? $"{Metric(s.BestMetric)} ({s.BestTrialId})" : "-");
+                s.TrialsStopped.ToString(Inv), s.TrialsRunning.ToString(Inv), s.TrialsFailed.ToString(Inv), s.HasBestMetric ? $"{Metric(s.BestMetric)} ({s.BestTrialId})" : "-");
         return t;
     }
 
@@ -48,7 +54,7 @@ internal static class SweepView
             var cells = new List<IRenderable>
             {
                 new Markup(isBest ? $"[green]{ShortId(trial)}[/]" : ShortId(trial)),
-                new Text(State(trial.State)),
+                new Text(Label(trial.State)),
                 new Text($"{trial.Epoch}/{trial.Epochs}"),
                 new Text(trial.HasLatestMetric ? Metric(trial.LatestMetric) : "-"),
                 new Text(trial.HasBestMetric ? Metric(trial.BestMetric) : "-"),
@@ -97,6 +103,7 @@ internal static class SweepView
         ["trials_pending"] = s.TrialsPending,
         ["trials_failed"] = s.TrialsFailed,
         ["trials_cancelled"] = s.TrialsCancelled,
+        ["trials_stopped"] = s.TrialsStopped,
         ["objective"] = s.ObjectiveMetric,
         ["best_trial"] = s.BestTrialId.Length > 0 ? s.BestTrialId : null,
         ["best_metric"] = s.HasBestMetric ? s.BestMetric : null,
@@ -150,7 +157,7 @@ internal static class SweepView
                     case SweepEvent.EventOneofCase.Sweep:
                         sweep = e.Sweep;
                         if (json) Console.Out.WriteLine(new JsonObject { ["type"] = "sweep", ["data"] = Json(e.Sweep) }.ToJsonString());
-                        else if (!live) errConsole.WriteLine($"sweep {e.Sweep.Id}: {State(e.Sweep.State)}, {e.Sweep.TrialsCompleted}/{e.Sweep.TrialsTotal} done, best {Metric(e.Sweep.HasBestMetric ? e.Sweep.BestMetric : null)}");
+                        else if (!live) errConsole.WriteLine($"sweep {e.Sweep.Id}: {State(e.Sweep.State)}, {e.Sweep.TrialsCompleted}/{e.Sweep.TrialsTotal} done{Stopped(e.Sweep)}, best {Metric(e.Sweep.HasBestMetric ? e.Sweep.BestMetric : null)}");
                         break;
                     case SweepEvent.EventOneofCase.Trial:
                         var changed = !trials.TryGetValue(e.Trial.Index, out var old) || old.State != e.Trial.State || old.Epoch != e.Trial.Epoch
@@ -158,7 +165,7 @@ internal static class SweepView
                         trials[e.Trial.Index] = e.Trial;
                         if (json && changed) Console.Out.WriteLine(new JsonObject { ["type"] = "trial", ["data"] = Json(e.Trial) }.ToJsonString());
                         else if (!live && changed)
-                            errConsole.WriteLine($"  {e.Trial.Id} {State(e.Trial.State)} epoch {e.Trial.Epoch}/{e.Trial.Epochs} {Metric(e.Trial.HasLatestMetric ? e.Trial.LatestMetric : null)} {Note(e.Trial)}");
+                            errConsole.WriteLine($"  {e.Trial.Id} {Label(e.Trial.State)} epoch {e.Trial.Epoch}/{e.Trial.Epochs} {Metric(e.Trial.HasLatestMetric ? e.Trial.LatestMetric : null)} {Note(e.Trial)}");
                         break;
                 }
                 refresh();
@@ -173,7 +180,7 @@ internal static class SweepView
                 await Consume(() =>
                 {
                     ctx.UpdateTarget(new Rows(
-                        new Markup(sweep is null ? "" : $"[bold]{sweep.Id}[/] {Markup.Escape(sweep.Name)}: {State(sweep.State)}, {sweep.TrialsCompleted}/{sweep.TrialsTotal} trials done, best {Metric(sweep.HasBestMetric ? sweep.BestMetric : null)}"),
+                        new Markup(sweep is null ? "" : $"[bold]{sweep.Id}[/] {Markup.Escape(sweep.Name)}: {State(sweep.State)}, {sweep.TrialsCompleted}/{sweep.TrialsTotal} trials done{Stopped(sweep)}, best {Metric(sweep.HasBestMetric ? sweep.BestMetric : null)}"),
                         TrialsTable(sweep, trials.Values)));
                 }).ConfigureAwait(false);
             }).ConfigureAwait(false);

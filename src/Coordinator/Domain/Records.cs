@@ -41,6 +41,9 @@ public sealed record SweepRecord
     public int FailedTrials { get; init; }
     /// <summary>Stored version; the store sets it on every successful write.</summary>
     public long Version { get; init; }
+
+    /// <summary>Pending, running or paused: its searcher may still act.</summary>
+    [JsonIgnore] public bool IsUnfinished => State is SweepStatus.Pending or SweepStatus.Running or SweepStatus.Paused;
 }
 
 /// <summary>A trial as persisted; see <see cref="SweepRecord"/> for the update rule.</summary>

@@ -49,6 +49,7 @@ public sealed class ExceptionInterceptor : Interceptor
     {
         RpcException => null,
         SpecException s => new Status(StatusCode.InvalidArgument, s.Message),
+        Sweeps.SweepOperationException o => new Status(StatusCode.FailedPrecondition, o.Message),
         StateStoreUnavailableException u => new Status(StatusCode.Unavailable, "state store unavailable: " + u.Message),
         OperationCanceledException => new Status(StatusCode.Cancelled, "cancelled"),
         _ => null,

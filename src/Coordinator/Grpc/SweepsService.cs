@@ -40,6 +40,28 @@ public sealed class SweepsService(
         return response;
     }
 
+    public override async Task<Sweep> PauseSweep(PauseSweepRequest request, ServerCallContext context) =>
+        await ViewAsync(await sweeps.PauseAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false)
+                        ?? throw Errors.NotFound($"no sweep '{request.SweepId}'"), context.CancellationToken).ConfigureAwait(false);
+
+    public override async Task<Sweep> ResumeSweep(ResumeSweepRequest request, ServerCallContext context) =>
+        await ViewAsync(await sweeps.ResumeAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false)
+                        ?? throw Errors.NotFound($"no sweep '{request.SweepId}'"), context.CancellationToken).ConfigureAwait(false);
+
+    public override async Task<Sweep> ExtendSweep(ExtendSweepRequest request, ServerCallContext context)
+    {
+        if (request.Trials < 1) throw Errors.Invalid($"trials: extend by at least one trial (got {request.Trials})");
+        return await ViewAsync(await sweeps.ExtendAsync(request.SweepId, request.Trials, context.CancellationToken).ConfigureAwait(false)
+                               ?? throw Errors.NotFound($"no sweep '{request.SweepId}'"), context.CancellationToken).ConfigureAwait(false);
+    }
+
+    public override async Task<Trial> StopTrial(StopTrialRequest request, ServerCallContext context)
+    {
+        var trial = await sweeps.StopTrialAsync(request.TrialId, context.CancellationToken).ConfigureAwait(false)
+                    ?? throw Errors.NotFound($"no trial '{request.TrialId}'");
+        return Mapping.ToProto(trial, checkpoints, pendingReasons);
+    }
+
     public override async Task<Sweep> CancelSweep(CancelSweepRequest request, ServerCallContext context)
     {
         var sweep = await sweeps.CancelAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false)

@@ -24,7 +24,7 @@ public sealed partial class MetricsSnapshotService(
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(2);
 
-    private static readonly TrialStatus[] StartedStates = [TrialStatus.Running, TrialStatus.Completed, TrialStatus.Failed, TrialStatus.Cancelled];
+    private static readonly TrialStatus[] StartedStates = [TrialStatus.Running, TrialStatus.Completed, TrialStatus.Failed, TrialStatus.Cancelled, TrialStatus.Stopped];
     public static readonly TimeSpan RetainFinished = TimeSpan.FromMinutes(15);
 
     private readonly ConcurrentDictionary<string, IReadOnlyDictionary<string, double>> _latest = new(StringComparer.Ordinal);
@@ -67,7 +67,7 @@ public sealed partial class MetricsSnapshotService(
         foreach (var sweep in await store.ListSweepsAsync(ct).ConfigureAwait(false))
         {
             sweepStates[sweep.State.ToString().ToLowerInvariant()]++;
-            var finished = sweep.State is not (SweepStatus.Pending or SweepStatus.Running);
+            var finished = !sweep.IsUnfinished;
             var showSeries = !finished || (sweep.FinishedAt is { } f && now - f < RetainFinished);
             if (finished && !showSeries && _finishedCounts.TryGetValue(sweep.Id, out var cached))
             {
@@ -80,7 +80,7 @@ public sealed partial class MetricsSnapshotService(
             if (finished && !showSeries) _finishedCounts[sweep.Id] = counts;
             var spec = sweeps.TrySpecOf(sweep);
             var metricName = spec?.ObjectiveMetric ?? "objective";
-            if (!finished && spec is not null)
+            if (!finished && spec is not null && sweep.State != SweepStatus.Paused)
             {
                 pending += stateCounts.Pending;
                 demand += Math.Min(stateCounts.Pending, Math.Max(0, spec.ParallelTrials - stateCounts.Running)) * Math.Max(1, spec.Workers);

@@ -22,6 +22,8 @@ public enum PendingReasonKind
     WaitingForWorkers,
     /// <summary>No connected worker could ever run a rank of it (none connected, or none with enough GPUs).</summary>
     NoMatchingWorker,
+    /// <summary>Its sweep is paused (orch pause).</summary>
+    SweepPaused,
 }
 
 /// <summary>Names of <see cref="PendingReasonKind"/> as metric labels.</summary>
@@ -32,6 +34,7 @@ public static class PendingReasonLabels
         PendingReasonKind.ParallelLimit => "parallel_limit",
         PendingReasonKind.WaitingForWorkers => "waiting_for_workers",
         PendingReasonKind.NoMatchingWorker => "no_matching_worker",
+        PendingReasonKind.SweepPaused => "sweep_paused",
         _ => "unknown",
     };
 

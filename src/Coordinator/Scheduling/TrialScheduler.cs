@@ -121,6 +121,11 @@ public sealed partial class TrialScheduler(
         if (fleet.FreeRanks(0) == 0 && now - _lastReasons < ReasonRefreshInterval) return;
         _lastReasons = now;
         var waits = new Dictionary<string, SweepWait>(StringComparer.Ordinal);
+        foreach (var sweepId in sweeps.PausedSweeps())
+        {
+            var pending = (await store.CountTrialsAsync(sweepId, ct).ConfigureAwait(false)).Pending;
+            if (pending > 0) waits[sweepId] = new SweepWait(new PendingReason(PendingReasonKind.SweepPaused, "the sweep is paused (orch resume starts it again)"), pending);
+        }
         foreach (var sweep in sweeps.ActiveSweeps())
         {
             var spec = sweep.Spec;

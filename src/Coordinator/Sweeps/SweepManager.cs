@@ -1,5 +1,3 @@
-// Slightly over 300 lines on purpose: what each trial event means for its sweep (the searcher's
-// reaction under the sweep's gate, finishing) reads best as one sequence.
 using Microsoft.Extensions.Options;
 using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Configuration;
@@ -13,11 +11,13 @@ using Orchestrator.Sweeps;
 namespace Orchestrator.Coordinator.Sweeps;
 
 /// <summary>
-/// Sweeps: submit, recovery after a restart, and what each trial event means for its sweep. A
-/// worker's report or outcome is a trial transition (<see cref="TrialLifecycle"/>) followed by the
-/// searcher's reaction, under the sweep's gate: new trials, trials stopped early, the sweep's best
-/// trial, the sweep's end (then <see cref="CheckpointRetention"/> prunes). Searcher state is saved
-/// with the sweep, so a restarted coordinator continues where it stopped.
+/// Sweeps: submit, what each trial event means for its sweep, the operations users run on a sweep
+/// (<c>SweepManager.Operations.cs</c>) and recovery after a restart (<c>SweepManager.Recovery.cs</c>).
+/// A worker's report or outcome is a trial transition (<see cref="TrialLifecycle"/>) followed by
+/// the searcher's reaction, under the sweep's gate: new trials, trials stopped early, the sweep's
+/// best trial, the sweep's end (then <see cref="CheckpointRetention"/> prunes). The searcher's
+/// state is saved with the sweep after its actions were applied, so a restarted coordinator that
+/// replays what it missed (<see cref="RecoverAsync"/>) takes the same actions again, idempotently.
 /// </summary>
 public sealed partial class SweepManager(
     IStateStore store,
@@ -35,7 +35,8 @@ public sealed partial class SweepManager(
     public async Task<SweepRecord> SubmitAsync(string yaml, string? fileName, CancellationToken ct)
     {
         var spec = ValidatedSweep.Parse(yaml, fileName, new SweepLimits(options.Value.MaxGridPoints, options.Value.MaxWorkersPerTrial));
-        var searcher = Searcher.Create(spec);
+        var prior = spec.WarmStartFrom is { } from ? await WarmStartAsync(spec, from, ct).ConfigureAwait(false) : null;
+        var searcher = Searcher.Create(spec, prior);
         var actions = searcher.Start();
         var id = NewSweepId();
         var now = clock.GetUtcNow();
@@ -60,30 +61,14 @@ public sealed partial class SweepManager(
     private static string NewSweepId() =>
         "sw-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4));
 
-    /// <summary>Reloads the searchers of unfinished sweeps after a restart.</summary>
-    public async Task RecoverAsync(CancellationToken ct)
-    {
-        foreach (var sweep in await store.ListSweepsAsync(ct).ConfigureAwait(false))
-        {
-            if (sweep.State is not (SweepStatus.Pending or SweepStatus.Running)) continue;
-            try
-            {
-                runtimes.Of(sweep);
-                Log.SweepRecovered(logger, sweep.Id);
-            }
-            catch (SpecException e)
-            {
-                // A spec that no longer validates (a newer coordinator, stricter rules): end it visibly.
-                await FinishSweepAsync(sweep.Id, SweepStatus.Failed, "cannot resume: " + e.Message, ct).ConfigureAwait(false);
-            }
-        }
-    }
-
     /// <summary>The spec of a sweep, or null when it cannot be validated any more.</summary>
     public ValidatedSweep? TrySpecOf(SweepRecord sweep) => runtimes.TrySpecOf(sweep);
 
     /// <summary>The sweeps the scheduler serves, oldest first, from memory.</summary>
     public IReadOnlyList<ActiveSweep> ActiveSweeps() => [.. runtimes.Active().Select(r => new ActiveSweep(r.Id, r.Spec))];
+
+    /// <summary>The sweeps paused by a user, from memory (their pending trials wait for orch resume).</summary>
+    public IReadOnlyList<string> PausedSweeps() => [.. runtimes.Paused().Select(r => r.Id)];
 
     /// <summary>Whether anyone watches the sweep (events are built only then).</summary>
     public bool HasWatchers(string sweepId) => events.HasWatchers(sweepId);
@@ -91,8 +76,9 @@ public sealed partial class SweepManager(
     /// <summary>Assigns a pending trial to a gang (<see cref="TrialLifecycle.AssignAsync"/>); its sweep starts running.</summary>
     public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<GangRank> gang, CancellationToken ct)
     {
-        if (runtimes.TryGet(trial.SweepId, out var runtime) && runtime.Finishing) return null;
+        if (runtimes.TryGet(trial.SweepId, out var runtime) && (runtime.Finishing || runtime.Paused)) return null;
         var sweep = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
+        if (sweep is { State: SweepStatus.Paused }) return null;
         var assigned = await trials.AssignAsync(trial, gang, sweep is null ? null : runtimes.TrySpecOf(sweep), ct).ConfigureAwait(false);
         if (assigned is null || sweep is not { State: SweepStatus.Pending }) return assigned;
         var running = await updates.SweepAsync(sweep.Id, s => s.State == SweepStatus.Pending ? s with { State = SweepStatus.Running } : null, ct).ConfigureAwait(false);
@@ -104,9 +90,27 @@ public sealed partial class SweepManager(
     public Task<bool> RenewLeaseAsync(string workerId, string trialId, long token, CancellationToken ct) =>
         trials.RenewLeaseAsync(workerId, trialId, token, ct);
 
-    /// <summary>Notes a stored checkpoint (called after the upload was verified).</summary>
-    public Task<bool> CheckpointStoredAsync(string trialId, long token, int epoch, CancellationToken ct) =>
-        trials.CheckpointStoredAsync(trialId, token, epoch, ct);
+    /// <summary>
+    /// Notes a stored checkpoint (called after the upload was verified). The checkpoint of a trial
+    /// stopped early arrives after the stop: the sweep's retention sees the trial again then.
+    /// </summary>
+    public async Task<bool> CheckpointStoredAsync(string trialId, long token, int epoch, CancellationToken ct)
+    {
+        var trial = await trials.CheckpointStoredAsync(trialId, token, epoch, ct).ConfigureAwait(false);
+        if (trial is not { State: TrialStatus.Stopped }) return trial is not null;
+        if (await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false) is not { } sweep || runtimes.TrySpecOf(sweep) is not { } spec) return true;
+        var gate = runtimes.TryGet(sweep.Id, out var runtime) ? runtime.Gate : null;
+        if (gate is not null) await gate.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await retention.TrialEndedAsync(sweep, trial, spec, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            gate?.Release();
+        }
+        return true;
+    }
 
     /// <summary>The trial when a checkpoint of <paramref name="epoch"/> may be stored under <paramref name="token"/> (<see cref="TrialLifecycle.AcceptsCheckpointAsync"/>).</summary>
     public Task<TrialRecord?> AcceptsCheckpointAsync(string trialId, long token, int epoch, CancellationToken ct) =>
@@ -116,7 +120,7 @@ public sealed partial class SweepManager(
     public Task<TrialRecord?> CurrentAsync(string trialId, long token, CancellationToken ct) =>
         trials.CurrentAsync(trialId, token, ct);
 
-    /// <summary>Records a metric point; the searcher sees its objective. Returns false when the writer's token is stale.</summary>
+    /// <summary>Records a metric point; the searcher sees its objective. Returns false when the writer's token is stale or the trial ended.</summary>
     public async Task<bool> ReportMetricAsync(string trialId, long token, MetricPointRecord point, CancellationToken ct)
     {
         var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
@@ -125,38 +129,30 @@ public sealed partial class SweepManager(
         if (!runtimes.TryGet(trial.SweepId, out var runtime))
         {
             var record = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
-            if (record is null || record.State is not (SweepStatus.Pending or SweepStatus.Running))
-                return await store.AppendMetricAsync(trialId, token, point, ct).ConfigureAwait(false) is not (MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial);
+            if (record is null || !record.IsUnfinished)
+                return !trial.IsFinished && await store.AppendMetricAsync(trialId, token, point, ct).ConfigureAwait(false) is not (MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial);
             runtime = runtimes.Of(record);
         }
         var recorded = await trials.RecordMetricAsync(trialId, token, point, runtime.Spec, ct).ConfigureAwait(false);
         if (!recorded.Accepted) return false;
         if (recorded is not { Trial: { } updated, Objective: { } value }) return true;
 
-        var spec = runtime.Spec;
         await runtime.Gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            // A re-sent report the searcher has seen returns nothing (it ignores epochs it knows).
             var actions = runtime.Searcher.OnValidation(updated.Index, point.Epoch, value);
-            // Only a new best or an action is worth a sweep write (a report costs two round trips
-            // otherwise); the searcher's bookkeeping of other reports is saved with the next write,
-            // and a restart replays at most a re-sent report, which changes no decision.
-            if (actions.Count > 0 || runtime.Best is not { } best || spec.IsBetter(value, best))
+            var best = !recorded.Duplicate && (runtime.Best is not { } b || runtime.Spec.IsBetter(value, b));
+            // A sweep write costs two round trips: it is made when the searcher acted, when its state
+            // changes with every report (a stopping rule, a model-based method), or for a new best.
+            // Otherwise its bookkeeping of the report is saved with the next write, and a restart
+            // replays the report from the store, which changes no decision.
+            var save = actions.Count > 0 || best || runtime.Searcher.ReportsChangeState;
+            await ApplyActionsAsync(runtime, actions, ct, save ? s => s with
             {
-                var fresh = await updates.SweepAsync(updated.SweepId, s => s with
-                {
-                    BestTrialId = spec.IsBetter(value, s.BestMetric) ? trialId : s.BestTrialId,
-                    BestMetric = spec.IsBetter(value, s.BestMetric) ? value : s.BestMetric,
-                    SearcherState = runtime.Searcher.SaveState(),
-                }, ct).ConfigureAwait(false);
-                if (fresh is not null)
-                {
-                    runtime.Best = fresh.BestMetric;
-                    PublishSweep(fresh);
-                }
-            }
-            // The searcher decides when the sweep is over (target reached, budget spent).
-            await ApplyActionsAsync(updated.SweepId, runtime, actions, ct).ConfigureAwait(false);
+                BestTrialId = runtime.Spec.IsBetter(value, s.BestMetric) ? trialId : s.BestTrialId,
+                BestMetric = runtime.Spec.IsBetter(value, s.BestMetric) ? value : s.BestMetric,
+            } : null).ConfigureAwait(false);
         }
         finally
         {
@@ -185,7 +181,7 @@ public sealed partial class SweepManager(
                 await HandBackAsync(trialId, token, $"handed back by {workerId}: {message}", ct).ConfigureAwait(false);
                 break;
             case TrialOutcome.Stopped:
-                // A stop we asked for: the trial was already moved on (cancelled or re-queued).
+                // A stop we asked for: the trial was already moved on (stopped, cancelled or re-queued).
                 break;
             case TrialOutcome.RankDone:
                 // A non-zero rank is free again; the trial itself ends when rank 0 reports.
@@ -212,19 +208,19 @@ public sealed partial class SweepManager(
     private async Task RequeueAsync(string trialId, long token, string reason, bool handedBack, CancellationToken ct)
     {
         var updated = await trials.RequeueAsync(trialId, token, reason, handedBack, ct).ConfigureAwait(false);
-        if (updated is { State: TrialStatus.Failed }) await AfterTrialEndedAsync(updated, succeeded: false, ct).ConfigureAwait(false);
+        if (updated is { State: TrialStatus.Failed }) await AfterTrialEndedAsync(updated, ct).ConfigureAwait(false);
     }
 
     private async Task EndTrialAsync(string trialId, long token, TrialStatus state, string? message, CancellationToken ct)
     {
         var ended = await trials.EndAsync(trialId, token, state, message, ct).ConfigureAwait(false);
-        if (ended is not null) await AfterTrialEndedAsync(ended, state == TrialStatus.Completed, ct).ConfigureAwait(false);
+        if (ended is not null) await AfterTrialEndedAsync(ended, ct).ConfigureAwait(false);
     }
 
     /// <summary>Tells the sweep's watchers about a trial's current state (and pending reason).</summary>
     public void PublishTrial(TrialRecord trial) => trials.Publish(trial);
 
-    private async Task AfterTrialEndedAsync(TrialRecord trial, bool succeeded, CancellationToken ct)
+    private async Task AfterTrialEndedAsync(TrialRecord trial, CancellationToken ct)
     {
         var sweep = await store.GetSweepAsync(trial.SweepId, ct).ConfigureAwait(false);
         if (sweep is null) return;
@@ -232,17 +228,13 @@ public sealed partial class SweepManager(
         await runtime.Gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            var succeeded = trial.State == TrialStatus.Completed;
             var actions = runtime.Searcher.OnTrialExited(trial.Index, succeeded);
-            var fresh = await updates.SweepAsync(sweep.Id, s => s with
-            {
-                FailedTrials = s.FailedTrials + (succeeded ? 0 : 1),
-                SearcherState = runtime.Searcher.SaveState(),
-            }, ct).ConfigureAwait(false);
-            await ApplyActionsAsync(sweep.Id, runtime, actions, ct).ConfigureAwait(false);
+            var fresh = await ApplyActionsAsync(runtime, actions, ct, s => s with { FailedTrials = s.FailedTrials + (succeeded ? 0 : 1) }).ConfigureAwait(false);
             if (fresh is null) return;
             // A safety net: the searcher normally ends the sweep itself once every trial exited.
             var counts = await store.CountTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
-            if (counts.Unfinished == 0 && fresh.State is SweepStatus.Pending or SweepStatus.Running)
+            if (counts.Unfinished == 0 && fresh.IsUnfinished)
                 await FinishSweepAsync(sweep.Id, SweepStatus.Completed, $"{counts.Completed} of {counts.Total} trials completed", ct).ConfigureAwait(false);
             await retention.TrialEndedAsync(fresh, trial, runtime.Spec, ct).ConfigureAwait(false);
         }
@@ -252,8 +244,18 @@ public sealed partial class SweepManager(
         }
     }
 
-    private async Task ApplyActionsAsync(string sweepId, SweepRuntime runtime, IReadOnlyList<SearchAction> actions, CancellationToken ct)
+    /// <summary>
+    /// Applies the searcher's actions in an order a restart can repeat: new trials (idempotent by
+    /// id), trials stopped early, then the sweep record with the searcher's state (and
+    /// <paramref name="change"/>), then the sweep's end. A coordinator that stops between two of
+    /// these replays the events the saved state missed (<see cref="RecoverAsync"/>), and the
+    /// searcher takes the same actions again. Without actions and without a change nothing is written.
+    /// Called under the sweep's gate; returns the sweep as written (or as stored when nothing was).
+    /// </summary>
+    private async Task<SweepRecord?> ApplyActionsAsync(SweepRuntime runtime, IReadOnlyList<SearchAction> actions, CancellationToken ct,
+        Func<SweepRecord, SweepRecord>? change = null)
     {
+        var sweepId = runtime.Id;
         var now = clock.GetUtcNow();
         var create = actions.OfType<CreateTrial>().Select(a => TrialLifecycle.Create(sweepId, runtime.Spec, a, now)).ToList();
         if (create.Count > 0)
@@ -261,45 +263,31 @@ public sealed partial class SweepManager(
             await store.AddTrialsAsync(sweepId, create, ct).ConfigureAwait(false);
             workers.Signal();
         }
+        List<TrialRecord> stopped = [];
         foreach (var stop in actions.OfType<StopTrial>())
-            await trials.CancelAsync(TrialLifecycle.TrialId(sweepId, stop.Index), "stopped early by the searcher", ct).ConfigureAwait(false);
+        {
+            if (await trials.StopAsync(TrialLifecycle.TrialId(sweepId, stop.Index), stop.Reason, ct).ConfigureAwait(false) is { } s) stopped.Add(s);
+        }
+        SweepRecord? fresh;
+        if (actions.Count > 0 || change is not null)
+        {
+            fresh = await updates.SweepAsync(sweepId, s => (change?.Invoke(s) ?? s) with { SearcherState = runtime.Searcher.SaveState() }, ct).ConfigureAwait(false);
+            if (fresh is not null)
+            {
+                runtime.Best = fresh.BestMetric;
+                PublishSweep(fresh);
+            }
+        }
+        else fresh = await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false);
+        if (fresh is not null)
+        {
+            // A stopped trial's result counts like a completed one's; its checkpoint may still be on its way (CheckpointStoredAsync).
+            foreach (var s in stopped) await retention.TrialEndedAsync(fresh, s, runtime.Spec, ct).ConfigureAwait(false);
+        }
+        // The searcher decides when the sweep is over (target reached, budget spent, every trial ended).
         if (actions.OfType<ShutdownSearch>().FirstOrDefault() is { } shutdown)
             await FinishSweepAsync(sweepId, shutdown.Failed ? SweepStatus.Failed : SweepStatus.Completed, shutdown.Reason, ct).ConfigureAwait(false);
-    }
-
-    /// <summary>Cancels a sweep: pending trials cancelled, running ones stopped.</summary>
-    public async Task<SweepRecord?> CancelAsync(string sweepId, CancellationToken ct)
-    {
-        var sweep = await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false);
-        if (sweep is null) return null;
-        if (sweep.State is SweepStatus.Pending or SweepStatus.Running)
-            await FinishSweepAsync(sweepId, SweepStatus.Cancelled, "cancelled by a user", ct).ConfigureAwait(false);
-        return await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Ends the sweep: cancels its unfinished trials, then moves it from pending or running to
-    /// <paramref name="state"/> (a compare-and-set: one finisher wins). Trials go first so that a
-    /// sweep seen finished has no unfinished trial left.
-    /// </summary>
-    private async Task FinishSweepAsync(string sweepId, SweepStatus state, string message, CancellationToken ct)
-    {
-        if (await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false) is not { State: SweepStatus.Pending or SweepStatus.Running }) return;
-        // Workers freed by the cancellations wake the scheduler: it must not hand them the trials still to cancel.
-        if (runtimes.TryGet(sweepId, out var runtime)) runtime.Finishing = true;
-        var reason = $"sweep {state.ToString().ToLowerInvariant()}";
-        await trials.CancelPendingAsync(sweepId, reason, ct).ConfigureAwait(false);
-        // Running trials one by one: each has workers to stop.
-        foreach (var trial in await store.ListTrialsPageAsync(sweepId, TrialPageQuery.First(int.MaxValue, TrialStatus.Running), ct).ConfigureAwait(false))
-            await trials.CancelAsync(trial.Id, reason, ct).ConfigureAwait(false);
-        var now = clock.GetUtcNow();
-        var finished = await updates.SweepAsync(sweepId, s => s.State is SweepStatus.Pending or SweepStatus.Running
-            ? s with { State = state, FinishedAt = now, Message = message }
-            : null, ct).ConfigureAwait(false);
-        if (finished is null) return;
-        Log.SweepFinished(logger, sweepId, state.ToString(), message);
-        PublishSweep(finished);
-        runtimes.Remove(sweepId);
+        return fresh;
     }
 
     private void PublishSweep(SweepRecord sweep) => events.Publish(new SweepChanged(sweep));
@@ -314,5 +302,11 @@ public sealed partial class SweepManager(
 
         [LoggerMessage(LogEventIds.Sweeps + 3, LogLevel.Information, "Sweep {SweepId} {State}: {Message}")]
         public static partial void SweepFinished(ILogger logger, string sweepId, string state, string message);
+
+        [LoggerMessage(LogEventIds.Sweeps + 4, LogLevel.Information, "Sweep {SweepId}: {Operation}")]
+        public static partial void SweepOperation(ILogger logger, string sweepId, string operation);
+
+        [LoggerMessage(LogEventIds.Sweeps + 5, LogLevel.Information, "Sweep {SweepId} recovered: replayed {Reports} reports and {Exits} trial ends the saved searcher state missed")]
+        public static partial void SweepReplayed(ILogger logger, string sweepId, int reports, int exits);
     }
 }

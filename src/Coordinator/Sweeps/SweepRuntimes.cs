@@ -22,11 +22,20 @@ public sealed class SweepRuntime(SweepRecord sweep, ValidatedSweep spec, Searche
         set => Volatile.Write(ref _finishing, value);
     }
 
+    /// <summary>The sweep is paused (orch pause): the scheduler assigns none of its trials until it resumes.</summary>
+    public bool Paused
+    {
+        get => Volatile.Read(ref _paused);
+        set => Volatile.Write(ref _paused, value);
+    }
+
+    private bool _paused = sweep.State == SweepStatus.Paused;
+
     /// <summary>The sweep's best objective as last written (read and written under <see cref="Gate"/>).</summary>
     public double? Best { get; set; } = sweep.BestMetric;
 
     // A runtime built for a sweep that already ended (a late outcome of one of its trials) is finishing from the start.
-    private bool _finishing = sweep.State is not (SweepStatus.Pending or SweepStatus.Running);
+    private bool _finishing = !sweep.IsUnfinished;
 }
 
 /// <summary>
@@ -52,11 +61,14 @@ public sealed class SweepRuntimes
     }, sweep);
 
     /// <summary>
-    /// The sweeps the scheduler serves (pending or running, not finishing), oldest first: from
+    /// The sweeps the scheduler serves (pending or running, not finishing, not paused), oldest first: from
     /// memory, so a scheduler pass never reads the sweeps' records (their spec and searcher state).
     /// </summary>
     public IReadOnlyList<SweepRuntime> Active() =>
-        [.. _runtimes.Values.Where(r => !r.Finishing).OrderBy(r => r.CreatedAt).ThenBy(r => r.Id, StringComparer.Ordinal)];
+        [.. _runtimes.Values.Where(r => !r.Finishing && !r.Paused).OrderBy(r => r.CreatedAt).ThenBy(r => r.Id, StringComparer.Ordinal)];
+
+    /// <summary>The paused sweeps' runtimes.</summary>
+    public IReadOnlyList<SweepRuntime> Paused() => [.. _runtimes.Values.Where(r => r.Paused && !r.Finishing)];
 
     /// <summary>The cached runtime, without reading the store.</summary>
     public bool TryGet(string sweepId, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out SweepRuntime? runtime) =>
@@ -70,7 +82,7 @@ public sealed class SweepRuntimes
     {
         try
         {
-            return sweep.State is SweepStatus.Pending or SweepStatus.Running ? Of(sweep).Spec : Parse(sweep);
+            return sweep.IsUnfinished ? Of(sweep).Spec : Parse(sweep);
         }
         catch (SpecException)
         {

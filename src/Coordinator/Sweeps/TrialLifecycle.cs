@@ -119,7 +119,8 @@ public sealed partial class TrialLifecycle(
         for (var attempt = 0; ; attempt++)
         {
             var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
-            if (trial is null || trial.FencingToken != token) return MetricRecording.Stale;
+            // A finished trial takes no more points: a stopped trial's worker may still be in its next epoch.
+            if (trial is null || trial.FencingToken != token || trial.IsFinished) return MetricRecording.Stale;
             var updated = trial with
             {
                 Epoch = Math.Max(trial.Epoch, point.Epoch),
@@ -137,7 +138,9 @@ public sealed partial class TrialLifecycle(
                 case MetricAppendResult.StaleToken or MetricAppendResult.UnknownTrial:
                     return MetricRecording.Stale;
                 case MetricAppendResult.Duplicate:
-                    return MetricRecording.Duplicate; // a re-sent report: already counted
+                    // A re-sent report (after a reconnect or a coordinator restart): stored already, but the
+                    // searcher may not have seen it if the coordinator stopped in between.
+                    return new MetricRecording(trial, objective) { Duplicate = true };
                 case MetricAppendResult.Appended:
                     if (events.HasWatchers(trial.SweepId)) events.Publish(new MetricRecorded(trial.SweepId, trialId, point));
                     if (unchanged) return new MetricRecording(trial, objective); // watchers know this trial as it is
@@ -150,15 +153,12 @@ public sealed partial class TrialLifecycle(
         }
     }
 
-    /// <summary>Notes a stored checkpoint (called after the upload was verified). False when the token is stale.</summary>
-    public async Task<bool> CheckpointStoredAsync(string trialId, long token, int epoch, CancellationToken ct)
-    {
-        var updated = await updates.TrialAsync(trialId, t => t.FencingToken != token ? null : t with
+    /// <summary>Notes a stored checkpoint (called after the upload was verified). Null when the token is stale.</summary>
+    public Task<TrialRecord?> CheckpointStoredAsync(string trialId, long token, int epoch, CancellationToken ct) =>
+        updates.TrialAsync(trialId, t => t.FencingToken != token ? null : t with
         {
             CheckpointEpoch = Math.Max(t.CheckpointEpoch, epoch),
-        }, ct).ConfigureAwait(false);
-        return updated is not null;
-    }
+        }, ct);
 
     /// <summary>The trial when <paramref name="token"/> is its current token and it runs (for uploads, downloads, aggregation); else null.</summary>
     public async Task<TrialRecord?> CurrentAsync(string trialId, long token, CancellationToken ct)
@@ -325,9 +325,9 @@ public sealed partial class TrialLifecycle(
 /// </summary>
 public sealed record MetricRecording(TrialRecord? Trial, double? Objective, bool Accepted = true)
 {
-    /// <summary>The writer's token is not the trial's current one (or the trial is gone): nothing stored.</summary>
+    /// <summary>The writer's token is not the trial's current one, the trial ended or is gone: nothing stored.</summary>
     public static readonly MetricRecording Stale = new(null, null, Accepted: false);
 
-    /// <summary>The step was stored before: nothing changed.</summary>
-    public static readonly MetricRecording Duplicate = new(null, null);
+    /// <summary>The step was stored before: nothing changed in the store.</summary>
+    public bool Duplicate { get; init; }
 }

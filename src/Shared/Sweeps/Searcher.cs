@@ -99,6 +99,25 @@ public sealed class Searcher
         return searcher;
     }
 
+    /// <summary>The search's end, once it shut down (and the sweep must finish); null while it runs.</summary>
+    public ShutdownSearch? Ended
+    {
+        get
+        {
+            lock (_gate) return _shutdown;
+        }
+    }
+
+    /// <summary>
+    /// What the searcher knows of each trial, by index: the last epoch it saw reported, whether it
+    /// exited and whether it was stopped early. A recovering coordinator compares it with the store
+    /// and replays what the saved state missed.
+    /// </summary>
+    public IReadOnlyList<SearcherTrial> Trials()
+    {
+        lock (_gate) return [.. _trials.Values.Select(t => new SearcherTrial(t.Index, t.LastEpoch, t.Exited, t.Stopped))];
+    }
+
     /// <summary>How far the search is, 0..1 (1 once it has shut down).</summary>
     public double Progress
     {
@@ -303,6 +322,9 @@ public sealed class Searcher
     private static string Fingerprint(ValidatedSweep sweep) =>
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(sweep.SpecYaml)));
 }
+
+/// <summary>One trial as the searcher knows it (<see cref="Searcher.Trials"/>).</summary>
+public readonly record struct SearcherTrial(int Index, int? LastEpoch, bool Exited, bool Stopped);
 
 /// <summary>The searcher's persisted state (see <see cref="Searcher.SaveState"/>).</summary>
 internal sealed class SearcherState

@@ -31,6 +31,10 @@ internal sealed partial class TrialRunner : ITrainingObserver
     private readonly ConcurrentQueue<WorkerMessage> _reports = new();
     private readonly Thread _thread;
     private string? _stopReason;
+    private readonly Lock _stopGate = new();
+    // From an epoch's end (its report sent) to the next epoch's start: its checkpoints are being uploaded.
+    private bool _betweenEpochs;
+    private string? _deferredStop;
     private volatile int _epoch;
     private readonly TrialRunner? _predecessor;
     private static readonly TimeSpan PredecessorTimeout = TimeSpan.FromMinutes(2);
@@ -62,8 +66,22 @@ internal sealed partial class TrialRunner : ITrainingObserver
 
     public void Start() => _thread.Start();
 
-    public void Stop(string reason)
+    /// <summary>
+    /// Stops the trial within one training step. With <paramref name="afterCheckpoint"/> (a trial
+    /// stopped early on the report of the epoch just ended) a stop that arrives between that
+    /// epoch's end and the next epoch's start waits for the epoch's checkpoints to be uploaded, so
+    /// the stopped trial keeps the checkpoint of the epoch it was judged on.
+    /// </summary>
+    public void Stop(string reason, bool afterCheckpoint = false)
     {
+        lock (_stopGate)
+        {
+            if (afterCheckpoint && _betweenEpochs)
+            {
+                _deferredStop ??= reason;
+                return;
+            }
+        }
         _stopReason ??= reason;
         _stop.Cancel();
     }
@@ -209,10 +227,23 @@ internal sealed partial class TrialRunner : ITrainingObserver
     private WorkerMessage Status(TrialStatus.Types.Outcome outcome, string message) =>
         new() { Status = new TrialStatus { Lease = Lease, Outcome = outcome, Message = message } };
 
-    public void OnEpochStart(int epoch, int epochs, int batches) => _epoch = epoch;
+    public void OnEpochStart(int epoch, int epochs, int batches)
+    {
+        _epoch = epoch;
+        string? deferred;
+        lock (_stopGate)
+        {
+            _betweenEpochs = false;
+            deferred = _deferredStop;
+        }
+        if (deferred is null) return;
+        Stop(deferred);
+        _stop.Token.ThrowIfCancellationRequested();
+    }
 
     public void OnEpochEnd(EpochMetrics m)
     {
+        lock (_stopGate) _betweenEpochs = true;
         if (!Reports) return;
         var point = new MetricPoint { TrialId = TrialId, Step = m.Step, Epoch = m.Epoch, Time = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };
         point.Values.Add(new Dictionary<string, double>

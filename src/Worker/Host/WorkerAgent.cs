@@ -169,7 +169,7 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
                 Accept(message.Assign);
                 break;
             case CoordinatorMessage.KindOneofCase.Stop:
-                foreach (var t in RanksOf(message.Stop.TrialId)) t.Stop(message.Stop.Reason);
+                foreach (var t in RanksOf(message.Stop.TrialId)) t.Stop(message.Stop.Reason, message.Stop.AfterCheckpoint);
                 break;
             case CoordinatorMessage.KindOneofCase.Drain:
                 _draining = true;

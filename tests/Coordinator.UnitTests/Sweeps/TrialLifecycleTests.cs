@@ -87,7 +87,7 @@ public sealed class TrialLifecycleTests
 
         Assert.False(await core.ReportAsync(stale, step: 10, epoch: 1, valAccuracy: 0.9));
         Assert.False(await core.Trials.RenewLeaseAsync("w1", stale.TrialId, stale.FencingToken, None));
-        Assert.False(await core.Trials.CheckpointStoredAsync(stale.TrialId, stale.FencingToken, epoch: 1, None));
+        Assert.Null(await core.Trials.CheckpointStoredAsync(stale.TrialId, stale.FencingToken, epoch: 1, None));
         Assert.Null(await core.Trials.CurrentAsync(stale.TrialId, stale.FencingToken, None));
         await core.OutcomeAsync(w1, stale, TrialOutcome.Completed);
         await core.OutcomeAsync(w1, stale, TrialOutcome.Failed, "late");
