@@ -32,11 +32,11 @@ public sealed class PendingReasonsTests
     {
         var reasons = new PendingReasons();
         Assert.All(reasons.Counts(), c => Assert.Equal(0, c.Count));
-        Assert.Equal(3, reasons.Counts().Count);
+        Assert.Equal(4, reasons.Counts().Count);
 
         reasons.Replace(new Dictionary<string, SweepWait> { ["a"] = new(NeedsTwo, 100_000), ["b"] = new(NeedsTwo, 2), ["c"] = new(Limit, 1) });
 
         var counts = reasons.Counts().ToDictionary(c => PendingReasonLabels.Of(c.Kind), c => c.Count);
-        Assert.Equal(new Dictionary<string, long> { ["parallel_limit"] = 1, ["waiting_for_workers"] = 100_002, ["no_matching_worker"] = 0 }, counts);
+        Assert.Equal(new Dictionary<string, long> { ["parallel_limit"] = 1, ["waiting_for_workers"] = 100_002, ["no_matching_worker"] = 0, ["sweep_paused"] = 0 }, counts);
     }
 }

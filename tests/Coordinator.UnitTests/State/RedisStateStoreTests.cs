@@ -99,7 +99,7 @@ public sealed class RedisStateStoreTests(RedisServerFixture redis) : StateStoreC
         {
             var db = raw.GetDatabase();
             var keys = new List<StackExchange.Redis.RedisKey> { prefix + "schema", prefix + "leases" };
-            for (var s = 0; s < 5; s++) keys.Add($"{prefix}sweep:s1:trials:{s}");
+            for (var s = 0; s < TrialIndexEntry.StateCount; s++) keys.Add($"{prefix}sweep:s1:trials:{s}");
             await db.KeyDeleteAsync([.. keys]).DefaultTimeout();
             for (var i = 0; i < 3; i++) await db.HashDeleteAsync($"{prefix}trial:s1-t{i:0000}", "state").DefaultTimeout();
         }

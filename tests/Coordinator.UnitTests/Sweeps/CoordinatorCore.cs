@@ -6,6 +6,7 @@ using Orchestrator.Coordinator.Domain;
 using Orchestrator.Coordinator.Events;
 using SweepFiles = Orchestrator.Coordinator.FunctionalTests.Specs;
 using Orchestrator.Coordinator.Scheduling;
+using Orchestrator.Coordinator.State;
 using Orchestrator.Coordinator.State.Sqlite;
 using Orchestrator.Coordinator.Sweeps;
 using Orchestrator.Coordinator.Workers;
@@ -21,10 +22,13 @@ namespace Orchestrator.Coordinator.UnitTests.Sweeps;
 internal sealed class CoordinatorCore : IAsyncDisposable
 {
     private readonly string _dir;
+    private readonly bool _ownsStore;
 
-    private CoordinatorCore(string dir, SqliteStateStore store, CoordinatorOptions options)
+    private CoordinatorCore(string dir, IStateStore store, CoordinatorOptions options, bool ownsStore = true, FakeTimeProvider? clock = null)
     {
         _dir = dir;
+        _ownsStore = ownsStore;
+        Clock = clock ?? new FakeTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
         Store = store;
         Options = options;
         var wrapped = MsOptions.Create(options);
@@ -35,8 +39,8 @@ internal sealed class CoordinatorCore : IAsyncDisposable
         Scheduler = new TrialScheduler(store, Sweeps, Workers, Reasons, wrapped, Clock, NullLogger<TrialScheduler>.Instance);
     }
 
-    public FakeTimeProvider Clock { get; } = new(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
-    public SqliteStateStore Store { get; }
+    public FakeTimeProvider Clock { get; }
+    public IStateStore Store { get; }
     public CoordinatorOptions Options { get; }
     public WorkerRegistry Workers { get; } = new();
     public SweepEvents Events { get; } = new();
@@ -52,6 +56,29 @@ internal sealed class CoordinatorCore : IAsyncDisposable
         configure?.Invoke(options);
         var dir = Path.Combine(Path.GetTempPath(), "orch-core-" + Guid.NewGuid().ToString("N"));
         return new CoordinatorCore(dir, await SqliteStateStore.OpenAsync(dir, CancellationToken.None), options);
+    }
+
+    /// <summary>
+    /// A core over <paramref name="store"/> (Redis, say), which the caller owns and disposes;
+    /// checkpoints go to a temporary folder.
+    /// </summary>
+    public static CoordinatorCore Over(IStateStore store, Action<CoordinatorOptions>? configure = null)
+    {
+        var options = new CoordinatorOptions { LeaseTimeout = TimeSpan.FromSeconds(10), MaxTrialAttempts = 3 };
+        configure?.Invoke(options);
+        return new CoordinatorCore(Path.Combine(Path.GetTempPath(), "orch-core-" + Guid.NewGuid().ToString("N")), store, options, ownsStore: false);
+    }
+
+    /// <summary>
+    /// A new coordinator over the same store, checkpoints and clock, as after kill -9 and a
+    /// restart: nothing in memory survives (workers, searchers, runtimes); its sweeps are recovered.
+    /// This core must not be used any more; dispose only the new one.
+    /// </summary>
+    public async Task<CoordinatorCore> RestartAsync()
+    {
+        var restarted = new CoordinatorCore(_dir, Store, Options, _ownsStore, Clock);
+        await restarted.Sweeps.RecoverAsync(CancellationToken.None);
+        return restarted;
     }
 
     /// <summary>A worker connecting now, with <paramref name="gpus"/> GPUs (a CPU worker without).</summary>
@@ -116,7 +143,7 @@ internal sealed class CoordinatorCore : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await Store.DisposeAsync();
+        if (_ownsStore && Store is IAsyncDisposable owned) await owned.DisposeAsync();
         try { Directory.Delete(_dir, recursive: true); }
         catch (IOException) { /* a leftover temp folder is harmless */ }
     }

@@ -228,8 +228,8 @@ public sealed class TrialLifecycleTests
 
         Assert.True(await core.ReportAsync(a1, step: 5, epoch: 1, valAccuracy: 0.5));
         Assert.True(await core.ReportAsync(a2, step: 5, epoch: 1, valAccuracy: 0.95));
-        // A re-sent report is accepted and counted once.
-        Assert.True(await core.ReportAsync(a2, step: 5, epoch: 1, valAccuracy: 0.95));
+        // The trial has ended with its sweep: a re-sent report is refused, and the point is stored once.
+        Assert.False(await core.ReportAsync(a2, step: 5, epoch: 1, valAccuracy: 0.95));
 
         var done = await core.SweepAsync(sweep.Id);
         Assert.Equal((SweepStatus.Completed, a2.TrialId, 0.95), (done.State, done.BestTrialId, done.BestMetric));

@@ -1,0 +1,139 @@
+using Orchestrator.Coordinator.Domain;
+using Orchestrator.Coordinator.Scheduling;
+using Orchestrator.Coordinator.Sweeps;
+using Orchestrator.Coordinator.Workers;
+
+namespace Orchestrator.Coordinator.UnitTests.Sweeps;
+
+/// <summary>What users do to a running sweep: pause, resume, stop a trial, extend the budget.</summary>
+public sealed class SweepOperationsTests
+{
+    private static readonly CancellationToken None = CancellationToken.None;
+
+    private static string Random(int trials, int parallel) => $$"""
+        name: ops
+        data: { name: synthetic }
+        model: { name: simple-cnn }
+        trial: { epochs: 3, batchSize: 32 }
+        parameters:
+          optimizer.lr: { min: 0.001, max: 0.1, distribution: log-uniform }
+        search: { method: random, maxTrials: {{trials}}, parallelTrials: {{parallel}}, seed: 3 }
+        objective: { metric: val_accuracy, goal: maximize }
+        """;
+
+    [Fact]
+    public async Task A_paused_sweep_hands_its_running_trials_back_starts_none_and_says_why_until_it_resumes()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var w1 = core.Connect("w1");
+        var w2 = core.Connect("w2");
+        var sweep = await core.SubmitAsync(Random(trials: 3, parallel: 2));
+        await core.PassAsync();
+        var a1 = CoordinatorCore.Assigned(w1);
+        CoordinatorCore.Assigned(w2);
+
+        var paused = await core.Sweeps.PauseAsync(sweep.Id, None);
+        Assert.Equal(SweepStatus.Paused, paused!.State);
+        var trials = await core.TrialsAsync(sweep.Id);
+        Assert.All(trials, t => Assert.Equal(TrialStatus.Pending, t.State));
+        // Handed back, not failed: the attempt does not count.
+        Assert.Equal(1, (await core.TrialAsync(a1.TrialId)).HandedBack);
+        Assert.Contains(CoordinatorCore.Sent(w1), c => c is StopOrder s && s.TrialId == a1.TrialId);
+        // Free workers, pending trials, and nothing starts; each pending trial says why.
+        await core.OutcomeAsync(w1, a1, TrialOutcome.Stopped);
+        await core.PassAsync();
+        Assert.Empty(CoordinatorCore.Sent(w1).OfType<TrialAssignment>());
+        Assert.Equal(PendingReasonKind.SweepPaused, core.Reasons.Of(trials[0])!.Kind);
+        // A late report of the handed-back run cannot move the paused sweep's trial on.
+        Assert.Equal(SweepStatus.Paused, (await core.Sweeps.PauseAsync(sweep.Id, None))!.State);
+
+        var resumed = await core.Sweeps.ResumeAsync(sweep.Id, None);
+        Assert.Equal(SweepStatus.Running, resumed!.State);
+        await core.PassAsync();
+        Assert.Single(CoordinatorCore.Sent(w1).OfType<TrialAssignment>());
+        Assert.Null(core.Reasons.Of(await core.TrialAsync(a1.TrialId)));
+    }
+
+    [Fact]
+    public async Task A_paused_sweep_stays_paused_across_a_restart()
+    {
+        await using var first = await CoordinatorCore.StartAsync();
+        first.Connect("w1");
+        var sweep = await first.SubmitAsync(Random(trials: 2, parallel: 1));
+        await first.Sweeps.PauseAsync(sweep.Id, None);
+        await using var core = await first.RestartAsync();
+        var w = core.Connect("w1");
+        await core.PassAsync();
+        Assert.Empty(CoordinatorCore.Sent(w));
+        await core.Sweeps.ResumeAsync(sweep.Id, None);
+        await core.PassAsync();
+        Assert.Single(CoordinatorCore.Sent(w).OfType<TrialAssignment>());
+    }
+
+    [Fact]
+    public async Task A_user_stops_a_trial_it_ends_stopped_early_with_its_metrics_and_its_worker_is_free()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var w1 = core.Connect("w1");
+        var sweep = await core.SubmitAsync(Random(trials: 2, parallel: 1));
+        await core.PassAsync();
+        var a = CoordinatorCore.Assigned(w1);
+        Assert.True(await core.ReportAsync(a, step: 10, epoch: 1, valAccuracy: 0.6));
+
+        var stopped = await core.Sweeps.StopTrialAsync(a.TrialId, None);
+        Assert.Equal((TrialStatus.Stopped, 1, 0.6, "stopped by a user"), (stopped!.State, stopped.Epoch, stopped.BestMetric, stopped.Message));
+        var order = Assert.Single(CoordinatorCore.Sent(w1).OfType<StopOrder>());
+        Assert.True(order.AfterCheckpoint);
+        // The checkpoint of the epoch it reported is still taken; a later one is not, nor are more reports.
+        Assert.NotNull(await core.Sweeps.AcceptsCheckpointAsync(a.TrialId, a.FencingToken, 1, None));
+        Assert.Null(await core.Sweeps.AcceptsCheckpointAsync(a.TrialId, a.FencingToken, 2, None));
+        Assert.False(await core.ReportAsync(a, step: 20, epoch: 2, valAccuracy: 0.9));
+        // The sweep's best counts it; the next trial starts on the freed worker.
+        Assert.Equal(a.TrialId, (await core.SweepAsync(sweep.Id)).BestTrialId);
+        await core.OutcomeAsync(w1, a, TrialOutcome.Stopped);
+        await core.PassAsync();
+        Assert.Single(CoordinatorCore.Sent(w1).OfType<TrialAssignment>());
+
+        var again = await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.StopTrialAsync(a.TrialId, None));
+        Assert.Contains("already ended (stopped)", again.Message, StringComparison.Ordinal);
+        Assert.Null(await core.Sweeps.StopTrialAsync("sw-none-t0000", None));
+    }
+
+    [Fact]
+    public async Task Extending_a_completed_random_sweep_reopens_it_with_more_trials_and_a_grid_cannot_be_extended()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var w = core.Connect("w1");
+        var sweep = await core.SubmitAsync(Random(trials: 1, parallel: 1));
+        await core.PassAsync();
+        var a = CoordinatorCore.Assigned(w);
+        await core.ReportAsync(a, step: 10, epoch: 3, valAccuracy: 0.7);
+        await core.OutcomeAsync(w, a, TrialOutcome.Completed);
+        Assert.Equal(SweepStatus.Completed, (await core.SweepAsync(sweep.Id)).State);
+
+        var extended = await core.Sweeps.ExtendAsync(sweep.Id, 2, None);
+        Assert.Equal((SweepStatus.Running, (DateTimeOffset?)null), (extended!.State, extended.FinishedAt));
+        var trials = await core.TrialsAsync(sweep.Id);
+        Assert.Equal([TrialStatus.Completed, TrialStatus.Pending, TrialStatus.Pending], trials.Select(t => t.State));
+        // New samples, not the first one again.
+        Assert.Equal(3, trials.Select(t => t.Parameters["optimizer.lr"]).Distinct().Count());
+        await core.PassAsync();
+        var next = CoordinatorCore.Assigned(w);
+        await core.ReportAsync(next, step: 10, epoch: 3, valAccuracy: 0.8);
+        await core.OutcomeAsync(w, next, TrialOutcome.Completed);
+        await core.PassAsync();
+        var last = CoordinatorCore.Assigned(w);
+        await core.ReportAsync(last, step: 10, epoch: 3, valAccuracy: 0.75);
+        await core.OutcomeAsync(w, last, TrialOutcome.Completed);
+        var done = await core.SweepAsync(sweep.Id);
+        Assert.Equal((SweepStatus.Completed, next.TrialId), (done.State, done.BestTrialId));
+
+        var grid = await core.SubmitAsync(CoordinatorCore.Grid("grid", trials: 2));
+        var refused = await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.ExtendAsync(grid.Id, 1, None));
+        Assert.Contains("grid", refused.Message, StringComparison.Ordinal);
+        await core.Sweeps.CancelAsync(grid.Id, None);
+        await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.ExtendAsync(grid.Id, 1, None));
+        await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.PauseAsync(grid.Id, None));
+        Assert.Null(await core.Sweeps.ExtendAsync("sw-none", 1, None));
+    }
+}
