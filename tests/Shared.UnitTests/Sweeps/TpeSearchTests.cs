@@ -260,4 +260,38 @@ public class TpeSearchTests
         Assert.StartsWith($"sweep.yaml:{line}:", e.Message);
         Assert.Contains($"{field}: {problem}", e.Message);
     }
+
+    [Fact]
+    public void Trials_stopped_by_the_early_stopping_rule_are_results_and_their_slots_are_refilled()
+    {
+        var sweep = SweepYaml.Parse("""
+            name: asha
+            trial: { epochs: 9 }
+            parameters:
+              optimizer.lr: { min: 1.0e-4, max: 1.0, distribution: log-uniform }
+            search: { method: tpe, maxTrials: 12, parallelTrials: 3, seed: 8, tpe: { startupTrials: 3 }, earlyStopping: { method: asha, minEpochs: 1 } }
+            """);
+        var s = Searcher.Create(sweep);
+        var running = new List<CreateTrial>(s.Start().OfType<CreateTrial>());
+        var created = running.Count;
+        var stopped = 0;
+        ShutdownSearch? end = null;
+        while (running.Count > 0)
+        {
+            var trial = running[0];
+            running.RemoveAt(0);
+            var y = 1 - Math.Abs(Math.Log10(double.Parse(trial.Parameters["optimizer.lr"], System.Globalization.CultureInfo.InvariantCulture)) + 2) / 4;
+            var actions = new List<SearchAction>();
+            for (var epoch = 1; epoch <= 9 && !actions.OfType<StopTrial>().Any(); epoch++) actions.AddRange(s.OnValidation(trial.Index, epoch, y));
+            if (actions.OfType<StopTrial>().Any()) stopped++;
+            else actions.AddRange(s.OnTrialExited(trial.Index, succeeded: true));
+            running.AddRange(actions.OfType<CreateTrial>());
+            created += actions.OfType<CreateTrial>().Count();
+            end ??= actions.OfType<ShutdownSearch>().SingleOrDefault();
+        }
+        Assert.Equal(12, created);
+        Assert.True(stopped > 0);
+        Assert.NotNull(end);
+        Assert.Contains($"{stopped} stopped early", end.Reason);
+    }
 }

@@ -22,7 +22,11 @@ namespace Orchestrator.Sweeps.Tpe;
 /// The results are split into the best ⌈gamma·n⌉ (at least one) and the rest; for each searched
 /// parameter independently, <see cref="TpeSettings.Candidates"/> values are drawn from the good
 /// results' density l and the one with the highest l(x)/g(x) is taken. Every draw comes from
-/// <see cref="SearchContext.Random"/>, so the same seed and the same events give the same trials.
+/// <see cref="SearchContext.Random"/>, so the same seed and the same events give the same trials,
+/// and the state holds the results themselves (the model is refitted from them for each trial),
+/// so a restored searcher continues exactly. The densities use Math.Exp and Math.Log; a platform
+/// whose last bits differ could, in a near tie between candidates, pick another one: exact
+/// equality holds for the same build and platform (a restarted coordinator).
 /// </para>
 /// </remarks>
 public sealed class TpeSearch : ISearchMethod
