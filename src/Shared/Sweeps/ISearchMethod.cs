@@ -17,7 +17,7 @@ namespace Orchestrator.Sweeps;
 /// </remarks>
 public interface ISearchMethod
 {
-    /// <summary>The method's name in sweep files ("grid", "random").</summary>
+    /// <summary>The method's name in sweep files ("grid", "random", "tpe").</summary>
     string Name { get; }
 
     /// <summary>The trials to create when the search starts (through <see cref="SearchContext.NewTrial"/>).</summary>

@@ -316,6 +316,7 @@ public sealed class Searcher
     {
         "grid" => new GridSearch(),
         "random" => new RandomSearch(),
+        "tpe" => new Tpe.TpeSearch(),
         _ => throw new ArgumentException($"unknown search method '{method}'", nameof(method)),
     };
 

@@ -28,6 +28,14 @@ internal sealed class SearchSection
     public int? Seed { get; set; }
     public EarlyStoppingSection? EarlyStopping { get; set; }
     public string? WarmStartFrom { get; set; }
+    public TpeSection? Tpe { get; set; }
+}
+
+internal sealed class TpeSection
+{
+    public int? StartupTrials { get; set; }
+    public int? Candidates { get; set; }
+    public double? Gamma { get; set; }
 }
 
 internal sealed class EarlyStoppingSection

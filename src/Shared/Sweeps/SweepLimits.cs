@@ -17,7 +17,7 @@ public sealed record SweepLimits(int MaxGridPoints = 100_000, int MaxWorkersPerT
 public static class SweepNames
 {
     /// <summary>Search methods.</summary>
-    public static readonly IReadOnlyList<string> Methods = ["grid", "random"];
+    public static readonly IReadOnlyList<string> Methods = ["grid", "random", "tpe"];
 
     /// <summary>The metrics workers report each epoch, any of which can be the objective.</summary>
     public static readonly IReadOnlyList<string> Metrics = Trials.MetricNames.Objectives;

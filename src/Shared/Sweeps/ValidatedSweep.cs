@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Numerics;
 using Orchestrator.Specs;
 using Orchestrator.Sweeps.Stopping;
+using Orchestrator.Sweeps.Tpe;
 using Orchestrator.Trials;
 
 namespace Orchestrator.Sweeps;
@@ -45,7 +46,7 @@ public sealed class ValidatedSweep
     public string SpecYaml { get; }
     /// <summary>The file name used in error messages, if any.</summary>
     public string? FileName { get; }
-    /// <summary>"grid" or "random".</summary>
+    /// <summary>"grid", "random" or "tpe".</summary>
     public string Method { get; }
     /// <summary>The most trials the searcher creates; for a grid, min(search.maxTrials, grid size).</summary>
     public int MaxTrials { get; }
@@ -77,6 +78,9 @@ public sealed class ValidatedSweep
 
     /// <summary>The early-stopping rule (search.earlyStopping); null when every trial trains all its epochs.</summary>
     public EarlyStoppingSettings? EarlyStopping { get; private init; }
+
+    /// <summary>TPE's settings (search.tpe, defaults filled in) when the method is tpe; null otherwise.</summary>
+    public TpeSettings? Tpe { get; private init; }
 
     /// <summary>The sweep whose results a model-based method starts from (search.warmStartFrom); null for none.</summary>
     public string? WarmStartFrom { get; private init; }
@@ -201,6 +205,7 @@ public sealed class ValidatedSweep
             maxTrials = (int)BigInteger.Min(maxTrials, size);
         }
 
+        var tpe = TpeParser.Parse(method, search.Tpe, space, maxTrials, at);
         var earlyStopping = EarlyStoppingParser.Parse(search.EarlyStopping, trial, parameters, at);
         var warmStart = search.WarmStartFrom?.Trim();
         if (warmStart is not null)
@@ -216,6 +221,7 @@ public sealed class ValidatedSweep
             search.Seed ?? 0, metric, goal == "maximize", objective.Target, workers, minWorkers, gpus, aggregation, wire)
         {
             EarlyStopping = earlyStopping,
+            Tpe = tpe,
             WarmStartFrom = warmStart,
         };
     }

@@ -30,4 +30,17 @@ public class ExampleSweepTests
         Assert.Equal(4, trials.Count);
         Assert.All(trials, t => sweep.TrialFor(t.Parameters));
     }
+
+    [Fact]
+    public void The_tpe_example_searches_three_parameters_two_trials_at_a_time()
+    {
+        var path = Example("fashion-mnist-tpe.yaml");
+        var sweep = ValidatedSweep.Parse(File.ReadAllText(path), path, new SweepLimits());
+        Assert.Equal(("tpe", 30, 2), (sweep.Method, sweep.MaxTrials, sweep.ParallelTrials));
+        Assert.Equal((10, 24, 0.25), (sweep.Tpe!.StartupTrials, sweep.Tpe.Candidates, sweep.Tpe.Gamma));
+        Assert.Equal(["optimizer.lr", "optimizer.weightDecay", "model.dropout"], sweep.Space.Searched.Select(p => p.Path));
+        var trials = Searcher.Create(sweep).Start().Cast<CreateTrial>().ToList();
+        Assert.Equal(2, trials.Count);
+        Assert.All(trials, t => sweep.TrialFor(t.Parameters));
+    }
 }

@@ -82,7 +82,7 @@ public class SweepValidationTests
                  "parameters.model.dropout", 4, "grid search needs values or a step for parameters.model.dropout");
 
     [Theory]
-    [InlineData("search: { method: bayes }", "search.method", "unknown method 'bayes': one of grid, random")]
+    [InlineData("search: { method: bayes }", "search.method", "unknown method 'bayes': one of grid, random, tpe")]
     [InlineData("search: { maxTrials: 0 }", "search.maxTrials", "must be ≥ 1")]
     [InlineData("search: { maxTrials: 200001 }", "search.maxTrials", "200001 is more than this coordinator allows (100000)")]
     [InlineData("search: { parallelTrials: 0 }", "search.parallelTrials", "must be ≥ 1")]
