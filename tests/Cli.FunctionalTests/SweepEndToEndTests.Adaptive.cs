@@ -1,0 +1,106 @@
+using Orchestrator.Coordinator.State.Redis;
+using Orchestrator.Protocol.V1;
+
+namespace Orchestrator.Cli.FunctionalTests;
+
+/// <summary>Adaptive sweeps and the operations users run on a sweep, across real processes.</summary>
+public sealed partial class SweepEndToEndTests
+{
+    [Fact]
+    public async Task Asha_stops_hopeless_trials_after_their_first_epoch_and_the_sweep_ends_with_the_best_trial()
+    {
+        // Two useful learning rates run first (grid order, two at a time); the two hopeless ones
+        // (too small to move the weights in an epoch) reach the first rung after them and fall
+        // below the median the first two recorded there (η = 2).
+        File.WriteAllText(Path.Combine(_dir, "asha.yaml"), """
+            name: e2e-asha
+            data: { name: fashion-mnist, limitTrain: 1200, limitTest: 300 }
+            model: { name: simple-cnn }
+            trial:
+              epochs: 4
+              batchSize: 64
+              optimizer: { name: sgd, momentum: 0.9 }
+            parameters:
+              optimizer.lr: { values: [0.05, 0.02, 0.000001, 0.000002] }
+            search:
+              method: grid
+              parallelTrials: 2
+              earlyStopping: { method: asha, reductionFactor: 2, minEpochs: 1 }
+            objective: { metric: val_accuracy, goal: maximize }
+            """);
+        StartWorker("w1");
+        StartWorker("w2");
+        var submit = await Task.Run(() => OrchProcess.Run(_dir, "submit", "asha.yaml", "--coordinator", Address, "--json"));
+        Assert.True(submit.ExitCode == 0, submit.ToString());
+        var id = submit.LastJson.GetProperty("sweep").GetString()!;
+
+        var sweep = await CompletedAsync(id);
+        var trials = (await TrialsAsync(id)).OrderBy(t => t.Index).ToList();
+        var summary = string.Join("; ", trials.Select(t => $"{t.Index} {t.State} epoch {t.Epoch} best {t.BestMetric:F3} {t.Message}"));
+        Assert.True(trials.Take(2).All(t => t.State == TrialState.Completed && t.Epoch == 4), summary);
+        Assert.True(trials.Skip(2).All(t => t.State == TrialState.Stopped && t.Epoch == 1), summary);
+        Assert.All(trials.Skip(2), t => Assert.StartsWith("stopped early by asha after epoch 1", t.Message, StringComparison.Ordinal));
+        Assert.Equal((2, 2), (sweep.TrialsCompleted, sweep.TrialsStopped));
+        Assert.Equal(trials.Take(2).MaxBy(t => t.BestMetric)!.Id, sweep.BestTrialId);
+        Assert.Contains("2 stopped early", sweep.Message, StringComparison.Ordinal);
+
+        // A stopped trial keeps its metrics (epoch 1, once: it stopped before training epoch 2 to the
+        // end) and the checkpoint of the epoch it was judged on: it evaluates to its reported metric.
+        await using (var store = await RedisStateStore.ConnectAsync(_redis.Configuration, _prefix, CancellationToken.None))
+        {
+            foreach (var t in trials.Skip(2))
+                Assert.Equal([1], (await store.GetMetricsAsync(t.Id, CancellationToken.None)).Select(p => p.Epoch));
+        }
+        var kept = trials.Skip(2).MaxBy(t => t.BestMetric)!; // the third best of four: kept (3 per sweep)
+        using (var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Address))
+        {
+            var call = new Protocol.V1.Sweeps.SweepsClient(channel).DownloadCheckpoint(new DownloadCheckpointRequest { SweepId = id, TrialId = kept.Id });
+            await Orchestrator.Checkpoints.CheckpointChunks.ReceiveAsync(call.ResponseStream, Path.Combine(_dir, "stopped.ckpt"), kept.Id, CancellationToken.None);
+        }
+        var eval = await Task.Run(() => OrchProcess.Run(_dir, "eval", "--checkpoint", "stopped.ckpt", "--json"));
+        Assert.True(eval.ExitCode == 0, eval.ToString());
+        Assert.Equal(kept.BestMetric, eval.LastJson.GetProperty("accuracy").GetDouble(), 6);
+
+        var table = await Task.Run(() => OrchProcess.Run(_dir, "trials", id, "--coordinator", Address));
+        Assert.True(table.ExitCode == 0, table.ToString());
+        Assert.Contains("stopped early", table.StdOut, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_user_stops_a_trial_pauses_and_resumes_the_sweep_from_the_command_line()
+    {
+        StartWorker("w1");
+        var id = await SubmitAsync();
+        var running = await EventuallyAsync(async () => (await TrialsAsync(id)).FirstOrDefault(t => t.State == TrialState.Running && t.Epoch >= 1),
+            TimeSpan.FromMinutes(2), "a trial finishing an epoch");
+
+        var stop = await Task.Run(() => OrchProcess.Run(_dir, "stop", running.Id, "--coordinator", Address));
+        Assert.True(stop.ExitCode == 0, stop.ToString());
+        Assert.Contains("stopped early", stop.StdOut, StringComparison.Ordinal);
+        // Its worker is free at once and starts the next trial.
+        await EventuallyAsync(async () => (await TrialsAsync(id)).FirstOrDefault(t => t.State == TrialState.Running && t.Id != running.Id),
+            TimeSpan.FromSeconds(30), "the worker taking the next trial");
+        var again = await Task.Run(() => OrchProcess.Run(_dir, "stop", running.Id, "--coordinator", Address));
+        Assert.Contains("already ended (stopped)", OrchProcess.AssertOneLineError(again, 1), StringComparison.Ordinal);
+
+        var pause = await Task.Run(() => OrchProcess.Run(_dir, "pause", id, "--coordinator", Address, "--json"));
+        Assert.True(pause.ExitCode == 0, pause.ToString());
+        Assert.Equal("paused", pause.LastJson.GetProperty("state").GetString());
+        var idle = await EventuallyAsync(async () =>
+        {
+            var ts = await TrialsAsync(id);
+            return ts.All(t => t.State != TrialState.Running) ? ts : null;
+        }, TimeSpan.FromSeconds(30), "the running trial going back to the queue");
+        Assert.Contains(idle, t => t.State == TrialState.Pending && t.PendingReason.Contains("paused", StringComparison.Ordinal));
+        await Task.Delay(2000);
+        Assert.DoesNotContain(await TrialsAsync(id), t => t.State == TrialState.Running);
+
+        var grid = await Task.Run(() => OrchProcess.Run(_dir, "extend", id, "--trials", "2", "--coordinator", Address));
+        Assert.Contains("grid", OrchProcess.AssertOneLineError(grid, 1), StringComparison.Ordinal);
+
+        var resume = await Task.Run(() => OrchProcess.Run(_dir, "resume", id, "--coordinator", Address));
+        Assert.True(resume.ExitCode == 0, resume.ToString());
+        var sweep = await CompletedAsync(id);
+        Assert.Equal((3, 1), (sweep.TrialsCompleted, sweep.TrialsStopped));
+    }
+}
