@@ -121,7 +121,11 @@ public sealed partial class WorkerGatewayService(
                     if (!await sweeps.RenewLeaseAsync(connection.Id, lease.TrialId, lease.FencingToken, ct).ConfigureAwait(false))
                     {
                         connection.Detach(lease.TrialId);
-                        connection.Send(new StopOrder(lease.TrialId, "the lease is no longer yours"));
+                        // A trial stopped early under this very lease still uploads the checkpoint of the
+                        // epoch it was judged on: the heartbeat must not cut that upload short.
+                        var stoppedEarly = await sweeps.AcceptsCheckpointAsync(lease.TrialId, lease.FencingToken, 0, ct).ConfigureAwait(false)
+                            is { State: Domain.TrialStatus.Stopped };
+                        connection.Send(new StopOrder(lease.TrialId, stoppedEarly ? "stopped early" : "the lease is no longer yours") { AfterCheckpoint = stoppedEarly });
                     }
                 }
                 break;
