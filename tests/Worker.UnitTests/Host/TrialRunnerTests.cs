@@ -36,7 +36,16 @@ public sealed class TrialRunnerTests : IDisposable
             throw new InvalidOperationException("unreachable");
         }
 
-        public Task UploadCheckpointAsync(CheckpointHeader header, string path, CancellationToken ct) => throw new InvalidOperationException("no training here");
+        /// <summary>Called as each upload starts (with the runner's token); an upload then takes a moment, cancellable.</summary>
+        public Action<CheckpointHeader>? OnUpload { get; set; }
+        public List<(int Epoch, bool Best)> Uploaded { get; } = [];
+
+        public async Task UploadCheckpointAsync(CheckpointHeader header, string path, CancellationToken ct)
+        {
+            OnUpload?.Invoke(header);
+            await Task.Delay(300, ct);
+            lock (Uploaded) Uploaded.Add((header.Epoch, header.Best));
+        }
         public Task DownloadCheckpointAsync(TrialLease lease, string path, CancellationToken ct) => throw new InvalidOperationException("no resume here");
         public Task<IAllReduce> JoinGradientExchangeAsync(GradientTransportRequest request, CancellationToken ct) => throw new InvalidOperationException("one rank");
         void ITrialHost.Ended(TrialRunner runner, string summary) => Ended.TrySetResult(summary);
@@ -65,6 +74,53 @@ public sealed class TrialRunnerTests : IDisposable
         Assert.Contains("vgg16", status.Message);
         Assert.Equal(7, status.Lease.FencingToken);
         Assert.StartsWith("trial sw-1-t0001 failedpermanently: ", summary);
+    }
+
+    private static string Training(int epochs) => TrialSpecYaml.Serialize(new TrialSpec
+    {
+        Data = new DataSpec { Name = "synthetic", LimitTrain = 256, LimitTest = 64 },
+        Model = new ModelSpec { Name = "simple-cnn" },
+        Epochs = epochs,
+        BatchSize = 32,
+        Seed = 3,
+    });
+
+    private static IEnumerable<int> ReportedEpochs(FakeHost host)
+    {
+        lock (host.Sent) return [.. host.Sent.Where(m => m.Metric is not null).Select(m => m.Metric.Point.Epoch)];
+    }
+
+    [Fact]
+    public async Task A_trial_stopped_early_after_its_report_finishes_uploading_that_epochs_checkpoints_then_trains_no_further()
+    {
+        Orchestrator.Worker.Native.TorchRuntime.Initialize();
+        var host = Host();
+        var runner = new TrialRunner(host, Assignment(Training(epochs: 4)));
+        // The stop answers epoch 1's report and arrives while its checkpoints upload.
+        host.OnUpload = h =>
+        {
+            if (h.Epoch == 1) runner.Stop("stopped early by asha after epoch 1", afterCheckpoint: true);
+        };
+        runner.Start();
+        await host.Ended.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.Equal([(1, true), (1, false)], host.Uploaded);
+        Assert.Equal([1], ReportedEpochs(host));
+        var status = host.Sent.Last().Status;
+        Assert.Equal((TrialStatus.Types.Outcome.Stopped, "stopped early by asha after epoch 1"), (status.Outcome, status.Message));
+    }
+
+    [Fact]
+    public async Task A_plain_stop_during_an_upload_cuts_it_short()
+    {
+        Orchestrator.Worker.Native.TorchRuntime.Initialize();
+        var host = Host();
+        var runner = new TrialRunner(host, Assignment(Training(epochs: 4)));
+        host.OnUpload = h => runner.Stop("the lease is no longer yours");
+        runner.Start();
+        await host.Ended.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        Assert.Empty(host.Uploaded);
+        Assert.Equal([1], ReportedEpochs(host));
+        Assert.Equal(TrialStatus.Types.Outcome.Stopped, host.Sent.Last().Status.Outcome);
     }
 
     [Fact]
