@@ -187,9 +187,9 @@ internal static class RedisScripts
         local n = 0
         for i = 1, #KEYS - 7 do
           local a = (i - 1) * 4
-          if redis.call('EXISTS', KEYS[6 + i]) == 1 then
-            reindex(KEYS[6 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], 1)
-            redis.call('HSET', KEYS[6 + i], 'state', ARGV[a + 3])
+          if redis.call('EXISTS', KEYS[7 + i]) == 1 then
+            reindex(KEYS[7 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], 1)
+            redis.call('HSET', KEYS[7 + i], 'state', ARGV[a + 3])
             n = n + 1
           end
         end
