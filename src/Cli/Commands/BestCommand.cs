@@ -37,7 +37,7 @@ internal static class BestCommand
             Description = "Show (and --download) this trial of the sweep instead of the best one, e.g. sw-1a2b3c4d-t0003 (see `orch trials SWEEP`).",
             HelpName = "ID",
         };
-        var download = new Option<string?>("--download") { Description = "Save the trial's checkpoint (its best epoch) to this file.", HelpName = "PATH" };
+        var download = new Option<string?>("--download") { Description = "Save the trial's checkpoint to this file: its best epoch, or its latest while it has no best one.", HelpName = "PATH" };
         var format = new Option<string?>("--format")
         {
             Description = "File format of --download: torchsharp (an orch checkpoint: orch eval and --pretrained read it), pytorch (.pt state dict for torch.load), " +
