@@ -100,6 +100,10 @@ internal static class BestCommand
         return command;
     }
 
+    /// <summary>"t0003" for "sw-1a2b3c4d-t0003": the sweep is named under the table.</summary>
+    private static string ShortId(Trial t) =>
+        t.Id.StartsWith(t.SweepId + "-", StringComparison.Ordinal) ? t.Id[(t.SweepId.Length + 1)..] : t.Id;
+
     private static string EpochNote(Trial t) => t.BestEpoch > 0 ? $" at epoch {t.BestEpoch.ToString(Inv)}" : "";
 
     private static async Task<int> TopAsync(CoordinatorConnection c, Sweep s, int k, bool json, CancellationToken ct)
@@ -133,13 +137,14 @@ internal static class BestCommand
         for (var i = 0; i < top.Count; i++)
         {
             var t = top[i];
-            table.AddRow([(i + 1).ToString(Inv), Markup.Escape(t.Id), SweepView.State(t.State), SweepView.Metric(t.HasBestMetric ? t.BestMetric : null),
+            table.AddRow([(i + 1).ToString(Inv), Markup.Escape(ShortId(t)), SweepView.State(t.State), SweepView.Metric(t.HasBestMetric ? t.BestMetric : null),
                 t.BestEpoch > 0 ? t.BestEpoch.ToString(Inv) : "", .. names.Select(n => Markup.Escape(t.Parameters.TryGetValue(n, out var v) ? v : ""))]);
         }
         AnsiConsole.Write(table);
         var goal = s.Goal == Goal.Minimize ? "lowest" : "highest";
         var fewer = top.Count < k ? $"; only {top.Count} trial(s) have a result so far" : "";
-        AnsiConsole.MarkupLine($"[grey]{top.Count} best trial(s) of {Markup.Escape(s.Id)} by {Markup.Escape(s.ObjectiveMetric)} ({goal} first){fewer}[/]");
+        AnsiConsole.MarkupLine($"[grey]{top.Count} best trial(s) of {Markup.Escape(s.Id)} by {Markup.Escape(s.ObjectiveMetric)} ({goal} first){fewer}; " +
+                               $"trial t0003 is {Markup.Escape(s.Id)}-t0003 (orch logs, --trial)[/]");
         return ExitCodes.Ok;
     }
 
