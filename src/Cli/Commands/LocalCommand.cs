@@ -66,7 +66,11 @@ internal static class LocalCommand
                     AnsiConsole.MarkupLine($"[yellow]note[/] {unfinished.Count} unfinished sweep(s) in {Markup.Escape(state)} resume alongside this one ({string.Join(", ", unfinished.Select(s => s.Id))}); `orch cancel` them or use another --state-dir");
                 var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = await File.ReadAllTextAsync(path.FullName, ct), FileName = path.Name }, c.Call(ct));
                 if (!jsonMode)
+                {
                     AnsiConsole.MarkupLine($"sweep [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}): {sweep.TrialsTotal} trials on {n} local workers; state in {Markup.Escape(state)}");
+                    // The coordinator listens on a free port while the sweep runs: other commands reach it there.
+                    AnsiConsole.MarkupLine($"[grey]coordinator at {Markup.Escape(address)} while this runs, e.g. orch logs {sweep.Id}-t0000 -f --coordinator {Markup.Escape(address)}[/]");
+                }
                 var final = await SweepView.WatchAsync(c, sweep.Id, jsonMode, ct);
                 var trials = await TrialPages.ListAllAsync(c, sweep.Id, TrialState.Unspecified, ct);
                 var checkpoints = app.Services.GetRequiredService<CheckpointStore>();

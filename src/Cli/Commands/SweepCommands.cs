@@ -1,17 +1,13 @@
 using System.CommandLine;
-using Orchestrator.Checkpoints;
 using System.Text.Json.Nodes;
-using Grpc.Core;
 using Orchestrator.Cli.Output;
 using Orchestrator.Cli.Remote;
 using Orchestrator.Protocol.V1;
-using Orchestrator.Worker.Export;
-using Orchestrator.Worker.Native;
 using Spectre.Console;
 
 namespace Orchestrator.Cli.Commands;
 
-/// <summary>Commands that talk to a running coordinator: submit, sweeps, trials, watch, best, cancel, workers.</summary>
+/// <summary>Commands that talk to a running coordinator: submit, sweeps, trials, watch, cancel, workers (best and logs have files of their own).</summary>
 internal static class SweepCommands
 {
     internal static Option<string?> CoordinatorOption() => new("--coordinator")
@@ -29,7 +25,7 @@ internal static class SweepCommands
         return connection;
     }
 
-    public static IEnumerable<Command> Create() => [Submit(), Sweeps(), Trials(), Watch(), Best(), Cancel(), Workers()];
+    public static IEnumerable<Command> Create() => [Submit(), Sweeps(), Trials(), Watch(), BestCommand.Create(), Cancel(), Workers(), LogsCommand.Create()];
 
     private static Command Submit()
     {
@@ -181,78 +177,5 @@ internal static class SweepCommands
             return ExitCodes.Ok;
         });
         return command;
-    }
-
-    private static Command Best()
-    {
-        var sweep = SweepArgument();
-        var download = new Option<string?>("--download") { Description = "Save the best trial's checkpoint to this file.", HelpName = "PATH" };
-        var format = new Option<string?>("--format")
-        {
-            Description = "File format of --download: torchsharp (an orch checkpoint: orch eval and --pretrained read it), pytorch (.pt state dict for torch.load), " +
-                          "safetensors, or onnx (an ONNX graph, as orch export writes it). Default: from the file's extension (.pt, .safetensors, .onnx), else torchsharp.",
-        };
-        format.AcceptOnlyFromAmong(["torchsharp", .. CheckpointExporter.Formats]);
-        var quantize = ExportCommand.QuantizeOption();
-        quantize.AcceptOnlyFromAmong([.. CheckpointExporter.QuantizeModes]);
-        var calibration = ExportCommand.CalibrationImagesOption();
-        var coordinator = CoordinatorOption();
-        var json = CommonOptions.Json();
-        var command = new Command("best", "The best trial of a sweep, and optionally its checkpoint.\n" +
-                                          "Examples: orch best sw-1a2b3c4d --download best.pt --format pytorch\n" +
-                                          "          orch best sw-1a2b3c4d --download model.onnx --format onnx [--quantize int8]")
-        { sweep, download, format, quantize, calibration, coordinator, json };
-        command.SetAction(async (parse, ct) =>
-        {
-            using var c = Connect(parse, coordinator);
-            var id = parse.GetValue(sweep)!;
-            var s = await c.Client.GetSweepAsync(new GetSweepRequest { SweepId = id }, c.Call(ct));
-            var trial = await c.Client.GetBestTrialAsync(new GetBestTrialRequest { SweepId = id }, c.Call(ct));
-            string? saved = null;
-            if (parse.GetValue(download) is { } target)
-            {
-                var fmt = parse.GetValue(format) ?? CheckpointExporter.FormatFromExtension(target) ?? "torchsharp";
-                if (parse.GetValue(quantize) is { } q && fmt != "onnx")
-                    throw new ArgumentException($"--quantize {q} needs --format onnx");
-                saved = await DownloadAsync(c, id, trial.Id, target, fmt, ct, parse.GetValue(quantize), parse.GetValue(calibration));
-            }
-            if (parse.GetValue(json))
-            {
-                var o = SweepView.Json(trial);
-                o["sweep"] = id;
-                o["objective"] = s.ObjectiveMetric;
-                o["checkpoint"] = saved;
-                Console.Out.WriteLine(o.ToJsonString());
-            }
-            else
-            {
-                AnsiConsole.MarkupLine($"best trial of {id}: [bold]{trial.Id}[/] {Markup.Escape(s.ObjectiveMetric)} {SweepView.Metric(trial.HasBestMetric ? trial.BestMetric : null)}");
-                foreach (var (k, v) in trial.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal)) AnsiConsole.MarkupLine($"  {Markup.Escape(k)} = {Markup.Escape(v)}");
-                if (saved is not null) AnsiConsole.MarkupLine($"checkpoint saved to {Markup.Escape(saved)}");
-            }
-            return ExitCodes.Ok;
-        });
-        return command;
-    }
-
-    /// <summary>Downloads a trial's checkpoint, verifies its SHA-256, converts it when asked (as orch export does).</summary>
-    internal static async Task<string> DownloadAsync(CoordinatorConnection c, string sweepId, string trialId, string target, string format, CancellationToken ct,
-        string? quantize = null, int calibrationImages = CheckpointExporter.DefaultCalibrationImages)
-    {
-        var full = Path.GetFullPath(target);
-        // A torchsharp checkpoint goes straight to the target once verified; others are converted from a verified temporary copy.
-        var received = format == "torchsharp" ? full : full + ".download";
-        using (var call = c.Client.DownloadCheckpoint(new DownloadCheckpointRequest { SweepId = sweepId, TrialId = trialId }, c.Stream(ct)))
-            await CheckpointChunks.ReceiveAsync(call.ResponseStream, received, $"the checkpoint of {trialId}", ct);
-        if (format == "torchsharp") return full;
-        try
-        {
-            TorchRuntime.Initialize();
-            return CheckpointExporter.Export(new ExportRequest(received, format, full, quantize, calibrationImages, SourceName: $"{trialId} (best of {sweepId})"), ct).Path;
-        }
-        finally
-        {
-            File.Delete(received);
-        }
     }
 }

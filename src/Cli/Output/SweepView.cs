@@ -124,6 +124,7 @@ internal static class SweepView
             ["epochs"] = t.Epochs,
             ["metric"] = t.HasLatestMetric ? t.LatestMetric : null,
             ["best_metric"] = t.HasBestMetric ? t.BestMetric : null,
+            ["best_epoch"] = t.BestEpoch > 0 ? t.BestEpoch : null,
             ["parameters"] = parameters,
             ["message"] = t.Message,
             ["pending_reason"] = t.State == TrialState.Pending && t.PendingReason.Length > 0 ? t.PendingReason : null,

@@ -87,10 +87,7 @@ internal sealed class TrainingConsole(bool json) : ITrainingObserver
             Console.Out.WriteLine(node.ToJsonString());
             return;
         }
-        var line = string.Format(Inv,
-            "epoch {0}/{1}  train loss {2:F4} acc {3:F4}  val loss {4:F4} acc {5:F4} top5 {6:F4}  lr {7:G3}  {8:N0} img/s  {9:F1}s",
-            m.Epoch, _run?.Epochs, m.TrainLoss, m.TrainAccuracy, m.ValLoss, m.ValAccuracy, m.ValTop5, m.LearningRate, m.ImagesPerSecond, m.Seconds);
-        if (double.IsFinite(m.Sparsity)) line += string.Format(Inv, "  sparsity {0:P1}", m.Sparsity);
+        var line = TrainingLines.Epoch(m, _run?.Epochs);
         if (_epochTask is not null) _epochTask.Description = Markup.Escape(line);
         else _err.WriteLine(line);
     }

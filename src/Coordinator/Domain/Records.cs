@@ -84,6 +84,8 @@ public sealed record TrialRecord
     public int Epochs { get; init; }
     public double? LatestMetric { get; init; }
     public double? BestMetric { get; init; }
+    /// <summary>The epoch whose report gave <see cref="BestMetric"/> (0 before the first report).</summary>
+    public int BestEpoch { get; init; }
     /// <summary>Epochs completed in the stored checkpoint (0 = none stored).</summary>
     public int CheckpointEpoch { get; init; }
     public string? Message { get; init; }
@@ -128,6 +130,26 @@ public sealed record MetricPointRecord
     public DateTimeOffset Time { get; init; }
 }
 
+/// <summary>One line of a trial's log (see <see cref="IStateStore.AppendTrialLogAsync"/>).</summary>
+public sealed record TrialLogLine
+{
+    /// <summary>Position in the trial's log, from 1, assigned by the store on append (ignored there).</summary>
+    public long Seq { get; init; }
+    public DateTimeOffset Time { get; init; }
+    public string Text { get; init; } = "";
+}
+
+/// <summary>What <see cref="IStateStore.AppendTrialLogAsync"/> did.</summary>
+public enum LogAppendResult
+{
+    /// <summary>Stored.</summary>
+    Appended,
+    /// <summary>The token is not the trial's current one: the writer lost the trial; nothing stored.</summary>
+    StaleToken,
+    /// <summary>No such trial.</summary>
+    UnknownTrial,
+}
+
 /// <summary>What <see cref="IStateStore.AppendMetricAsync"/> did.</summary>
 public enum MetricAppendResult
 {
@@ -149,4 +171,5 @@ public enum MetricAppendResult
 [JsonSerializable(typeof(TrialRecord))]
 [JsonSerializable(typeof(WorkerRecord))]
 [JsonSerializable(typeof(MetricPointRecord))]
+[JsonSerializable(typeof(TrialLogLine))]
 public sealed partial class StateJson : JsonSerializerContext;

@@ -76,6 +76,7 @@ public static partial class Mapping
         p.WorkerIds.AddRange(t.WorkerIds);
         if (t.LatestMetric is { } latest) p.LatestMetric = latest;
         if (t.BestMetric is { } best) p.BestMetric = best;
+        p.BestEpoch = t.BestEpoch;
         if (t.StartedAt is { } s) p.StartedAt = Timestamp.FromDateTimeOffset(s);
         if (t.FinishedAt is { } f) p.FinishedAt = Timestamp.FromDateTimeOffset(f);
         return p;
@@ -117,4 +118,10 @@ public static partial class Mapping
         Values = p.Values.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal),
         Time = p.Time is null ? now : p.Time.ToDateTimeOffset(),
     };
+
+    public static Proto.TrialLogLine ToProto(TrialLogLine line) =>
+        new() { Seq = line.Seq, Time = Timestamp.FromDateTimeOffset(line.Time), Text = line.Text };
+
+    public static TrialLogLine FromProto(Proto.TrialLogLine line, DateTimeOffset now) =>
+        new() { Time = line.Time is null ? now : line.Time.ToDateTimeOffset(), Text = line.Text };
 }

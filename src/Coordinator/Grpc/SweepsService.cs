@@ -16,7 +16,8 @@ public sealed class SweepsService(
     SweepEvents events,
     WorkerRegistry workers,
     CheckpointStore checkpoints,
-    Scheduling.PendingReasons pendingReasons) : Protocol.V1.Sweeps.SweepsBase
+    Scheduling.PendingReasons pendingReasons,
+    Logs.TrialLogs logs) : Protocol.V1.Sweeps.SweepsBase
 {
     private const int MaxSpecBytes = 1 << 20;
 
@@ -84,11 +85,7 @@ public sealed class SweepsService(
             var spec = sweeps.TrySpecOf(sweep);
             var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
             var maximize = spec?.Maximize ?? true;
-            var ordered = trials
-                .OrderBy(t => t.BestMetric is null ? 1 : 0)
-                .ThenBy(t => t.BestMetric is { } m ? (maximize ? -m : m) : 0)
-                .ThenBy(t => t.Index);
-            response.Trials.AddRange(ordered.Select(t => Mapping.ToProto(t, checkpoints, pendingReasons)));
+            response.Trials.AddRange(TrialRanking.BestFirst(trials, maximize).Select(t => Mapping.ToProto(t, checkpoints, pendingReasons)));
             return response;
         }
         var after = -1;
@@ -138,6 +135,8 @@ public sealed class SweepsService(
     public override async Task<Trial> GetBestTrial(GetBestTrialRequest request, ServerCallContext context)
     {
         var sweep = await FindAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false);
+        if (request.TrialId.Length > 0)
+            return Mapping.ToProto(await FindTrialAsync(sweep, request.TrialId, context.CancellationToken).ConfigureAwait(false), checkpoints);
         if (sweep.BestTrialId is null) throw Errors.NotFound($"sweep {sweep.Id} has no result yet");
         var trial = await store.GetTrialAsync(sweep.BestTrialId, context.CancellationToken).ConfigureAwait(false)
                     ?? throw Errors.NotFound($"trial {sweep.BestTrialId} not found");
@@ -175,6 +174,46 @@ public sealed class SweepsService(
         var points = await store.GetMetricsAsync(trial.Id, ct).ConfigureAwait(false);
         response.Points.AddRange(points.OrderBy(p => p.Step).Select(p => Mapping.ToProto(trial.Id, p)));
         return response;
+    }
+
+    /// <summary>The most trials ListBestTrials returns.</summary>
+    public const int MaxTopN = 5000;
+
+    public override async Task<ListBestTrialsResponse> ListBestTrials(ListBestTrialsRequest request, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        if (request.TopN < 1) throw Errors.Invalid($"top_n must be 1 or more (got {request.TopN})");
+        var sweep = await FindAsync(request.SweepId, ct).ConfigureAwait(false);
+        var maximize = sweeps.TrySpecOf(sweep)?.Maximize ?? true;
+        var trials = await store.ListTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
+        var response = new ListBestTrialsResponse();
+        response.Trials.AddRange(TrialRanking.Top(trials, maximize, Math.Min(request.TopN, MaxTopN)).Select(t => Mapping.ToProto(t, checkpoints)));
+        return response;
+    }
+
+    public override async Task GetTrialLog(GetTrialLogRequest request, IServerStreamWriter<TrialLogChunk> responseStream, ServerCallContext context)
+    {
+        var ct = context.CancellationToken;
+        if (request.AfterSeq < 0) throw Errors.Invalid("after_seq must not be negative");
+        var sweep = await FindAsync(request.SweepId, ct).ConfigureAwait(false);
+        var trial = await FindTrialAsync(sweep, request.TrialId, ct).ConfigureAwait(false);
+        var first = true;
+        await foreach (var page in logs.ReadAsync(trial.Id, request.AfterSeq, request.Follow, ct).ConfigureAwait(false))
+        {
+            var chunk = new TrialLogChunk();
+            // Lines the bound dropped before the first one kept.
+            if (first) chunk.Dropped = page[0].Seq - request.AfterSeq - 1;
+            first = false;
+            chunk.Lines.AddRange(page.Select(Mapping.ToProto));
+            await responseStream.WriteAsync(chunk, ct).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<TrialRecord> FindTrialAsync(SweepRecord sweep, string trialId, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(trialId)) throw Errors.Invalid("trial_id is required");
+        var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
+        return trial is not null && trial.SweepId == sweep.Id ? trial : throw Errors.NotFound($"no trial '{trialId}' in sweep {sweep.Id}");
     }
 
     private async Task<SweepRecord> FindAsync(string id, CancellationToken ct)

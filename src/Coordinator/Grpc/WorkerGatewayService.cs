@@ -25,6 +25,7 @@ public sealed partial class WorkerGatewayService(
     Metrics.CoordinatorMetrics metrics,
     Metrics.MetricsSnapshotService snapshots,
     GradientSocketEndpoint gradientSocket,
+    Logs.TrialLogs logs,
     ILogger<WorkerGatewayService> logger) : WorkerGateway.WorkerGatewayBase
 {
     public override async Task Connect(IAsyncStreamReader<WorkerMessage> requestStream, IServerStreamWriter<CoordinatorMessage> responseStream, ServerCallContext context)
@@ -138,6 +139,12 @@ public sealed partial class WorkerGatewayService(
                     connection.Send(new StopOrder(m.Lease.TrialId, "stale fencing token"));
                 else
                     snapshots.TrialReported(m.Lease.TrialId, point.Values);
+                break;
+            case WorkerMessage.KindOneofCase.Log:
+                // Lines under a stale lease are dropped; the metric reports of that worker get it stopped.
+                if (message.Log.Lease is not { } logLease) break;
+                var now = clock.GetUtcNow();
+                await logs.AppendAsync(logLease.TrialId, logLease.FencingToken, message.Log.Lines.Select(l => Mapping.FromProto(l, now)), ct).ConfigureAwait(false);
                 break;
             case WorkerMessage.KindOneofCase.Status:
                 var s = message.Status;

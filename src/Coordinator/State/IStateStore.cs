@@ -80,6 +80,20 @@ public interface IStateStore
     /// <summary>The trial's metric points by step.</summary>
     Task<IReadOnlyList<MetricPointRecord>> GetMetricsAsync(string trialId, CancellationToken ct);
 
+    /// <summary>
+    /// Appends lines to a trial's log if <paramref name="fencingToken"/> is the trial's current
+    /// token, as one atomic operation: the lines get the next sequence numbers in the order given
+    /// (continuing over every earlier append of the trial), and then only the last
+    /// <paramref name="keep"/> lines of the trial are kept.
+    /// </summary>
+    Task<LogAppendResult> AppendTrialLogAsync(string trialId, long fencingToken, IReadOnlyList<TrialLogLine> lines, int keep, CancellationToken ct);
+
+    /// <summary>
+    /// The trial's kept log lines whose sequence number is above <paramref name="afterSeq"/>, in
+    /// sequence order, at most <paramref name="limit"/> (empty for an unknown trial).
+    /// </summary>
+    Task<IReadOnlyList<TrialLogLine>> GetTrialLogAsync(string trialId, long afterSeq, int limit, CancellationToken ct);
+
     Task UpsertWorkerAsync(WorkerRecord worker, CancellationToken ct);
 
     Task<IReadOnlyList<WorkerRecord>> ListWorkersAsync(CancellationToken ct);

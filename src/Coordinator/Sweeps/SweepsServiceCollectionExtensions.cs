@@ -7,7 +7,8 @@ public static class SweepsServiceCollectionExtensions
 {
     /// <summary>
     /// Adds <see cref="SweepManager"/> and what it is made of: <see cref="TrialLifecycle"/>,
-    /// <see cref="SweepRuntimes"/>, <see cref="RecordUpdates"/> and <see cref="CheckpointRetention"/>.
+    /// <see cref="SweepRuntimes"/>, <see cref="RecordUpdates"/> and <see cref="CheckpointRetention"/>, and
+    /// the trials' logs (<see cref="Logs.TrialLogs"/>).
     /// They need the state store, the checkpoint store, the worker registry, the sweep events and a
     /// <see cref="TimeProvider"/>.
     /// </summary>
@@ -18,6 +19,7 @@ public static class SweepsServiceCollectionExtensions
         services.AddSingleton<CheckpointRetention>();
         services.AddSingleton<TrialLifecycle>();
         services.AddSingleton<SweepManager>();
+        services.AddSingleton<Logs.TrialLogs>();
         return services;
     }
 }

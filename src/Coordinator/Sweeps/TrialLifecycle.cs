@@ -121,11 +121,13 @@ public sealed partial class TrialLifecycle(
             var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
             // A finished trial takes no more points: a stopped trial's worker may still be in its next epoch.
             if (trial is null || trial.FencingToken != token || trial.IsFinished) return MetricRecording.Stale;
+            var improved = objective is { } o && spec.IsBetter(o, trial.BestMetric);
             var updated = trial with
             {
                 Epoch = Math.Max(trial.Epoch, point.Epoch),
                 LatestMetric = objective ?? trial.LatestMetric,
-                BestMetric = objective is { } o && spec.IsBetter(o, trial.BestMetric) ? o : trial.BestMetric,
+                BestMetric = improved ? objective : trial.BestMetric,
+                BestEpoch = improved ? point.Epoch : trial.BestEpoch,
             };
             // Most reports (per-step values within an epoch) leave the trial's summary as it was:
             // then only the point is written, and the trial record is not re-encoded.

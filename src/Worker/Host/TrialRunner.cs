@@ -37,6 +37,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
     private string? _deferredStop;
     private volatile int _epoch;
     private readonly TrialRunner? _predecessor;
+    private readonly TrialLogWriter _log;
+    private int _epochs;
     private static readonly TimeSpan PredecessorTimeout = TimeSpan.FromMinutes(2);
 
     /// <param name="host">The worker.</param>
@@ -54,6 +56,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
         // The lease names this rank and its GPUs in everything the worker sends (one worker may run several ranks of a trial).
         Lease = assignment.Lease.Clone();
         Lease.Rank = assignment.Rank;
+        _log = new TrialLogWriter(host, Lease, assignment.Rank);
         _thread = new Thread(Run) { IsBackground = true, Name = "trial " + assignment.Lease.TrialId };
     }
 
@@ -117,6 +120,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
         using var setup = _assignment.WorldSize > 1 ? null : CancellationTokenSource.CreateLinkedTokenSource(ct, _drain.Token);
         var setupToken = setup?.Token ?? ct;
         var training = false;
+        _log.Write($"attempt {_assignment.Attempt} on worker {_host.Options.WorkerId}" + (_assignment.WorldSize > 1 ? $", rank {_assignment.Rank} of {_assignment.WorldSize}" : ""));
         try
         {
             if (_predecessor is not null && !_predecessor._thread.Join(PredecessorTimeout))
@@ -135,6 +139,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
             using var session = _assignment.Resume
                 ? TrainingSession.Resume(DownloadCheckpoint(runDir, setupToken), data, device, runDir, this, distributed: distributed)
                 : new TrainingSession(spec, data, device, runDir, this, distributed);
+            if (session.EpochsCompleted > 0) _log.Write($"resumed from the checkpoint of epoch {session.EpochsCompleted}");
             _host.Send(Status(TrialStatus.Types.Outcome.Started, session.EpochsCompleted > 0 ? $"resumed after epoch {session.EpochsCompleted}" : ""));
             Log.TrialStarted(_host.Logger, TrialId, _assignment.Attempt, session.EpochsCompleted);
             training = true;
@@ -179,9 +184,22 @@ internal sealed partial class TrialRunner : ITrainingObserver
         if ((outcome is TrialStatus.Types.Outcome.Completed or TrialStatus.Types.Outcome.Drained) && !Reports)
             outcome = TrialStatus.Types.Outcome.RankDone;
         Log.TrialEnded(_host.Logger, TrialId, outcome.ToString(), message);
+        // Before the outcome: a reader following the log stops once the trial has ended.
+        _log.Write(EndLine(outcome, message));
         _host.Send(Status(outcome, message));
         _host.Ended(this, Summary(outcome, message));
     }
+
+    /// <summary>The trial log's last line of this run.</summary>
+    private static string EndLine(TrialStatus.Types.Outcome outcome, string message) => outcome switch
+    {
+        TrialStatus.Types.Outcome.Completed => "completed",
+        TrialStatus.Types.Outcome.RankDone => message.Length == 0 ? "rank done" : "rank done: " + message,
+        TrialStatus.Types.Outcome.Drained => "handed back: " + message,
+        TrialStatus.Types.Outcome.Stopped => "stopped: " + message,
+        TrialStatus.Types.Outcome.FailedPermanently => "error (no retry): " + message,
+        _ => "error: " + message,
+    };
 
     /// <summary>How the trial ended on this worker, for the drain's last log line.</summary>
     private string Summary(TrialStatus.Types.Outcome outcome, string message) => outcome switch
@@ -199,6 +217,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
         // The trial thread waits for its data anyway; nothing else runs on it.
         var fetched = _host.FetchDataAsync(data, ct).GetAwaiter().GetResult();
         Log.DataFetched(_host.Logger, TrialId, data.Name, fetched.BytesReceived, fetched.Directory);
+        _log.Write($"data set {data.Name} ready ({fetched.BytesReceived:N0} bytes fetched from the coordinator)");
         return fetched.Directory;
     }
 
@@ -227,6 +246,12 @@ internal sealed partial class TrialRunner : ITrainingObserver
     private WorkerMessage Status(TrialStatus.Types.Outcome outcome, string message) =>
         new() { Status = new TrialStatus { Lease = Lease, Outcome = outcome, Message = message } };
 
+    public void OnRunStart(RunInfo info)
+    {
+        _epochs = info.Epochs;
+        if (Reports) _log.Write(TrainingLines.RunStart(info));
+    }
+
     public void OnEpochStart(int epoch, int epochs, int batches)
     {
         _epoch = epoch;
@@ -245,6 +270,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
     {
         lock (_stopGate) _betweenEpochs = true;
         if (!Reports) return;
+        _log.Write(TrainingLines.Epoch(m, _epochs));
         var point = new MetricPoint { TrialId = TrialId, Step = m.Step, Epoch = m.Epoch, Time = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };
         point.Values.Add(new Dictionary<string, double>
         {
@@ -279,6 +305,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
         {
             // Blocks the training thread until the checkpoint is stored (or the trial is stopped).
             _host.UploadCheckpointAsync(new CheckpointHeader { Lease = Lease, Epoch = epoch, Best = best, Point = point }, path, _stop.Token).GetAwaiter().GetResult();
+            _log.Write(best ? $"best checkpoint so far stored (epoch {epoch})" : $"checkpoint of epoch {epoch} stored");
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
         {

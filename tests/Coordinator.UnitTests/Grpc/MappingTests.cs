@@ -108,4 +108,25 @@ public sealed class MappingTests
         Assert.Equal((expected, "why"), (rpc.StatusCode, rpc.Status.Detail));
         Assert.Null(rpc.Trailers.GetValue(Proto.GradientExchange.FailedRankTrailer));
     }
+
+    [Fact]
+    public void A_log_line_keeps_its_seq_time_and_text_and_a_line_without_time_takes_the_arrival_time()
+    {
+        var time = new DateTimeOffset(2025, 3, 1, 12, 0, 1, TimeSpan.Zero).AddTicks(1234);
+        var proto = Mapping.ToProto(new TrialLogLine { Seq = 42, Time = time, Text = "epoch 1/2" });
+        Assert.Equal((42L, time, "epoch 1/2"), (proto.Seq, proto.Time.ToDateTimeOffset(), proto.Text));
+
+        var back = Mapping.FromProto(proto, DateTimeOffset.UnixEpoch);
+        // The worker's seq means nothing: the store numbers lines.
+        Assert.Equal((0L, time, "epoch 1/2"), (back.Seq, back.Time, back.Text));
+        Assert.Equal(DateTimeOffset.UnixEpoch, Mapping.FromProto(new Proto.TrialLogLine { Text = "x" }, DateTimeOffset.UnixEpoch).Time);
+    }
+
+    [Fact]
+    public void A_trial_carries_the_epoch_of_its_best_metric()
+    {
+        var trial = new TrialRecord { Id = "sw-1-t0000", SweepId = "sw-1", BestMetric = 0.8, BestEpoch = 3, Epoch = 5 };
+        var proto = Mapping.ToProto(trial, null);
+        Assert.Equal((0.8, 3, 5), (proto.BestMetric, proto.BestEpoch, proto.Epoch));
+    }
 }

@@ -14,6 +14,23 @@ public sealed class TrialLifecycleTests
     private static readonly CancellationToken None = CancellationToken.None;
 
     [Fact]
+    public async Task A_trial_remembers_the_epoch_of_its_best_objective_value_not_of_its_latest()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var w1 = core.Connect("w1");
+        await core.SubmitAsync(CoordinatorCore.Grid("best-epoch", trials: 1));
+        await core.PassAsync();
+        var lease = CoordinatorCore.Assigned(w1);
+
+        Assert.True(await core.ReportAsync(lease, step: 10, epoch: 1, valAccuracy: 0.6));
+        Assert.True(await core.ReportAsync(lease, step: 20, epoch: 2, valAccuracy: 0.8));
+        Assert.True(await core.ReportAsync(lease, step: 30, epoch: 3, valAccuracy: 0.7));
+
+        var trial = await core.TrialAsync(lease.TrialId);
+        Assert.Equal((0.8, 2, 0.7, 3), (trial.BestMetric, trial.BestEpoch, trial.LatestMetric, trial.Epoch));
+    }
+
+    [Fact]
     public async Task An_expired_lease_requeues_the_trial_and_the_next_worker_gets_attempt_2_with_a_higher_token()
     {
         await using var core = await CoordinatorCore.StartAsync();

@@ -69,7 +69,7 @@ public sealed class TrialRunnerTests : IDisposable
         var runner = new TrialRunner(host, Assignment("data: { name: fashion-mnist }\nmodel: { name: vgg16 }\n"));
         runner.Start();
         var summary = await host.Ended.Task.DefaultTimeout();
-        var status = Assert.Single(host.Sent).Status;
+        var status = Assert.Single(host.Sent, m => m.KindCase == WorkerMessage.KindOneofCase.Status).Status;
         Assert.Equal(TrialStatus.Types.Outcome.FailedPermanently, status.Outcome);
         Assert.Contains("vgg16", status.Message);
         Assert.Equal(7, status.Lease.FencingToken);
@@ -124,6 +124,24 @@ public sealed class TrialRunnerTests : IDisposable
     }
 
     [Fact]
+    public async Task The_trial_log_says_which_attempt_ran_and_the_error_that_ended_it_before_the_outcome()
+    {
+        var host = Host();
+        var runner = new TrialRunner(host, Assignment("data: { name: fashion-mnist }\nmodel: { name: vgg16 }\n"));
+        runner.Start();
+        await host.Ended.Task.DefaultTimeout();
+        var kinds = host.Sent.Select(m => m.KindCase).ToList();
+        // The log's lines go out before the outcome, so a reader following the log sees the error.
+        Assert.Equal([WorkerMessage.KindOneofCase.Log, WorkerMessage.KindOneofCase.Log, WorkerMessage.KindOneofCase.Status], kinds);
+        var lines = host.Sent.Where(m => m.KindCase == WorkerMessage.KindOneofCase.Log).Select(m => m.Log).ToList();
+        Assert.All(lines, l => Assert.Equal(("sw-1-t0001", 7L), (l.Lease.TrialId, l.Lease.FencingToken)));
+        Assert.StartsWith("attempt 1 on worker ", Assert.Single(lines[0].Lines).Text);
+        var error = Assert.Single(lines[1].Lines).Text;
+        Assert.StartsWith("error (no retry): ", error);
+        Assert.Contains("vgg16", error);
+    }
+
+    [Fact]
     public async Task A_drain_while_the_data_set_is_still_being_fetched_hands_the_trial_back_at_once()
     {
         var host = Host(fetchData: true);
@@ -133,7 +151,7 @@ public sealed class TrialRunnerTests : IDisposable
         Assert.Equal("trial sw-1-t0001 (not training yet)", runner.DrainTarget);
         runner.Drain();
         await host.Ended.Task.DefaultTimeout();
-        var status = Assert.Single(host.Sent).Status;
+        var status = Assert.Single(host.Sent, m => m.KindCase == WorkerMessage.KindOneofCase.Status).Status;
         Assert.Equal(TrialStatus.Types.Outcome.Drained, status.Outcome);
         Assert.Equal("stopped before training started, the worker is shutting down", status.Message);
     }

@@ -17,6 +17,8 @@ namespace Orchestrator.Coordinator.State.Redis;
 /// {p}schema                   STRING layout version (2: the state and lease indexes exist)
 /// {p}trial:{id}:metrics       HASH   step → MetricPointRecord json
 /// {p}trial:{id}:steps         ZSET   step, scored by step (the order of the metrics hash)
+/// {p}trial:{id}:log           ZSET   "{seq} {TrialLogLine json}", scored by seq (the last lines kept)
+/// {p}trial:{id}:log:seq       STRING the trial's last log seq (INCRBY)
 /// {p}workers                  HASH   worker id → WorkerRecord json
 /// </code>
 /// </summary>
@@ -32,6 +34,8 @@ internal sealed class RedisKeys
     private static ReadOnlySpan<byte> TrialsSuffix => ":trials"u8;
     private static ReadOnlySpan<byte> MetricsSuffix => ":metrics"u8;
     private static ReadOnlySpan<byte> StepsSuffix => ":steps"u8;
+    private static ReadOnlySpan<byte> LogSuffix => ":log"u8;
+    private static ReadOnlySpan<byte> LogSeqSuffix => ":log:seq"u8;
 
     private readonly byte[] _prefix;
 
@@ -86,6 +90,8 @@ internal sealed class RedisKeys
     public RedisKey Trial(string trialId) => Build(TrialPart, trialId, default);
     public RedisKey Metrics(string trialId) => Build(TrialPart, trialId, MetricsSuffix);
     public RedisKey MetricSteps(string trialId) => Build(TrialPart, trialId, StepsSuffix);
+    public RedisKey TrialLog(string trialId) => Build(TrialPart, trialId, LogSuffix);
+    public RedisKey TrialLogSeq(string trialId) => Build(TrialPart, trialId, LogSeqSuffix);
 
     // One exact-size array per key: the prefix and the fixed parts are copied as bytes and the id
     // is encoded straight into place, with no intermediate strings.

@@ -148,6 +148,26 @@ internal static class RedisScripts
         """;
 
     /// <summary>
+    /// KEYS: trial:{id}, trial:{id}:log, trial:{id}:log:seq. ARGV: fencing token, lines to keep,
+    /// then one TrialLogLine json per line. Reply: a <see cref="Domain.LogAppendResult"/>: 0 stored,
+    /// 1 stale token, 2 unknown trial.
+    /// Each line is stored as "{seq} {json}", so equal lines stay distinct members.
+    /// </summary>
+    public const string AppendTrialLog = """
+        local token = redis.call('HGET', KEYS[1], 'token')
+        if not token then return 2 end
+        if token ~= ARGV[1] then return 1 end
+        local n = #ARGV - 2
+        local last = redis.call('INCRBY', KEYS[3], n)
+        for i = 1, n do
+          local seq = last - n + i
+          redis.call('ZADD', KEYS[2], seq, seq .. ' ' .. ARGV[2 + i])
+        end
+        redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[2]) + 1))
+        return 0
+        """;
+
+    /// <summary>
     /// KEYS: an index ZSET (sweeps, sweep:{id}:trials, a per-state set, leases). ARGV: the key
     /// prefix of its members' hashes (…sweep: or …trial:), the lowest and highest score (ZRANGE
     /// BYSCORE syntax: -inf, (5, +inf), and the most members to return (-1: all). Reply: the

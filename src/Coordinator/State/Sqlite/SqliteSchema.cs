@@ -15,7 +15,7 @@ namespace Orchestrator.Coordinator.State.Sqlite;
 internal static class SqliteSchema
 {
     /// <summary>Stored in <c>PRAGMA user_version</c>; a newer file is refused rather than misread.</summary>
-    public const int Version = 2;
+    public const int Version = 3;
 
     private const string Create = """
         CREATE TABLE IF NOT EXISTS sweeps (
@@ -58,6 +58,13 @@ internal static class SqliteSchema
             json     TEXT    NOT NULL,
             PRIMARY KEY (trial_id, step)            -- the step is the idempotency key
         ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS trial_logs (
+            trial_id TEXT    NOT NULL,
+            seq      INTEGER NOT NULL,              -- from 1, over every attempt; trimming keeps the newest, so MAX(seq) is the last
+            time     TEXT    NOT NULL,              -- round-trip ("O") format
+            text     TEXT    NOT NULL,
+            PRIMARY KEY (trial_id, seq)
+        ) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS workers (
             id   TEXT PRIMARY KEY,
             json TEXT NOT NULL
@@ -66,7 +73,8 @@ internal static class SqliteSchema
 
     /// <summary>
     /// Creates the schema in a new file, or upgrades an older one in place (one transaction, so a
-    /// crash leaves the old schema intact). Refuses a file written by a newer build.
+    /// crash leaves the old schema intact; version 2 lacks only the trial_logs table, which the
+    /// idempotent create adds). Refuses a file written by a newer build.
     /// </summary>
     public static async Task EnsureAsync(SqliteConnection db, CancellationToken ct)
     {
