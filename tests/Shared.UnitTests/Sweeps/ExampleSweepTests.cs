@@ -32,6 +32,20 @@ public class ExampleSweepTests
     }
 
     [Fact]
+    public void The_asha_example_judges_random_trials_at_epochs_1_and_3()
+    {
+        var path = Example("fashion-mnist-asha.yaml");
+        var sweep = ValidatedSweep.Parse(File.ReadAllText(path), path, new SweepLimits());
+        Assert.Equal(("random", 27, 3), (sweep.Method, sweep.MaxTrials, sweep.ParallelTrials));
+        var rule = sweep.EarlyStopping!;
+        Assert.Equal(("asha", 3, 1, 9), (rule.Method, rule.ReductionFactor, rule.MinEpochs, rule.MaxEpochs));
+        Assert.Equal([[1, 3]], rule.BracketMilestones());
+        var trials = Searcher.Create(sweep).Start().Cast<CreateTrial>().ToList();
+        Assert.Equal(27, trials.Count);
+        Assert.All(trials, t => sweep.TrialFor(t.Parameters));
+    }
+
+    [Fact]
     public void The_tpe_example_searches_three_parameters_two_trials_at_a_time()
     {
         var path = Example("fashion-mnist-tpe.yaml");
