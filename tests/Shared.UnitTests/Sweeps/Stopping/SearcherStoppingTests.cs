@@ -133,6 +133,20 @@ public class SearcherStoppingTests
         Assert.Equal([Stopped(2, 1, "NaN")], s.OnValidation(2, 1, double.NaN));
     }
 
+    [Fact]
+    public void An_infinite_loss_is_the_worst_score_and_keeps_the_cutoff_defined()
+    {
+        // val_loss +∞ is −∞ as a score: it ranks as the worst, like NaN. Recorded at rung 1 before
+        // trial 3: [W, W, −0.5] (W the worst score) → pos 1.333 → W + (−0.5 − W)·0.333 ≈ −6.7e299,
+        // and trial 3's W is below it → stop. (Taken as −∞, the interpolation −∞ + ∞·0.333 is NaN,
+        // "below NaN" is never true, and no diverged trial would be stopped any more.)
+        var s = Started(Sweep(extra: "objective: { metric: val_loss }"));
+        Assert.Empty(s.OnValidation(0, 1, double.PositiveInfinity));             // [] → first
+        Assert.Empty(s.OnValidation(1, 1, double.PositiveInfinity));             // [W] → W is not below W
+        Assert.Empty(s.OnValidation(2, 1, 0.5));                                 // [W, W] → W ≤ −0.5
+        Assert.Equal([Stopped(3, 1, "Infinity", "val_loss")], s.OnValidation(3, 1, double.PositiveInfinity));
+    }
+
     /// <summary>A scripted run with rule stops, a NaN, a duplicate, a failure, a user stop and an extension.</summary>
     private static readonly Func<Searcher, IReadOnlyList<SearchAction>>[] Events =
     [
