@@ -222,8 +222,11 @@ public sealed class Searcher
     private void StopIfRuleSays(TrialBook trial, int epoch, double objective, List<SearchAction> actions)
     {
         if (_rule is null || _shutdown is not null || trial.Exited) return;
-        // Rules compare higher-is-better scores.
-        var score = double.IsNaN(objective) ? StoppingRules.Worst : _sweep.Maximize ? objective : -objective;
+        // Rules compare higher-is-better, finite scores: an infinite objective is clamped like NaN
+        // is mapped, or a quantile interpolated from −∞ would be NaN and stop nobody.
+        var score = double.IsNaN(objective)
+            ? StoppingRules.Worst
+            : Math.Clamp(_sweep.Maximize ? objective : -objective, StoppingRules.Worst, -StoppingRules.Worst);
         if (!_rule.ShouldStop(trial.Index, epoch, score)) return;
         var value = objective.ToString("G4", CultureInfo.InvariantCulture);
         StopTrial(trial, $"stopped early by {_rule.Name} after epoch {epoch} ({_sweep.ObjectiveMetric} {value})", actions);

@@ -59,6 +59,11 @@ public sealed class SuccessiveHalving : IStoppingRule
         var sorted = scores.Order().ToArray();
         if (sorted.Length == 0) return null;
         var position = quantile * (sorted.Length - 1);
+        // (1 − 1/η)·(n − 1) is often a whole number that floating point misses by an ulp
+        // ((1 − 1/3)·9 = 6.000000000000001): interpolating with that stray fraction would put the
+        // cut-off just above the score it equals, and stop a trial tied with it.
+        var nearest = Math.Round(position);
+        if (Math.Abs(position - nearest) < 1e-9) position = nearest;
         var lo = (int)Math.Floor(position);
         var hi = (int)Math.Ceiling(position);
         return sorted[lo] + (sorted[hi] - sorted[lo]) * (position - lo);
