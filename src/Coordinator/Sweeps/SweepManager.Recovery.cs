@@ -56,11 +56,11 @@ public sealed partial class SweepManager
             var lastSeen = known.TryGetValue(t.Index, out var k) ? k.LastEpoch ?? 0 : 0;
             if (k.Exited || t.Epoch <= lastSeen) continue;
             foreach (var epoch in (await store.GetMetricsAsync(t.Id, ct).ConfigureAwait(false))
-                         .Where(p => p.Epoch > lastSeen && p.Values.TryGetValue(runtime.Spec.ObjectiveMetric, out var v) && double.IsFinite(v))
+                         .Where(p => p.Epoch > lastSeen && (p.Values.TryGetValue(runtime.Spec.ObjectiveMetric, out var v) && double.IsFinite(v) || TrialLifecycle.Diverged(p, runtime.Spec)))
                          .GroupBy(p => p.Epoch))
             {
                 var point = epoch.Last();
-                missed.Add((point.Time, t.Index, point.Epoch, point.Values[runtime.Spec.ObjectiveMetric]));
+                missed.Add((point.Time, t.Index, point.Epoch, point.Values.GetValueOrDefault(runtime.Spec.ObjectiveMetric, double.NaN)));
             }
         }
         foreach (var (_, index, epoch, value) in missed.OrderBy(m => m.Time).ThenBy(m => m.Index).ThenBy(m => m.Epoch))

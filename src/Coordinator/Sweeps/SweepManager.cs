@@ -135,7 +135,11 @@ public sealed partial class SweepManager(
         }
         var recorded = await trials.RecordMetricAsync(trialId, token, point, runtime.Spec, ct).ConfigureAwait(false);
         if (!recorded.Accepted) return false;
-        if (recorded is not { Trial: { } updated, Objective: { } value }) return true;
+        if (recorded.Trial is not { } updated) return true;
+        double value;
+        if (recorded.Objective is { } reported) value = reported;
+        else if (recorded.Diverged) value = double.NaN; // never best, and the stopping rule's worst score
+        else return true;
 
         await runtime.Gate.WaitAsync(ct).ConfigureAwait(false);
         try

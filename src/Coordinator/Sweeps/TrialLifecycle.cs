@@ -116,6 +116,7 @@ public sealed partial class TrialLifecycle(
     public async Task<MetricRecording> RecordMetricAsync(string trialId, long token, MetricPointRecord point, ValidatedSweep spec, CancellationToken ct)
     {
         double? objective = point.Values.TryGetValue(spec.ObjectiveMetric, out var v) && double.IsFinite(v) ? v : null;
+        var diverged = objective is null && Diverged(point, spec);
         for (var attempt = 0; ; attempt++)
         {
             var trial = await store.GetTrialAsync(trialId, ct).ConfigureAwait(false);
@@ -142,18 +143,26 @@ public sealed partial class TrialLifecycle(
                 case MetricAppendResult.Duplicate:
                     // A re-sent report (after a reconnect or a coordinator restart): stored already, but the
                     // searcher may not have seen it if the coordinator stopped in between.
-                    return new MetricRecording(trial, objective) { Duplicate = true };
+                    return new MetricRecording(trial, objective) { Duplicate = true, Diverged = diverged };
                 case MetricAppendResult.Appended:
                     if (events.HasWatchers(trial.SweepId)) events.Publish(new MetricRecorded(trial.SweepId, trialId, point));
-                    if (unchanged) return new MetricRecording(trial, objective); // watchers know this trial as it is
+                    if (unchanged) return new MetricRecording(trial, objective) { Diverged = diverged }; // watchers know this trial as it is
                     updated = updated with { Version = trial.Version + 1 };
                     Publish(updated);
-                    return new MetricRecording(updated, objective);
+                    return new MetricRecording(updated, objective) { Diverged = diverged };
             }
             // Conflict: the trial changed since it was read.
             if (attempt >= RecordUpdates.MaxRetries) throw new InvalidOperationException($"trial {trialId}: too much contention");
         }
     }
+
+    /// <summary>
+    /// Whether an epoch's report comes from a diverged run: every epoch report carries the
+    /// validation accuracy (counted, so always finite), and workers leave out values that are not
+    /// finite, so an epoch report without the objective's value had a NaN or infinite one.
+    /// </summary>
+    public static bool Diverged(MetricPointRecord point, ValidatedSweep spec) =>
+        spec.ObjectiveMetric != MetricNames.ValAccuracy && !point.Values.ContainsKey(spec.ObjectiveMetric) && point.Values.ContainsKey(MetricNames.ValAccuracy);
 
     /// <summary>Notes a stored checkpoint (called after the upload was verified). Null when the token is stale.</summary>
     public Task<TrialRecord?> CheckpointStoredAsync(string trialId, long token, int epoch, CancellationToken ct) =>
@@ -332,4 +341,7 @@ public sealed record MetricRecording(TrialRecord? Trial, double? Objective, bool
 
     /// <summary>The step was stored before: nothing changed in the store.</summary>
     public bool Duplicate { get; init; }
+
+    /// <summary>An epoch's report whose objective was not finite (<see cref="TrialLifecycle.Diverged"/>): the searcher sees NaN, the worst score.</summary>
+    public bool Diverged { get; init; }
 }

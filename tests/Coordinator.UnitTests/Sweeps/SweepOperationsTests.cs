@@ -136,4 +136,35 @@ public sealed class SweepOperationsTests
         await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.PauseAsync(grid.Id, None));
         Assert.Null(await core.Sweeps.ExtendAsync("sw-none", 1, None));
     }
+
+    [Fact]
+    public async Task A_diverged_trial_is_the_worst_score_at_an_asha_rung_and_is_stopped_there()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var workers = new[] { core.Connect("w1"), core.Connect("w2") };
+        var sweep = await core.SubmitAsync("""
+            name: diverged
+            data: { name: synthetic }
+            model: { name: simple-cnn }
+            trial: { epochs: 4, batchSize: 32 }
+            parameters:
+              optimizer.lr: { min: 0.001, max: 0.1, distribution: log-uniform }
+            search: { method: random, maxTrials: 2, parallelTrials: 2, seed: 3, earlyStopping: { method: asha, reductionFactor: 2 } }
+            objective: { metric: val_loss, goal: minimize }
+            """);
+        await core.PassAsync();
+        var a = workers.Select(CoordinatorCore.Assigned).ToList();
+        Task<bool> Report(TrialAssignment t, Dictionary<string, double> values) => core.Sweeps.ReportMetricAsync(t.TrialId, t.FencingToken,
+            new MetricPointRecord { Step = 10, Epoch = 1, Values = values, Time = core.Clock.GetUtcNow() }, None);
+
+        Assert.True(await Report(a[0], new() { ["val_loss"] = 0.9, ["val_accuracy"] = 0.6 }));
+        // The worker leaves a NaN loss out; the epoch's accuracy is there: the run diverged.
+        Assert.True(await Report(a[1], new() { ["val_accuracy"] = 0.1 }));
+
+        var diverged = await core.TrialAsync(a[1].TrialId);
+        Assert.Equal(TrialStatus.Stopped, diverged.State);
+        Assert.Contains("val_loss NaN", diverged.Message, StringComparison.Ordinal);
+        Assert.Null(diverged.BestMetric);
+        Assert.Equal(a[0].TrialId, (await core.SweepAsync(sweep.Id)).BestTrialId);
+    }
 }
