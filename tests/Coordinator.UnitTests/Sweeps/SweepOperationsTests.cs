@@ -167,4 +167,43 @@ public sealed class SweepOperationsTests
         Assert.Null(diverged.BestMetric);
         Assert.Equal(a[0].TrialId, (await core.SweepAsync(sweep.Id)).BestTrialId);
     }
+
+    private static string Tpe(string warmStartFrom, string parameter = "optimizer.lr") => $$"""
+        name: warm
+        data: { name: synthetic }
+        model: { name: simple-cnn }
+        trial: { epochs: 3, batchSize: 32 }
+        parameters:
+          {{parameter}}: { min: 0.001, max: 0.1, distribution: log-uniform }
+        search: { method: tpe, maxTrials: 4, parallelTrials: 1, seed: 3, tpe: { startupTrials: 2 }, warmStartFrom: {{warmStartFrom}} }
+        objective: { metric: val_accuracy, goal: maximize }
+        """;
+
+    [Fact]
+    public async Task A_tpe_sweep_warm_starts_from_an_earlier_sweeps_results_over_the_same_parameters_only()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var w = core.Connect("w1");
+        var earlier = await core.SubmitAsync(Random(trials: 2, parallel: 1));
+        foreach (var accuracy in new[] { 0.6, 0.8 })
+        {
+            await core.PassAsync();
+            var a = CoordinatorCore.Assigned(w);
+            await core.ReportAsync(a, step: 10, epoch: 3, valAccuracy: accuracy);
+            await core.OutcomeAsync(w, a, TrialOutcome.Completed);
+        }
+
+        var warm = await core.SubmitAsync(Tpe(earlier.Id));
+        // Both results are kept with the searcher: a restart does not need the earlier sweep.
+        using var state = System.Text.Json.JsonDocument.Parse(warm.SearcherState!);
+        var prior = state.RootElement.GetProperty("prior");
+        Assert.Equal([0.6, 0.8], prior.EnumerateArray().Select(o => o.GetProperty("objective").GetDouble()));
+        var lrs = (await core.TrialsAsync(earlier.Id)).Select(t => t.Parameters["optimizer.lr"]).ToList();
+        Assert.Equal(lrs, prior.EnumerateArray().Select(o => o.GetProperty("parameters").GetProperty("optimizer.lr").GetString()));
+
+        var missing = await Assert.ThrowsAsync<Specs.SpecException>(() => core.SubmitAsync(Tpe("sw-00000000")));
+        Assert.Equal("search.warmStartFrom: no sweep 'sw-00000000'", missing.Message);
+        var other = await Assert.ThrowsAsync<Specs.SpecException>(() => core.SubmitAsync(Tpe(earlier.Id, parameter: "model.dropout")));
+        Assert.StartsWith($"search.warmStartFrom: sweep {earlier.Id} searched optimizer.lr; this sweep searches model.dropout", other.Message, StringComparison.Ordinal);
+    }
 }
