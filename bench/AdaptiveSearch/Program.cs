@@ -12,6 +12,7 @@
 //
 //   dotnet run -c Release --project bench/AdaptiveSearch -- [--images 3000] [--test 1000]
 //       [--trials 12] [--epochs 9] [--parallel 3] [--seeds 1,2] [--tpe-trials 12] [--tpe-epochs 2] [--tpe-seeds 1,2,3]
+//       [--parts A,B]
 using System.Diagnostics;
 using System.Globalization;
 using Orchestrator.Bench.AdaptiveSearch;
@@ -33,6 +34,9 @@ var seeds = Ints(Arg("--seeds"), "1,2");
 var tpeTrials = int.Parse(Arg("--tpe-trials") ?? "12", inv);
 var tpeEpochs = int.Parse(Arg("--tpe-epochs") ?? "2", inv);
 var tpeSeeds = Ints(Arg("--tpe-seeds"), "1,2,3");
+var parts = (Arg("--parts") ?? "A,B").Split(',');
+if (!parts.Contains("A")) seeds = [];
+if (!parts.Contains("B")) tpeSeeds = [];
 
 TorchRuntime.Initialize();
 var trainer = new CurveTrainer(images, test);
@@ -40,47 +44,58 @@ Console.WriteLine(string.Create(inv,
     $"cores {Environment.ProcessorCount}, torch threads {torch.get_num_threads()}, fashion-mnist {images:N0} training / {test:N0} validation images, simple-cnn, batch 64, {parallel} trials at a time"));
 Console.WriteLine();
 
-Console.WriteLine(string.Create(inv, $"A. random vs random + ASHA (η 3, minEpochs 1): {trials} trials of {epochs} epochs"));
-Console.WriteLine();
-Console.WriteLine("| seed | random best | ASHA best | difference (points) | epochs random | epochs ASHA | epoch ratio | stopped |");
-Console.WriteLine("|---|---|---|---|---|---|---|---|");
-foreach (var seed in seeds)
+if (seeds.Length > 0)
 {
-    var clock = Stopwatch.StartNew();
-    var random = Sweeps.Parse(Sweeps.Yaml("random", trials, epochs, parallel, seed, images, test, earlyStopping: null));
-    var asha = Sweeps.Parse(Sweeps.Yaml("random", trials, epochs, parallel, seed, images, test, earlyStopping: "{ method: asha, reductionFactor: 3, minEpochs: 1 }"));
-    var curves = new Dictionary<string, double[]>(StringComparer.Ordinal);
-    double[] Curve(ValidatedSweep sweep, IReadOnlyDictionary<string, string> p)
+    Console.WriteLine(string.Create(inv, $"A. random vs random + ASHA (η 3, minEpochs 1): {trials} trials of {epochs} epochs"));
+    Console.WriteLine();
+    Console.WriteLine("| seed | random best | ASHA best | difference (points) | epochs random | epochs ASHA | epoch ratio | stopped |");
+    Console.WriteLine("|---|---|---|---|---|---|---|---|");
+    foreach (var seed in seeds)
     {
-        var key = string.Join(";", p.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
-        if (!curves.TryGetValue(key, out var curve)) curves[key] = curve = trainer.Train(sweep.TrialFor(p));
-        return curve;
+        var clock = Stopwatch.StartNew();
+        var random = Sweeps.Parse(Sweeps.Yaml("random", trials, epochs, parallel, seed, images, test, earlyStopping: null));
+        var asha = Sweeps.Parse(Sweeps.Yaml("random", trials, epochs, parallel, seed, images, test, earlyStopping: "{ method: asha, reductionFactor: 3, minEpochs: 1 }"));
+        var curves = new Dictionary<string, double[]>(StringComparer.Ordinal);
+        double[] Curve(ValidatedSweep sweep, IReadOnlyDictionary<string, string> p)
+        {
+            var key = string.Join(";", p.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
+            if (!curves.TryGetValue(key, out var curve)) curves[key] = curve = trainer.Train(sweep.TrialFor(p));
+            return curve;
+        }
+        var r = Simulation.Run(Searcher.Create(random), parallel, p => Curve(random, p));
+        var a = Simulation.Run(Searcher.Create(asha), parallel, p => Curve(asha, p));
+        if (curves.Count != trials) throw new InvalidOperationException($"ASHA drew other trials than random search ({curves.Count} distinct)");
+        Console.WriteLine(string.Create(inv,
+            $"| {seed} | {r.Best:F4} | {a.Best:F4} | {(a.Best - r.Best) * 100:+0.00;-0.00;0.00} | {r.Epochs} | {a.Epochs} | {(double)a.Epochs / r.Epochs:F2} | {a.Stopped} of {trials} |"));
+        Console.Error.WriteLine(string.Create(inv, $"seed {seed}: {clock.Elapsed.TotalSeconds:F0} s"));
     }
-    var r = Simulation.Run(Searcher.Create(random), parallel, p => Curve(random, p));
-    var a = Simulation.Run(Searcher.Create(asha), parallel, p => Curve(asha, p));
-    if (curves.Count != trials) throw new InvalidOperationException($"ASHA drew other trials than random search ({curves.Count} distinct)");
-    Console.WriteLine(string.Create(inv,
-        $"| {seed} | {r.Best:F4} | {a.Best:F4} | {(a.Best - r.Best) * 100:+0.00;-0.00;0.00} | {r.Epochs} | {a.Epochs} | {(double)a.Epochs / r.Epochs:F2} | {a.Stopped} of {trials} |"));
-    Console.Error.WriteLine(string.Create(inv, $"seed {seed}: {clock.Elapsed.TotalSeconds:F0} s"));
 }
 
-Console.WriteLine();
-Console.WriteLine(string.Create(inv, $"B. TPE vs random: {tpeTrials} trials of {tpeEpochs} epochs, best validation accuracy after the whole budget"));
-Console.WriteLine();
-Console.WriteLine("| seed | random best | TPE best | TPE − random (points) |");
-Console.WriteLine("|---|---|---|---|");
-List<double> randomBests = [], tpeBests = [];
-foreach (var seed in tpeSeeds)
+if (tpeSeeds.Length > 0)
 {
-    var random = Sweeps.Parse(Sweeps.Yaml("random", tpeTrials, tpeEpochs, parallel, seed, images, test, earlyStopping: null));
-    var tpe = Sweeps.Parse(Sweeps.Yaml("tpe", tpeTrials, tpeEpochs, parallel, seed, images, test, earlyStopping: null));
-    var r = Simulation.Run(Searcher.Create(random), parallel, p => trainer.Train(random.TrialFor(p)));
-    var t = Simulation.Run(Searcher.Create(tpe), parallel, p => trainer.Train(tpe.TrialFor(p)));
-    randomBests.Add(r.Best);
-    tpeBests.Add(t.Best);
-    Console.WriteLine(string.Create(inv, $"| {seed} | {r.Best:F4} | {t.Best:F4} | {(t.Best - r.Best) * 100:+0.00;-0.00;0.00} |"));
+    Console.WriteLine();
+    Console.WriteLine(string.Create(inv, $"B. TPE vs random: {tpeTrials} trials of {tpeEpochs} epochs, best validation accuracy after the whole budget"));
+    Console.WriteLine();
+    Console.WriteLine("| seed | random best | TPE best | TPE − random (points) |");
+    Console.WriteLine("|---|---|---|---|");
+    List<double> randomBests = [], tpeBests = [];
+    foreach (var seed in tpeSeeds)
+    {
+        var random = Sweeps.Parse(Sweeps.Yaml("random", tpeTrials, tpeEpochs, parallel, seed, images, test, earlyStopping: null));
+        var tpe = Sweeps.Parse(Sweeps.Yaml("tpe", tpeTrials, tpeEpochs, parallel, seed, images, test, earlyStopping: null));
+        var r = Simulation.Run(Searcher.Create(random), parallel, p => trainer.Train(random.TrialFor(p)));
+        var t = Simulation.Run(Searcher.Create(tpe), parallel, p => trainer.Train(tpe.TrialFor(p)));
+        randomBests.Add(r.Best);
+        tpeBests.Add(t.Best);
+        Console.WriteLine(string.Create(inv, $"| {seed} | {r.Best:F4} | {t.Best:F4} | {(t.Best - r.Best) * 100:+0.00;-0.00;0.00} |"));
+    }
+    Console.WriteLine(string.Create(inv, $"| median | {Median(randomBests):F4} | {Median(tpeBests):F4} | {(Median(tpeBests) - Median(randomBests)) * 100:+0.00;-0.00;0.00} |"));
 }
-static double Median(List<double> xs) => xs.Order().ElementAt(xs.Count / 2) is var m && xs.Count % 2 == 1 ? m : (xs.Order().ElementAt(xs.Count / 2 - 1) + xs.Order().ElementAt(xs.Count / 2)) / 2;
-Console.WriteLine(string.Create(inv, $"| median | {Median(randomBests):F4} | {Median(tpeBests):F4} | {(Median(tpeBests) - Median(randomBests)) * 100:+0.00;-0.00;0.00} |"));
 Console.WriteLine();
 Console.WriteLine(string.Create(inv, $"{trainer.EpochsTrained} epochs trained in {trainer.Seconds:F0} s"));
+
+static double Median(List<double> xs)
+{
+    var sorted = xs.Order().ToList();
+    return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
+}
