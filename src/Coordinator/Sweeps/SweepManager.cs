@@ -239,7 +239,11 @@ public sealed partial class SweepManager(
             // A safety net: the searcher normally ends the sweep itself once every trial exited.
             var counts = await store.CountTrialsAsync(sweep.Id, ct).ConfigureAwait(false);
             if (counts.Unfinished == 0 && fresh.IsUnfinished)
-                await FinishSweepAsync(sweep.Id, SweepStatus.Completed, $"{counts.Completed} of {counts.Total} trials completed", ct).ConfigureAwait(false);
+            {
+                var results = counts.Completed + counts.Stopped;
+                await FinishSweepAsync(sweep.Id, results == 0 ? SweepStatus.Failed : SweepStatus.Completed,
+                    results == 0 ? $"all {counts.Total} trials failed or were cancelled: no result" : $"{counts.Completed} of {counts.Total} trials completed", ct).ConfigureAwait(false);
+            }
             await retention.TrialEndedAsync(fresh, trial, runtime.Spec, ct).ConfigureAwait(false);
         }
         finally

@@ -250,7 +250,11 @@ public sealed class Searcher
             ? $"; best trial {b} ({_sweep.ObjectiveMetric} {_best!.Value.ToString("G6", CultureInfo.InvariantCulture)})"
             : "";
         var early = stopped > 0 ? $", {stopped} stopped early" : "";
-        actions.Add(Shutdown(new ShutdownSearch($"all {_trials.Count} trials ended, {_failed} failed{early}{best}")));
+        // A sweep without a single result failed, whatever its failure budget allowed.
+        var none = _failed == _trials.Count;
+        actions.Add(Shutdown(new ShutdownSearch(none
+            ? $"all {_trials.Count} trials failed: no result"
+            : $"all {_trials.Count} trials ended, {_failed} failed{early}{best}") { Failed = none }));
     }
 
     /// <summary>

@@ -125,6 +125,16 @@ public class SearcherTests
     }
 
     [Fact]
+    public void A_search_whose_every_trial_failed_within_the_budget_fails_for_want_of_a_result()
+    {
+        var s = Searcher.Create(Sweep(maxTrials: 1));   // maxFailedTrials: 1 allows the one failure
+        s.Start();
+        var shutdown = Assert.IsType<ShutdownSearch>(Assert.Single(s.OnTrialExited(0, false)));
+        Assert.True(shutdown.Failed);
+        Assert.Equal("all 1 trials failed: no result", shutdown.Reason);
+    }
+
+    [Fact]
     public void The_search_ends_when_every_trial_has_exited()
     {
         var s = Searcher.Create(Sweep(method: "grid"));
