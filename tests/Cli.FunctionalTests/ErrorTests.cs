@@ -42,6 +42,18 @@ public sealed class ErrorTests : IDisposable
     }
 
     [Fact]
+    public void Orch_local_with_a_device_it_cannot_use_says_so_in_one_line_and_stores_no_sweep()
+    {
+        File.WriteAllText(Path.Combine(_dir, "sweep.yaml"), "name: d\ndata: { name: synthetic }\nmodel: { name: simple-cnn }\n");
+        var typo = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "local", "sweep.yaml", "--device", "gpu", "--state-dir", "state"), 2);
+        Assert.Contains("--device gpu: expected auto, cpu, cuda or cuda:N", typo);
+        // This machine has no CUDA: said before anything starts.
+        var missing = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "local", "sweep.yaml", "--device", "cuda", "--state-dir", "state"), 1);
+        Assert.Contains("CUDA is not available", missing);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "state")), "a sweep was stored");
+    }
+
+    [Fact]
     public void An_impossible_pruning_setting_is_one_line()
     {
         var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--prune", "1.5"), 2);

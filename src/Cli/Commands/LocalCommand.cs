@@ -37,6 +37,8 @@ internal static class LocalCommand
             var jsonMode = parse.GetValue(json);
             var state = Path.GetFullPath(parse.GetValue(stateDir)!);
             var level = parse.GetValue(verbose) ? LogLevel.Information : LogLevel.Warning;
+            // A device this machine does not have is said now, before a sweep is stored.
+            Orchestrator.Worker.Native.TorchRuntime.ResolveDevice(parse.GetValue(device));
 
             var app = CoordinatorHost.Build(new CoordinatorHostSettings { GrpcPort = 0, StateDir = state, LogLevel = level });
             await app.StartAsync(ct);
