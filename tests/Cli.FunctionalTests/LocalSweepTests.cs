@@ -35,6 +35,32 @@ public sealed class LocalSweepTests : IDisposable
         Assert.Equal(best, eval.LastJson.GetProperty("accuracy").GetDouble(), 6);
     }
 
+    [Fact]
+    public async Task Orch_local_killed_with_sigkill_resumes_the_same_sweep_when_run_again_and_trains_each_trial_once()
+    {
+        // Two trials, one worker: kill the run once the first trial has completed.
+        File.WriteAllText(Path.Combine(_dir, "sweep.yaml"), Sweep.Replace("parallelTrials: 2", "parallelTrials: 1", StringComparison.Ordinal));
+        string first;
+        await using (var run = OrchService.Start(_dir, "local", "sweep.yaml", "--workers", "1", "--state-dir", "state", "--json"))
+        {
+            var deadline = DateTime.UtcNow.AddMinutes(3);
+            while (!run.Output.Contains("\"state\":\"completed\"", StringComparison.Ordinal) && DateTime.UtcNow < deadline) await Task.Delay(200);
+            Assert.True(run.Output.Contains("\"state\":\"completed\"", StringComparison.Ordinal), run.Output);
+            await run.KillAsync();
+            first = System.Text.RegularExpressions.Regex.Match(run.Output, "\"sweep\":\"(sw-[0-9a-f]+)\"").Groups[1].Value;
+        }
+        Assert.StartsWith("sw-", first, StringComparison.Ordinal);
+
+        var again = OrchProcess.Run(_dir, "local", "sweep.yaml", "--workers", "1", "--state-dir", "state", "--json");
+        Assert.True(again.ExitCode == 0, again.ToString());
+        var summary = again.LastJson;
+        Assert.Equal(first, summary.GetProperty("sweep").GetString());
+        Assert.Equal(2, summary.GetProperty("trials_completed").GetInt32());
+        // Once that sweep has finished, the same file starts a new one.
+        var sweeps = OrchProcess.Run(_dir, "local", "sweep.yaml", "--workers", "1", "--state-dir", "state", "--json");
+        Assert.NotEqual(first, sweeps.LastJson.GetProperty("sweep").GetString());
+    }
+
     [Theory]
     [InlineData("ring", "fp32")]
     [InlineData("ring", "bf16")]

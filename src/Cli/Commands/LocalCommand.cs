@@ -64,12 +64,19 @@ internal static class LocalCommand
                 CliErrors.CurrentAddress = address;
                 var unfinished = (await c.Client.ListSweepsAsync(new ListSweepsRequest(), c.Call(ct))).Sweeps
                     .Where(s => s.State is SweepState.Pending or SweepState.Running or SweepState.Paused).ToList();
-                if (unfinished.Count > 0 && !jsonMode)
-                    AnsiConsole.MarkupLine($"[yellow]note[/] {unfinished.Count} unfinished sweep(s) in {Markup.Escape(state)} resume alongside this one ({string.Join(", ", unfinished.Select(s => s.Id))}); `orch cancel` them or use another --state-dir");
-                var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = await File.ReadAllTextAsync(path.FullName, ct), FileName = path.Name }, c.Call(ct));
+                var yaml = await File.ReadAllTextAsync(path.FullName, ct);
+                // The same file again after an interrupted run (Ctrl+C, kill -9, a reboot): that sweep
+                // resumes where it stopped, with the trials it finished, instead of starting over.
+                var resumed = unfinished.Where(s => s.SpecYaml == yaml).OrderByDescending(s => s.CreatedAt).FirstOrDefault();
+                var others = unfinished.Where(s => s != resumed).ToList();
+                if (others.Count > 0 && !jsonMode)
+                    AnsiConsole.MarkupLine($"[yellow]note[/] {others.Count} unfinished sweep(s) in {Markup.Escape(state)} resume alongside this one ({string.Join(", ", others.Select(s => s.Id))}); `orch cancel` them or use another --state-dir");
+                var sweep = resumed ?? await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = yaml, FileName = path.Name }, c.Call(ct));
                 if (!jsonMode)
                 {
-                    AnsiConsole.MarkupLine($"sweep [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}): {sweep.TrialsTotal} trials on {n} local workers; state in {Markup.Escape(state)}");
+                    AnsiConsole.MarkupLine(resumed is null
+                        ? $"sweep [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}): {sweep.TrialsTotal} trials on {n} local workers; state in {Markup.Escape(state)}"
+                        : $"sweep [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}) resumes: {sweep.TrialsCompleted + sweep.TrialsStopped} of {sweep.TrialsTotal} trials done, on {n} local workers; state in {Markup.Escape(state)}");
                     // The coordinator listens on a free port while the sweep runs: other commands reach it there.
                     AnsiConsole.MarkupLine($"[grey]coordinator at {Markup.Escape(address)} while this runs, e.g. orch logs {sweep.Id}-t0000 -f --coordinator {Markup.Escape(address)}[/]");
                 }
