@@ -31,6 +31,38 @@ public sealed class SqliteStateStoreTests : StateStoreContract
         return await SqliteStateStore.OpenAsync(folder, ct);
     }
 
+    [Fact]
+    public async Task A_file_that_is_not_a_state_database_is_named_and_left_as_it_was()
+    {
+        var folder = Path.Combine(_root, "garbage");
+        Directory.CreateDirectory(folder);
+        var file = Path.Combine(folder, SqliteStateStore.FileName);
+        var bytes = System.Text.Encoding.UTF8.GetBytes(string.Concat(Enumerable.Repeat("not a database at all; ", 400)));
+        await File.WriteAllBytesAsync(file, bytes);
+        var e = await Assert.ThrowsAsync<InvalidDataException>(() => SqliteStateStore.OpenAsync(folder, CancellationToken.None));
+        Assert.StartsWith(file + ": the state database is damaged or not a state database", e.Message, StringComparison.Ordinal);
+        Assert.Equal(bytes, await File.ReadAllBytesAsync(file));
+    }
+
+    [Fact]
+    public async Task A_truncated_state_database_is_named()
+    {
+        var folder = Path.Combine(_root, "truncated");
+        await using (var store = await SqliteStateStore.OpenAsync(folder, CancellationToken.None))
+        {
+            await store.CreateSweepAsync(Sweep("s1"), Trials("s1", 200), CancellationToken.None);
+        }
+        var file = Path.Combine(folder, SqliteStateStore.FileName);
+        foreach (var side in new[] { file + "-wal", file + "-shm" }) File.Delete(side);
+        await using (var stream = new FileStream(file, FileMode.Open)) stream.SetLength(stream.Length / 2);
+        var e = await Assert.ThrowsAsync<InvalidDataException>(async () =>
+        {
+            await using var store = await SqliteStateStore.OpenAsync(folder, CancellationToken.None);
+            await store.ListTrialsAsync("s1", CancellationToken.None);
+        });
+        Assert.StartsWith(file + ": the state database is damaged", e.Message, StringComparison.Ordinal);
+    }
+
     public override async Task DisposeAsync()
     {
         await base.DisposeAsync();

@@ -56,7 +56,17 @@ public sealed partial class SqliteStateStore : IStateStore, IAsyncDisposable, ID
             // Also the busy timeout: another process holding the write lock is waited for, not failed.
             DefaultTimeout = 30,
         }.ToString();
-        var writer = await OpenCoreAsync(connectionString, inMemory: false, ct).ConfigureAwait(false);
+        SqliteConnection writer;
+        try
+        {
+            writer = await OpenCoreAsync(connectionString, inMemory: false, ct).ConfigureAwait(false);
+        }
+        // SQLITE_CORRUPT (11), SQLITE_NOTADB (26): a damaged or foreign file. Said with its path, never overwritten.
+        catch (SqliteException e) when (e.SqliteErrorCode is 11 or 26)
+        {
+            throw new InvalidDataException($"{path}: the state database is damaged or not a state database ({e.Message.TrimEnd('.')}); " +
+                                           "move it aside to start with an empty state, or restore it from a copy");
+        }
         return new SqliteStateStore(connectionString, writer, inMemory: false) { DatabasePath = path };
     }
 
