@@ -86,6 +86,10 @@ public static class TrialSpecYaml
             for (var i = 0; i < w.Count; i++)
                 Check(double.TryParse(w[i], NumberStyles.Float, CultureInfo.InvariantCulture, out var x) && x >= 0 && double.IsFinite(x),
                       $"loss.classWeights[{i}]", $"'{w[i]}' is not a weight ≥ 0 (or use the single word 'balanced')");
+            // Known where the data set is built in: said when the file is checked (at submit), not by every trial.
+            if (Orchestrator.Data.DatasetCatalog.Find(s.Data.Name) is { } known)
+                Check(w.Count == known.NumClasses, "loss.classWeights",
+                      $"{w.Count} weights given, one per class is needed: {known.Name} has {known.NumClasses} classes (or use the single word 'balanced')");
         }
 
         var a = s.Augment;

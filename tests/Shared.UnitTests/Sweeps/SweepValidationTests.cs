@@ -27,6 +27,11 @@ public class SweepValidationTests
     }
 
     [Fact]
+    public void Class_weights_whose_count_is_not_the_data_sets_class_count_are_refused_at_submit() =>
+        Rejected("data: { name: fashion-mnist }\ntrial:\n  loss: { classWeights: [1, 2, 3] }\n", "trial.loss.classWeights", 4,
+            "3 weights given, one per class is needed: fashion-mnist has 10 classes");
+
+    [Fact]
     public void An_unknown_field_inside_a_parameter_is_rejected_at_its_path() =>
         Rejected("parameters:\n  optimizer.lr:\n    min: 0.1\n    max: 1\n    scale: log\n", "parameters.optimizer.lr.scale", 6, "unknown field 'scale'");
 
