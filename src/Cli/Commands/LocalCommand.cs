@@ -31,7 +31,8 @@ internal static class LocalCommand
         command.SetAction(async (parse, ct) =>
         {
             var path = parse.GetValue(file)!;
-            if (!path.Exists) throw new Specs.SpecException($"{path.FullName}: no such file");
+            // A missing, oversized or folder path is said before anything starts.
+            var yaml = Specs.YamlSpec.ReadFile(path.FullName);
             var n = parse.GetValue(workers);
             if (n is < 1 or > 64) throw new ArgumentException("--workers must be between 1 and 64");
             var jsonMode = parse.GetValue(json);
@@ -64,7 +65,6 @@ internal static class LocalCommand
                 CliErrors.CurrentAddress = address;
                 var unfinished = (await c.Client.ListSweepsAsync(new ListSweepsRequest(), c.Call(ct))).Sweeps
                     .Where(s => s.State is SweepState.Pending or SweepState.Running or SweepState.Paused).ToList();
-                var yaml = await File.ReadAllTextAsync(path.FullName, ct);
                 // The same file again after an interrupted run (Ctrl+C, kill -9, a reboot): that sweep
                 // resumes where it stopped, with the trials it finished, instead of starting over.
                 var resumed = unfinished.Where(s => s.SpecYaml == yaml).OrderByDescending(s => s.CreatedAt).FirstOrDefault();

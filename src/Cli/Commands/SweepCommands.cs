@@ -38,9 +38,8 @@ internal static class SweepCommands
         command.SetAction(async (parse, ct) =>
         {
             var path = parse.GetValue(file)!;
-            if (!path.Exists) throw new Specs.SpecException($"{path.FullName}: no such file");
             using var c = Connect(parse, coordinator);
-            var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = await File.ReadAllTextAsync(path.FullName, ct), FileName = path.Name }, c.Call(ct));
+            var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = Specs.YamlSpec.ReadFile(path.FullName), FileName = path.Name }, c.Call(ct));
             if (parse.GetValue(json)) Console.Out.WriteLine(SweepView.Json(sweep).ToJsonString());
             else AnsiConsole.MarkupLine($"submitted [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}): {sweep.TrialsTotal} trials");
             if (!parse.GetValue(watch)) return ExitCodes.Ok;

@@ -49,15 +49,29 @@ public static class YamlSpec
         .WithCaseInsensitivePropertyMatching()
         .Build();
 
+    /// <summary>The largest spec file read (characters): far above any real sweep or trial file.</summary>
+    public const int MaxLength = 1 << 20;
+
+    /// <summary>The deepest nesting of mappings and sequences a spec may have.</summary>
+    public const int MaxDepth = 64;
+
+    /// <summary>The most nodes a spec may have once its aliases are expanded.</summary>
+    public const int MaxNodes = 100_000;
+
     /// <summary>Parses <paramref name="text"/> into <typeparamref name="T"/>, with the position of every field.</summary>
     public static (T Value, SpecLocations Locations) Parse<T>(string text, string? file) where T : new()
     {
+        ArgumentNullException.ThrowIfNull(text);
         var locations = new SpecLocations(file);
         try
         {
+            // Limits first, on the event stream (no recursion, nothing built): a deep nest would
+            // overflow the stack of the recursive readers below, and aliases that refer to
+            // aliases ("billion laughs") would grow without bound when expanded.
             var stream = new YamlStream();
             try
             {
+                CheckLimits(text, file);
                 stream.Load(new StringReader(text));
             }
             catch (InvalidOperationException)
@@ -80,11 +94,62 @@ public static class YamlSpec
         }
     }
 
-    /// <summary>Reads and parses a file; a missing file is a <see cref="SpecException"/> too.</summary>
-    public static (T Value, SpecLocations Locations) Load<T>(string path) where T : new()
+    /// <summary>Reads and parses a file; a missing, oversized or unreadable file is a <see cref="SpecException"/> too.</summary>
+    public static (T Value, SpecLocations Locations) Load<T>(string path) where T : new() => Parse<T>(ReadFile(path), path);
+
+    /// <summary>
+    /// The text of a spec file, refusing what is not one before reading it: a missing file, a
+    /// folder, a file larger than <see cref="MaxLength"/>.
+    /// </summary>
+    public static string ReadFile(string path)
     {
-        if (!System.IO.File.Exists(path)) throw new SpecException($"{path}: no such file");
-        return Parse<T>(System.IO.File.ReadAllText(path), path);
+        ArgumentNullException.ThrowIfNull(path);
+        if (Directory.Exists(path)) throw new SpecException($"{path}: is a folder, not a spec file");
+        var info = new FileInfo(path);
+        if (!info.Exists) throw new SpecException($"{path}: no such file");
+        // UTF-8 takes at most 4 bytes a character: a longer file cannot fit, and is not read at all.
+        var text = info.Length > MaxLength * 4L ? null : System.IO.File.ReadAllText(path);
+        if (text is null || text.Length > MaxLength)
+            throw new SpecException($"{path}: {info.Length.ToString("N0", CultureInfo.InvariantCulture)} bytes; a spec file is at most {MaxLength.ToString("N0", CultureInfo.InvariantCulture)} characters");
+        return text;
+    }
+
+    private static void CheckLimits(string text, string? file)
+    {
+        if (text.Length > MaxLength)
+            throw new SpecException(file, null, "", $"{text.Length.ToString("N0", CultureInfo.InvariantCulture)} characters; a spec file is at most {MaxLength.ToString("N0", CultureInfo.InvariantCulture)}");
+        var parser = new Parser(new StringReader(text));
+        var depth = 0;
+        long nodes = 0;
+        // Open collections with an anchor: the node count when they opened. Closed anchors: their expanded size.
+        var open = new Stack<(string? Anchor, long NodesBefore)>();
+        var sizes = new Dictionary<string, long>(StringComparer.Ordinal);
+        while (parser.MoveNext())
+        {
+            switch (parser.Current)
+            {
+                case YamlDotNet.Core.Events.NodeEvent { } start when start is YamlDotNet.Core.Events.MappingStart or YamlDotNet.Core.Events.SequenceStart:
+                    if (++depth > MaxDepth)
+                        throw new SpecException(file, Mark(start.Start), "", $"nested more than {MaxDepth} levels deep");
+                    nodes++;
+                    open.Push((start.Anchor.IsEmpty ? null : start.Anchor.Value, nodes));
+                    break;
+                case YamlDotNet.Core.Events.MappingEnd or YamlDotNet.Core.Events.SequenceEnd:
+                    depth--;
+                    var (anchor, before) = open.Pop();
+                    if (anchor is not null) sizes[anchor] = nodes - before + 1;
+                    break;
+                case YamlDotNet.Core.Events.Scalar scalar:
+                    nodes++;
+                    if (!scalar.Anchor.IsEmpty) sizes[scalar.Anchor.Value] = 1;
+                    break;
+                case YamlDotNet.Core.Events.AnchorAlias alias:
+                    nodes += sizes.GetValueOrDefault(alias.Value.Value, 1);
+                    break;
+            }
+            if (nodes > MaxNodes)
+                throw new SpecException(file, Mark(parser.Current!.Start), "", $"more than {MaxNodes.ToString("N0", CultureInfo.InvariantCulture)} values once its aliases are expanded");
+        }
     }
 
     private static SpecMark Mark(Mark m) => new((int)m.Line, (int)m.Column);
