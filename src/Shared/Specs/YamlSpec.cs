@@ -26,6 +26,21 @@ public sealed class SpecLocations
         }
     }
 
+    /// <summary>The field written at or last before <paramref name="mark"/> (the one a value there belongs to); "" for none.</summary>
+    internal string FieldAt(SpecMark mark)
+    {
+        var best = "";
+        SpecMark? bestMark = null;
+        foreach (var (path, m) in _marks)
+        {
+            if ((m.Line, m.Column).CompareTo((mark.Line, mark.Column)) > 0) continue;
+            if (bestMark is { } b && (m.Line, m.Column).CompareTo((b.Line, b.Column)) <= 0) continue;
+            best = path;
+            bestMark = m;
+        }
+        return best;
+    }
+
     /// <summary>Whether the file wrote <paramref name="path"/> itself (no fallback to an enclosing field).</summary>
     public bool Contains(string path) => _marks.ContainsKey(path);
 
@@ -90,7 +105,9 @@ public static class YamlSpec
         }
         catch (YamlException e)
         {
-            throw new SpecException(file, Mark(e.Start), "", Describe(e));
+            // A wrong type is found by the deserializer: name the field whose value it is.
+            var at = Mark(e.Start);
+            throw new SpecException(file, at, locations.FieldAt(at), Describe(e));
         }
     }
 
@@ -195,7 +212,7 @@ public static class YamlSpec
     private static string Describe(YamlException e)
     {
         // YamlDotNet's messages carry its own type names; say it in the user's terms.
-        var inner = e.InnerException?.Message;
+        var inner = e.InnerException;
         var msg = e.Message;
         const string notFound = "not found on type";
         if (msg.Contains("Property '", StringComparison.Ordinal) && msg.Contains(notFound, StringComparison.Ordinal))
@@ -204,9 +221,36 @@ public static class YamlSpec
             var end = msg.IndexOf('\'', start);
             return $"unknown field '{msg[start..end]}'";
         }
-        if (inner is not null && (e.InnerException is FormatException || e.InnerException is OverflowException))
-            return $"wrong type of value: {inner}";
+        // A scalar where a section or a list belongs.
+        var expected = (inner as YamlException)?.Message ?? msg;
+        if (expected.Contains("Expected 'MappingStart'", StringComparison.Ordinal)) return "expected a section of fields ({ name: value, … }), not a single value";
+        if (expected.Contains("Expected 'SequenceStart'", StringComparison.Ordinal)) return "expected a list ([a, b, …]), not a single value";
+        // A list or a section where a single value belongs.
+        if (msg.Contains("No node deserializer was able to deserialize the node into type", StringComparison.Ordinal))
+            return "expected a single value, not a list or a section";
+        switch (inner)
+        {
+            case FormatException f when f.Message.Contains("Boolean", StringComparison.Ordinal):
+                return "expected true or false";
+            case FormatException f when Quoted(f.Message) is { } value:
+                return $"'{value}' is not a number";
+            case FormatException f:
+                return $"wrong type of value: {f.Message}";
+            case OverflowException:
+                return "the number is out of range";
+            // A single value where a section of fields belongs ("Invalid cast from 'System.String' to '…Spec'").
+            case InvalidCastException c when c.Message.Contains("from 'System.String'", StringComparison.Ordinal):
+                return "expected a section of fields ({ name: value, … }), not a single value";
+        }
         var cut = msg.IndexOf("): ", StringComparison.Ordinal);
         return cut >= 0 ? msg[(cut + 3)..] : msg;
+    }
+
+    /// <summary>The first single-quoted text of a .NET parse message ("The input string 'lots' was not …").</summary>
+    private static string? Quoted(string message)
+    {
+        var start = message.IndexOf('\'');
+        var end = start < 0 ? -1 : message.IndexOf('\'', start + 1);
+        return end > start ? message[(start + 1)..end] : null;
     }
 }

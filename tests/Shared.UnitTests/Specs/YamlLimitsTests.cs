@@ -77,3 +77,20 @@ public class YamlLimitsTests
         }
     }
 }
+
+/// <summary>A value of the wrong kind names its field, in the file's terms rather than .NET's.</summary>
+public class YamlWrongTypeTests
+{
+    [Theory]
+    [InlineData("name: x\ntrial: { epochs: lots }\n", "sweep.yaml:2:18: trial.epochs: 'lots' is not a number")]
+    [InlineData("name: x\ntrial: 5\n", "sweep.yaml:2:8: trial: expected a section of fields ({ name: value, … }), not a single value")]
+    [InlineData("name: x\ntrial:\n  optimizer: sgd\n", "sweep.yaml:3:14: trial.optimizer: expected a section of fields ({ name: value, … }), not a single value")]
+    [InlineData("name: x\nsearch: { maxTrials: [3] }\n", "sweep.yaml:2:22: search.maxTrials: expected a single value, not a list or a section")]
+    [InlineData("name: x\ntrial: { checkpoint: { keepBest: maybe } }\n", "sweep.yaml:2:34: trial.checkpoint.keepBest: expected true or false")]
+    public void A_wrong_type_is_one_line_naming_the_field(string text, string message)
+    {
+        var e = Assert.Throws<SpecException>(() => ValidatedSweep.Parse(text, "sweep.yaml", new SweepLimits()));
+        Assert.Equal(message, e.Message);
+        Assert.DoesNotContain("System.", e.Message, StringComparison.Ordinal);
+    }
+}

@@ -56,7 +56,7 @@ public class PruningSpecTests
     [InlineData("sparsity: 0.5\n  endEpoch: 3\n  fineTuneEpochs: 1", 4, "pruning.endEpoch: set pruning.endEpoch or pruning.fineTuneEpochs, not both")]
     [InlineData("sparsity: 0.5\n  fineTuneEpochs: -1", 4, "pruning.fineTuneEpochs: must be ≥ 0")]
     [InlineData("sparsity: 0.5\n  target: 0.8", 4, "unknown field 'target'")]
-    [InlineData("sparsity: lots", 3, "wrong type of value")]
+    [InlineData("sparsity: lots", 3, "'lots' is not a number")]
     public void A_bad_pruning_setting_names_the_field_and_its_line(string body, int line, string expected)
     {
         var e = Assert.Throws<SpecException>(() => TrialSpecYaml.Parse($"epochs: 4\npruning:\n  {body}\n", "trial.yaml"));
