@@ -23,8 +23,14 @@ internal static class CliErrors
         while (e is InvalidDataException { InnerException: DataFormatException or InvalidDataException } w) e = w.InnerException!;
         if (e is Grpc.Core.RpcException rpc)
         {
+            // An HTTP/1 endpoint (the metrics and health port, a web server) refuses HTTP/2.
+            if (rpc.Status.Detail.Contains("HTTP_1_1_REQUIRED", StringComparison.Ordinal) || rpc.Status.Detail.Contains("protocol downgraded to HTTP/1", StringComparison.OrdinalIgnoreCase))
+                return $"{CurrentAddress ?? "the address"} does not speak gRPC (it answers HTTP/1.1): is it the coordinator's metrics port? Give its gRPC port (--port, 5000 by default)";
             return rpc.StatusCode switch
             {
+                // The coordinator answered, but its store did not (ExceptionInterceptor).
+                Grpc.Core.StatusCode.Unavailable when rpc.Status.Detail.StartsWith("state store unavailable", StringComparison.Ordinal) =>
+                    $"the coordinator at {CurrentAddress ?? "?"} cannot reach its state store ({rpc.Status.Detail}); it retries: check Redis",
                 Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded =>
                     $"cannot reach the coordinator at {CurrentAddress ?? "?"} ({rpc.Status.Detail}); is `orch coordinator` running? (--coordinator URL or ORCH_COORDINATOR)",
                 Grpc.Core.StatusCode.Unauthenticated => rpc.Status.Detail,

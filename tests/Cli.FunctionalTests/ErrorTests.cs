@@ -54,6 +54,19 @@ public sealed class ErrorTests : IDisposable
     }
 
     [Fact]
+    public async Task Pointing_the_cli_at_the_coordinators_http_port_says_so_in_one_line()
+    {
+        var grpc = Orchestrator.TestSupport.RedisServer.FreePort();
+        var http = Orchestrator.TestSupport.RedisServer.FreePort();
+        await using var coordinator = OrchService.Start(_dir, "coordinator", "--port", grpc.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--http-port", http.ToString(System.Globalization.CultureInfo.InvariantCulture), "--state-dir", "state", "--gradient-port", "0");
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (OrchProcess.Run(_dir, "sweeps", "--coordinator", $"http://127.0.0.1:{grpc}").ExitCode != 0 && DateTime.UtcNow < deadline) await Task.Delay(300);
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "sweeps", "--coordinator", $"http://127.0.0.1:{http}"), 1);
+        Assert.Contains($"http://127.0.0.1:{http} does not speak gRPC (it answers HTTP/1.1)", line);
+    }
+
+    [Fact]
     public void An_impossible_pruning_setting_is_one_line()
     {
         var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--prune", "1.5"), 2);

@@ -104,4 +104,20 @@ public sealed partial class SweepEndToEndTests
         var sweep = await CompletedAsync(id);
         Assert.Equal((3, 1), (sweep.TrialsCompleted, sweep.TrialsStopped));
     }
+
+    [Fact]
+    public async Task A_coordinator_whose_redis_is_down_is_reported_as_such_not_as_unreachable()
+    {
+        await _redis.KillAsync(CancellationToken.None);
+        try
+        {
+            var r = await Task.Run(() => OrchProcess.Run(_dir, "sweeps", "--coordinator", Address));
+            var line = OrchProcess.AssertOneLineError(r, 1);
+            Assert.Contains($"the coordinator at {Address} cannot reach its state store", line, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await _redis.RestartAsync(CancellationToken.None);
+        }
+    }
 }
