@@ -67,6 +67,18 @@ public sealed class ErrorTests : IDisposable
     }
 
     [Fact]
+    public void A_port_in_use_is_one_line_without_a_stack_trace()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var r = OrchProcess.Run(_dir, "coordinator", "--port", port, "--state-dir", "state", "--gradient-port", "0");
+        Assert.Contains($"address already in use", OrchProcess.AssertOneLineError(r, 1));
+        Assert.DoesNotContain("   at ", r.StdOut + r.StdErr);
+        Assert.DoesNotContain("Exception", r.StdOut, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void An_impossible_pruning_setting_is_one_line()
     {
         var line = OrchProcess.AssertOneLineError(OrchProcess.Run(_dir, "train", "--prune", "1.5"), 2);

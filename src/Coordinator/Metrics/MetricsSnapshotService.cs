@@ -41,6 +41,10 @@ public sealed partial class MetricsSnapshotService(
             {
                 metrics.Publish(await BuildAsync(stoppingToken).ConfigureAwait(false));
             }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return; // the host is stopping (also when it failed to start)
+            }
             catch (Exception e) when (e is StateStoreUnavailableException or TimeoutException or InvalidOperationException)
             {
                 Log.RefreshFailed(logger, e.Message);

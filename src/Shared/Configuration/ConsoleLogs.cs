@@ -16,6 +16,8 @@ public static class ConsoleLogs
     {
         ["Logging:LogLevel:Default"] = "Warning",
         ["Logging:LogLevel:Orchestrator"] = "Information",
+        // A failed start (a port in use) is the command's one error line; the host's own log of it is a stack trace.
+        ["Logging:LogLevel:Microsoft.Extensions.Hosting.Internal.Host"] = "Critical",
     };
 
     /// <summary>Replaces the logging providers with the console in the configured format.</summary>
