@@ -119,6 +119,25 @@ public sealed class IdxReaderTests : IDisposable
         Assert.Contains("3 images of 4x4", ex.Message);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_label_header_claiming_two_billion_labels_in_a_small_file_is_truncated_not_out_of_memory(bool gzip)
+    {
+        var labels = TestFiles.IdxLabels([1, 2, 3]);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(labels.AsSpan(4), int.MaxValue - 100);
+        var path = Write("huge", gzip ? TestFiles.Gzip(labels) : labels);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+
+        var ex = Assert.Throws<DataFormatException>(() => IdxReader.ReadLabels(path, 10));
+
+        Assert.Equal(path, ex.File);
+        Assert.Contains($"the header promises {int.MaxValue - 100} labels", ex.Message);
+        Assert.Contains("only 3 bytes follow it", ex.Message);
+        // Memory follows the data: at most one read chunk, never the 2 GB the header claims.
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 100_000_000, "allocated on the header's word");
+    }
+
     [Fact]
     public void A_file_shorter_than_its_header_is_reported_as_truncated()
     {

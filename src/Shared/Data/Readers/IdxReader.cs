@@ -59,8 +59,7 @@ public static class IdxReader
         if (total > Array.MaxLength)
             throw new DataFormatException(path, $"header promises {count} images of {rows}x{cols} ({total} bytes), more than one array can hold", 4);
 
-        var pixels = GC.AllocateUninitializedArray<byte>((int)total);
-        ReadBody(stream, path, pixels, ImagesHeaderSize, compressed, $"{count} images of {rows}x{cols}");
+        var pixels = ReadBody(stream, path, (int)total, ImagesHeaderSize, compressed, $"{count} images of {rows}x{cols}");
         return (pixels, new ImageShape(1, rows, cols));
     }
 
@@ -76,8 +75,7 @@ public static class IdxReader
         if (count < 0)
             throw new DataFormatException(path, $"impossible label count {count} in the header", 4);
 
-        var raw = GC.AllocateUninitializedArray<byte>(count);
-        ReadBody(stream, path, raw, LabelsHeaderSize, compressed, $"{count} labels");
+        var raw = ReadBody(stream, path, count, LabelsHeaderSize, compressed, $"{count} labels");
 
         var labels = new int[count];
         for (var i = 0; i < raw.Length; i++)
@@ -135,23 +133,39 @@ public static class IdxReader
             $"wrong magic number 0x{magic:X8} for an IDX {kind} file, expected 0x{expected:X8}{hint}", 0);
     }
 
-    /// <summary>Fills <paramref name="body"/> and checks that nothing follows it.</summary>
-    private static void ReadBody(Stream stream, string path, Span<byte> body, int headerSize, bool compressed, string promised)
+    /// <summary>Chunk in which a compressed body is read when its header promises more: memory follows the data, not the header.</summary>
+    private const int BodyChunk = 64 << 20;
+
+    /// <summary>
+    /// Reads the <paramref name="size"/>-byte body the header promises and checks that nothing
+    /// follows it. Memory is taken as the data arrives, never on the header's word alone: a raw
+    /// file's length is checked first, a compressed one is read in growing chunks, so a header
+    /// that claims billions of items in a small file is an error, not an exhausted memory.
+    /// </summary>
+    private static byte[] ReadBody(Stream stream, string path, int size, int headerSize, bool compressed, string promised)
     {
-        var n = ReadFully(stream, path, body, headerSize, compressed);
-        if (n < body.Length)
+        if (stream is FileStream { CanSeek: true } file && file.Length - headerSize < size)
+            throw Truncated(path, promised, size, (int)Math.Max(0, file.Length - headerSize), headerSize, compressed);
+        var body = GC.AllocateUninitializedArray<byte>(Math.Min(size, BodyChunk));
+        var n = 0;
+        while (true)
         {
-            throw new DataFormatException(path,
-                $"truncated: the header promises {promised} ({body.Length} bytes) but only {n} bytes follow it{Decompressed(compressed)}",
-                headerSize + n);
+            n += ReadFully(stream, path, body.AsSpan(n), headerSize + n, compressed);
+            if (n < body.Length || body.Length == size) break;
+            Array.Resize(ref body, (int)Math.Min(size, 2L * body.Length));
         }
+        if (n < size) throw Truncated(path, promised, size, n, headerSize, compressed);
         Span<byte> extra = stackalloc byte[1];
         if (ReadFully(stream, path, extra, headerSize + n, compressed) != 0)
         {
             throw new DataFormatException(path,
                 $"unexpected data after the {promised} the header promises{Decompressed(compressed)}", headerSize + n);
         }
+        return body;
     }
+
+    private static DataFormatException Truncated(string path, string promised, int size, int n, int headerSize, bool compressed) =>
+        new(path, $"truncated: the header promises {promised} ({size} bytes) but only {n} bytes follow it{Decompressed(compressed)}", headerSize + n);
 
     /// <summary>Reads until <paramref name="buffer"/> is full or the stream ends; a corrupt gzip stream becomes a <see cref="DataFormatException"/>.</summary>
     private static int ReadFully(Stream stream, string path, Span<byte> buffer, long offset, bool compressed)
