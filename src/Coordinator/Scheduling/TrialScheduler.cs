@@ -114,7 +114,13 @@ public sealed partial class TrialScheduler(
         if (now - _startedAt >= options.Value.LeaseTimeout)
         {
             foreach (var t in await store.ListExpiredLeasesAsync(now, ExpiredLeasesPerPass, ct).ConfigureAwait(false))
+            {
+                foreach (var id in t.WorkerIds)
+                {
+                    if (workers.Find(id) is { } lapsed) lapsed.LeaseLapsedAt = now;
+                }
                 await sweeps.RequeueAsync(t.Id, t.FencingToken, $"lease expired (no heartbeat from {string.Join(", ", t.WorkerIds)})", ct).ConfigureAwait(false);
+            }
         }
 
         var fleet = new Fleet(workers.All.OrderBy(w => w.ConnectedAt).Select(w => Capacity(w, now)).ToList());
@@ -188,7 +194,8 @@ public sealed partial class TrialScheduler(
         // A rank that holds no GPU on a GPU worker (one re-attached from an older worker) still takes a slot.
         var unplaced = w.Ranks.Count(r => r.Gpus.Count == 0);
         if (gpus.Count > 0 && unplaced > 0) free = free.Take(Math.Max(0, free.Count - unplaced)).ToList();
-        var eligible = !w.Draining && now - w.LastHeartbeat < options.Value.LeaseTimeout;
+        var eligible = !w.Draining && now - w.LastHeartbeat < options.Value.LeaseTimeout
+                       && !(w.LeaseLapsedAt is { } lapsed && w.LastHeartbeat <= lapsed);
         return new WorkerCapacity(w.Id, gpus, free, w.IsBusy, eligible, !string.IsNullOrEmpty(w.DataEndpoint));
     }
 

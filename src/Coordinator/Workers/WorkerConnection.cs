@@ -36,6 +36,13 @@ public sealed class WorkerConnection
     public WorkerResources Resources { get; }
     public DateTimeOffset ConnectedAt { get; }
     public DateTimeOffset LastHeartbeat { get; set; }
+
+    /// <summary>
+    /// When a lease this worker held expired: it is presumed hung, and gets nothing until a
+    /// heartbeat after that moment shows it alive (its last heartbeat may be more recent than the
+    /// lease's last renewal, e.g. a heartbeat whose renewal lost a race).
+    /// </summary>
+    public DateTimeOffset? LeaseLapsedAt { get; set; }
     public bool Draining { get; set; }
 
     /// <summary>Trials this worker runs (one or more ranks each), with the fencing token of each.</summary>
