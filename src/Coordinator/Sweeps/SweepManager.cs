@@ -257,12 +257,14 @@ public sealed partial class SweepManager(
     /// id), trials stopped early, then the sweep record with the searcher's state (and
     /// <paramref name="change"/>), then the sweep's end. A coordinator that stops between two of
     /// these replays the events the saved state missed (<see cref="RecoverAsync"/>), and the
-    /// searcher takes the same actions again. Without actions and without a change nothing is written.
-    /// Called under the sweep's gate; returns the sweep as written (or as stored when nothing was).
+    /// searcher takes the same actions again. Without actions and without a change nothing is read
+    /// or written. Called under the sweep's gate; returns the sweep as written, null when nothing was.
     /// </summary>
     private async Task<SweepRecord?> ApplyActionsAsync(SweepRuntime runtime, IReadOnlyList<SearchAction> actions, CancellationToken ct,
         Func<SweepRecord, SweepRecord>? change = null)
     {
+        // Most reports change nothing: no store round trip for them (the report path is hot).
+        if (actions.Count == 0 && change is null) return null;
         var sweepId = runtime.Id;
         var now = clock.GetUtcNow();
         var create = actions.OfType<CreateTrial>().Select(a => TrialLifecycle.Create(sweepId, runtime.Spec, a, now)).ToList();
@@ -276,19 +278,11 @@ public sealed partial class SweepManager(
         {
             if (await trials.StopAsync(TrialLifecycle.TrialId(sweepId, stop.Index), stop.Reason, ct).ConfigureAwait(false) is { } s) stopped.Add(s);
         }
-        SweepRecord? fresh;
-        if (actions.Count > 0 || change is not null)
-        {
-            fresh = await updates.SweepAsync(sweepId, s => (change?.Invoke(s) ?? s) with { SearcherState = runtime.Searcher.SaveState() }, ct).ConfigureAwait(false);
-            if (fresh is not null)
-            {
-                runtime.Best = fresh.BestMetric;
-                PublishSweep(fresh);
-            }
-        }
-        else fresh = await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false);
+        var fresh = await updates.SweepAsync(sweepId, s => (change?.Invoke(s) ?? s) with { SearcherState = runtime.Searcher.SaveState() }, ct).ConfigureAwait(false);
         if (fresh is not null)
         {
+            runtime.Best = fresh.BestMetric;
+            PublishSweep(fresh);
             // A stopped trial's result counts like a completed one's; its checkpoint may still be on its way (CheckpointStoredAsync).
             foreach (var s in stopped) await retention.TrialEndedAsync(fresh, s, runtime.Spec, ct).ConfigureAwait(false);
         }
