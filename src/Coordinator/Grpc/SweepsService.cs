@@ -51,9 +51,13 @@ public sealed class SweepsService(
 
     public override async Task<Sweep> ExtendSweep(ExtendSweepRequest request, ServerCallContext context)
     {
-        if (request.Trials < 1) throw Errors.Invalid($"trials: extend by at least one trial (got {request.Trials})");
-        return await ViewAsync(await sweeps.ExtendAsync(request.SweepId, request.Trials, context.CancellationToken).ConfigureAwait(false)
-                               ?? throw Errors.NotFound($"no sweep '{request.SweepId}'"), context.CancellationToken).ConfigureAwait(false);
+        if ((request.Trials != 0) == (request.Epochs != 0)) throw Errors.Invalid("give exactly one of trials (more trials) and epochs (more epochs per trial)");
+        if (request.Trials < 0) throw Errors.Invalid($"trials: extend by at least one trial (got {request.Trials})");
+        if (request.Epochs < 0) throw Errors.Invalid($"epochs: must be more than the trials' epochs now (got {request.Epochs})");
+        var extended = request.Trials > 0
+            ? await sweeps.ExtendAsync(request.SweepId, request.Trials, context.CancellationToken).ConfigureAwait(false)
+            : await sweeps.ExtendEpochsAsync(request.SweepId, request.Epochs, context.CancellationToken).ConfigureAwait(false);
+        return await ViewAsync(extended ?? throw Errors.NotFound($"no sweep '{request.SweepId}'"), context.CancellationToken).ConfigureAwait(false);
     }
 
     public override async Task<Trial> StopTrial(StopTrialRequest request, ServerCallContext context)

@@ -58,12 +58,15 @@ public sealed partial class TrialLifecycle(
     /// </summary>
     public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<GangRank> gang, ValidatedSweep? spec, CancellationToken ct)
     {
-        var yaml = trial.TrialYaml ?? (spec is null ? null : TrialSpecYaml.Serialize(spec.TrialFor(trial.Parameters)));
+        var full = trial.TrialYaml is null && spec is not null ? spec.TrialFor(trial.Parameters) : null;
+        var yaml = trial.TrialYaml ?? (full is null ? null : TrialSpecYaml.Serialize(full));
         if (yaml is null) return null; // a sweep whose spec no longer validates: recovery ends it
         var now = clock.GetUtcNow();
         var assigned = await updates.TrialAsync(trial.Id, t => t.State != TrialStatus.Pending ? null : t with
         {
             State = TrialStatus.Running,
+            // The sweep's epochs as they are now (orch extend --epochs may have raised them since the trial was created).
+            Epochs = full?.Epochs ?? t.Epochs,
             Attempt = t.Attempt + 1,
             FencingToken = t.FencingToken + 1,
             WorkerIds = gang.Select(r => r.Worker.Id).ToList(),
@@ -204,6 +207,23 @@ public sealed partial class TrialLifecycle(
         return updated;
     }
 
+    /// <summary>
+    /// A completed trial trains on to <paramref name="epochs"/> (orch extend --epochs): back to
+    /// pending, and resumed from its latest checkpoint when it is assigned. Null when it is not
+    /// completed with fewer epochs (reopened already, say).
+    /// </summary>
+    public async Task<TrialRecord?> ReopenAsync(string trialId, int epochs, CancellationToken ct)
+    {
+        var updated = await updates.TrialAsync(trialId, t => t.State == TrialStatus.Completed && t.Epochs < epochs
+            ? t with { State = TrialStatus.Pending, Epochs = epochs, FinishedAt = null, Message = $"training on to {epochs} epochs (sweep extended)" }
+            : null, ct).ConfigureAwait(false);
+        if (updated is null) return null;
+        Log.TrialReopened(logger, trialId, epochs);
+        Publish(updated);
+        workers.Signal();
+        return updated;
+    }
+
     /// <summary>Ends a running trial as <paramref name="state"/> (its rank 0 reported the outcome). Null when the token was stale.</summary>
     public async Task<TrialRecord?> EndAsync(string trialId, long token, TrialStatus state, string? message, CancellationToken ct)
     {
@@ -327,6 +347,9 @@ public sealed partial class TrialLifecycle(
 
         [LoggerMessage(LogEventIds.Trials + 5, LogLevel.Information, "Trial {TrialId} stopped: {Reason}")]
         public static partial void TrialStopped(ILogger logger, string trialId, string reason);
+
+        [LoggerMessage(LogEventIds.Trials + 6, LogLevel.Information, "Trial {TrialId} reopened to train on to {Epochs} epochs")]
+        public static partial void TrialReopened(ILogger logger, string trialId, int epochs);
     }
 }
 

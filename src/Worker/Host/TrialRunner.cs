@@ -137,7 +137,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
             using var ring = _assignment.WorldSize > 1 ? new RingLease(_host.JoinGradientExchangeAsync(GradientExchange(), ct).GetAwaiter().GetResult()) : null;
             var distributed = ring is null ? null : new DistributedContext(_assignment.Rank, _assignment.WorldSize, ring.Ring);
             using var session = _assignment.Resume
-                ? TrainingSession.Resume(DownloadCheckpoint(runDir, setupToken), data, device, runDir, this, distributed: distributed)
+                // The assignment's epochs, which orch extend --epochs may have raised since the checkpoint was written.
+                ? TrainingSession.Resume(DownloadCheckpoint(runDir, setupToken), data, device, runDir, this, spec.Epochs, distributed)
                 : new TrainingSession(spec, data, device, runDir, this, distributed);
             if (session.EpochsCompleted > 0) _log.Write($"resumed from the checkpoint of epoch {session.EpochsCompleted}");
             _host.Send(Status(TrialStatus.Types.Outcome.Started, session.EpochsCompleted > 0 ? $"resumed after epoch {session.EpochsCompleted}" : ""));
