@@ -167,6 +167,9 @@ public sealed partial class SweepManager
                 {
                     foreach (var running in all.Where(t => t.State == TrialStatus.Running))
                         await trials.RequeueAsync(running.Id, running.FencingToken, $"sweep extended to {epochs} epochs", handedBack: true, ct).ConfigureAwait(false);
+                    // What listings show before they start (an assignment sets it from the spec anyway).
+                    foreach (var pending in all.Where(t => t.State is TrialStatus.Pending or TrialStatus.Running))
+                        await updates.TrialAsync(pending.Id, t => t.State == TrialStatus.Pending && t.Epochs < epochs ? t with { Epochs = epochs } : null, ct).ConfigureAwait(false);
                 },
             };
         }, ct);
