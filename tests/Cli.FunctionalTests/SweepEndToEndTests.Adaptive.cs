@@ -51,21 +51,10 @@ public sealed partial class SweepEndToEndTests
                 Assert.Equal([1], (await store.GetMetricsAsync(t.Id, CancellationToken.None)).Select(p => p.Epoch));
         }
         var kept = trials[2];
-        // The last trial's stop ends the sweep; its worker's upload of the judged epoch's checkpoint lands a moment later.
-        await EventuallyAsync(async () =>
-        {
-            using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Address);
-            var call = new Protocol.V1.Sweeps.SweepsClient(channel).DownloadCheckpoint(new DownloadCheckpointRequest { SweepId = id, TrialId = kept.Id });
-            try
-            {
-                await Orchestrator.Checkpoints.CheckpointChunks.ReceiveAsync(call.ResponseStream, Path.Combine(_dir, "stopped.ckpt"), kept.Id, CancellationToken.None);
-                return "downloaded";
-            }
-            catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.NotFound)
-            {
-                return null;
-            }
-        }, TimeSpan.FromSeconds(60), $"the checkpoint of {kept.Id}");
+        // The last trial's stop ended the sweep while its worker was uploading the judged epoch's
+        // checkpoint: the coordinator waits for that upload before it answers.
+        var download = await Task.Run(() => OrchProcess.Run(_dir, "best", id, "--trial", kept.Id, "--download", "stopped.ckpt", "--coordinator", Address));
+        Assert.True(download.ExitCode == 0, download.ToString());
         var eval = await Task.Run(() => OrchProcess.Run(_dir, "eval", "--checkpoint", "stopped.ckpt", "--json"));
         Assert.True(eval.ExitCode == 0, eval.ToString());
         Assert.Equal(kept.BestMetric, eval.LastJson.GetProperty("accuracy").GetDouble(), 6);

@@ -139,11 +139,17 @@ public sealed class SweepsService(
     public override async Task<Trial> GetBestTrial(GetBestTrialRequest request, ServerCallContext context)
     {
         var sweep = await FindAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false);
-        if (request.TrialId.Length > 0)
-            return Mapping.ToProto(await FindTrialAsync(sweep, request.TrialId, context.CancellationToken).ConfigureAwait(false), checkpoints);
-        if (sweep.BestTrialId is null) throw Errors.NotFound($"sweep {sweep.Id} has no result yet");
-        var trial = await store.GetTrialAsync(sweep.BestTrialId, context.CancellationToken).ConfigureAwait(false)
+        var ct = context.CancellationToken;
+        TrialRecord trial;
+        if (request.TrialId.Length > 0) trial = await FindTrialAsync(sweep, request.TrialId, ct).ConfigureAwait(false);
+        else
+        {
+            if (sweep.BestTrialId is null) throw Errors.NotFound($"sweep {sweep.Id} has no result yet");
+            trial = await store.GetTrialAsync(sweep.BestTrialId, ct).ConfigureAwait(false)
                     ?? throw Errors.NotFound($"trial {sweep.BestTrialId} not found");
+        }
+        // has_checkpoint must not say no while the checkpoint of a trial just stopped early is on its way.
+        await checkpoints.WaitForExpectedAsync(trial.Id, CheckpointStore.ExpectedUploadPatience, ct).ConfigureAwait(false);
         return Mapping.ToProto(trial, checkpoints);
     }
 
@@ -154,6 +160,7 @@ public sealed class SweepsService(
         if (trialId is null) throw Errors.NotFound($"sweep {sweep.Id} has no result yet");
         var trial = await store.GetTrialAsync(trialId, context.CancellationToken).ConfigureAwait(false);
         if (trial is null || trial.SweepId != sweep.Id) throw Errors.NotFound($"no trial '{trialId}' in sweep {sweep.Id}");
+        await checkpoints.WaitForExpectedAsync(trial.Id, CheckpointStore.ExpectedUploadPatience, context.CancellationToken).ConfigureAwait(false);
         var slot = checkpoints.Exists(sweep.Id, trial.Id, CheckpointSlot.Best) ? CheckpointSlot.Best
             : checkpoints.Exists(sweep.Id, trial.Id, CheckpointSlot.Latest) ? CheckpointSlot.Latest
             : throw Errors.NotFound($"trial {trial.Id} has no stored checkpoint");

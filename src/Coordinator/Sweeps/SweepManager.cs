@@ -187,6 +187,9 @@ public sealed partial class SweepManager(
                 break;
             case TrialOutcome.Stopped:
                 // A stop we asked for: the trial was already moved on (stopped, cancelled or re-queued).
+                // Its rank 0 uploads the checkpoints of the epoch it stopped after before it says so:
+                // readers waiting for them (CheckpointStore.WaitForExpectedAsync) go on.
+                if (rank == 0) checkpoints.Settled(trialId);
                 break;
             case TrialOutcome.RankDone:
                 // A non-zero rank is free again; the trial itself ends when rank 0 reports.

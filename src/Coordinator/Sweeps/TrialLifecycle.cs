@@ -278,6 +278,8 @@ public sealed partial class TrialLifecycle(
             Message = reason,
         }, ct).ConfigureAwait(false);
         if (updated is null) return null;
+        // A stopped trial's workers upload the judged epoch's checkpoint before they stop: readers wait for it.
+        if (state == TrialStatus.Stopped && workers.Runs(trialId)) checkpoints.Expect(trialId);
         workers.StopTrial(trialId, reason, afterCheckpoint: state == TrialStatus.Stopped);
         if (state == TrialStatus.Stopped) Log.TrialStopped(logger, trialId, reason);
         Publish(updated);

@@ -272,4 +272,39 @@ public sealed class SweepOperationsTests
         var cancelled = await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.ExtendEpochsAsync(other.Id, 6, None));
         Assert.Contains("has ended (cancelled)", cancelled.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Readers_of_a_trial_stopped_between_two_epochs_wait_for_its_checkpoint_until_its_worker_says_it_stopped()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var w = core.Connect("w1");
+        var sweep = await core.SubmitAsync(Random(trials: 2, parallel: 1));
+        await core.PassAsync();
+        var a = CoordinatorCore.Assigned(w);
+        await core.ReportAsync(a, step: 10, epoch: 1, valAccuracy: 0.6);
+        await core.Sweeps.StopTrialAsync(a.TrialId, None);
+
+        var wait = core.Checkpoints.WaitForExpectedAsync(a.TrialId, TimeSpan.FromSeconds(30), None);
+        await Task.Delay(100);
+        Assert.False(wait.IsCompleted);
+        // The upload of the judged epoch lands, then the worker says it stopped: readers go on.
+        await core.Sweeps.CheckpointStoredAsync(a.TrialId, a.FencingToken, 1, None);
+        Assert.False(wait.IsCompleted);
+        await core.OutcomeAsync(w, a, TrialOutcome.Stopped);
+        await wait.WaitAsync(TimeSpan.FromSeconds(5));
+
+        // A trial stopped before it ran has no upload to wait for.
+        var pending = (await core.TrialsAsync(sweep.Id)).Single(t => t.State == TrialStatus.Pending);
+        await core.Sweeps.StopTrialAsync(pending.Id, None);
+        Assert.True(core.Checkpoints.WaitForExpectedAsync(pending.Id, TimeSpan.FromSeconds(30), None).IsCompleted);
+
+        // A worker that never says so (it died) is waited for only so long.
+        var other = await core.SubmitAsync(Random(trials: 1, parallel: 1));
+        await core.PassAsync();
+        var b = Assert.Single(CoordinatorCore.Sent(w).OfType<TrialAssignment>());
+        await core.Sweeps.StopTrialAsync(b.TrialId, None);
+        await core.Checkpoints.WaitForExpectedAsync(b.TrialId, TimeSpan.FromMilliseconds(50), None).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.True(core.Checkpoints.WaitForExpectedAsync(b.TrialId, TimeSpan.FromSeconds(30), None).IsCompleted);
+        Assert.Equal(SweepStatus.Completed, (await core.SweepAsync(other.Id)).State);
+    }
 }
