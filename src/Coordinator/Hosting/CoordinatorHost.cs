@@ -190,12 +190,13 @@ public static class CoordinatorHost
         services.AddSingleton<PendingReasons>();
         services.AddSingleton<TrialScheduler>();
         services.AddHostedService(sp => sp.GetRequiredService<TrialScheduler>());
-        services.AddSingleton<AuthInterceptor>();
+        services.AddSingleton<Security.Credentials>();
+        services.AddSingleton<Security.AuthInterceptor>();
         services.AddSingleton<ExceptionInterceptor>();
         services.AddGrpc(o =>
         {
             o.EnableDetailedErrors = false;
-            o.Interceptors.Add<AuthInterceptor>();
+            o.Interceptors.Add<Security.AuthInterceptor>();
             o.Interceptors.Add<ExceptionInterceptor>();
         });
         services.AddOptions<GrpcServiceOptions>().Configure<IOptions<CoordinatorOptions>>((o, coordinator) =>

@@ -11,6 +11,15 @@ public static class EnvironmentVariables
 {
     /// <summary>Bearer token: the coordinator requires it of every call; workers and the CLI send it.</summary>
     public const string Token = "ORCH_TOKEN";
+
+    /// <summary>Coordinator: the token of the worker role (workers then send it as their ORCH_TOKEN).</summary>
+    public const string WorkerToken = "ORCH_WORKER_TOKEN";
+
+    /// <summary>Coordinator: the token of the user role (submit, steer and read sweeps).</summary>
+    public const string UserToken = "ORCH_USER_TOKEN";
+
+    /// <summary>Coordinator: the token of the read-only viewer role.</summary>
+    public const string ViewerToken = "ORCH_VIEWER_TOKEN";
     /// <summary>The coordinator's gRPC address for the CLI and <c>orch worker</c> (<c>http://host:5000</c>).</summary>
     public const string Coordinator = "ORCH_COORDINATOR";
     /// <summary>Host or address that peers use to reach a worker's data port (<c>--advertise-host</c>).</summary>

@@ -65,7 +65,8 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
         _reconnect = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = new PredicateBuilder()
-                .Handle<RpcException>(e => e.StatusCode != StatusCode.Cancelled)
+                // A token the coordinator refuses stays refused: the worker stops and says so.
+                .Handle<RpcException>(e => e.StatusCode is not (StatusCode.Cancelled or StatusCode.Unauthenticated or StatusCode.PermissionDenied))
                 .Handle<IOException>()
                 .Handle<HttpRequestException>(),
             BackoffType = DelayBackoffType.Exponential,
