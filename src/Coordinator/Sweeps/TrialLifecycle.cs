@@ -78,6 +78,8 @@ public sealed partial class TrialLifecycle(
 
         var resume = assigned.CheckpointEpoch > 0 && checkpoints.Exists(assigned.SweepId, assigned.Id, CheckpointSlot.Latest);
         var peers = gang.Select(r => r.Worker.DataEndpointFor(r.Gpus)).ToList();
+        // One secret per assignment: ranks of an older assignment, or anyone else, cannot join this ring.
+        ReadOnlyMemory<byte> ringSecret = gang.Count > 1 ? System.Security.Cryptography.RandomNumberGenerator.GetBytes(32) : default;
         for (var rank = 0; rank < gang.Count; rank++)
         {
             var (worker, gpus) = gang[rank];
@@ -92,6 +94,7 @@ public sealed partial class TrialLifecycle(
                 Attempt = assigned.Attempt,
                 Aggregation = spec?.Aggregation ?? SweepNames.Aggregations[0],
                 Wire = spec?.Wire ?? SweepNames.WireFormats[0],
+                RingSecret = ringSecret,
             });
         }
         Log.TrialAssigned(logger, assigned.Id, assigned.Attempt, string.Join(',', assigned.WorkerIds), resume);

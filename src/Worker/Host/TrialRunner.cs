@@ -232,6 +232,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
         Mode = _assignment.Aggregation == Protocol.V1.AggregationMode.Coordinator ? Distributed.AggregationMode.Coordinator : Distributed.AggregationMode.Ring,
         Wire = _assignment.Wire == GradientWireFormat.Bf16 ? WireFormat.Bf16 : WireFormat.Fp32,
         PeerEndpoints = _assignment.PeerEndpoints,
+        RingSecret = _assignment.RingSecret.ToByteArray(),
         CoordinatorSocketPath = _assignment.GradientSocketPath,
         CoordinatorSocketEndpoint = _assignment.GradientEndpoint,
         Coordinator = new Uri(_host.Options.CoordinatorUrl),
