@@ -12,13 +12,17 @@ public static class OrchProcess
         public override string ToString() => $"exit {ExitCode}\nstdout:\n{StdOut}\nstderr:\n{StdErr}";
     }
 
-    public static Result Run(string workDir, params string[] args)
+    public static Result Run(string workDir, params string[] args) => RunWith(workDir, new Dictionary<string, string>(), args);
+
+    /// <summary>Runs orch with <paramref name="environment"/> added to its environment (ORCH_TOKEN, ORCH_TLS_CA, …).</summary>
+    public static Result RunWith(string workDir, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var orch = Path.Combine(AppContext.BaseDirectory, "orch.dll");
         var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true };
         psi.ArgumentList.Add(orch);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["ORCH_DATA_DIR"] = Path.Combine(workDir, "cache"); // never touch the user's cache
+        foreach (var (name, value) in environment) psi.Environment[name] = value;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

@@ -123,8 +123,18 @@ public static class CoordinatorHost
         {
             var listen = k.ApplicationServices.GetRequiredService<IOptions<ListenSettings>>().Value;
             var address = IPAddress.Parse(listen.Address);
-            k.Listen(address, listen.GrpcPort, l => l.Protocols = HttpProtocols.Http2);
-            if (listen.HttpPort is { } http) k.Listen(address, http, l => l.Protocols = HttpProtocols.Http1);
+            var tls = CoordinatorTls.Configure(listen);
+            k.Listen(address, listen.GrpcPort, l =>
+            {
+                l.Protocols = HttpProtocols.Http2;
+                if (tls is not null) l.UseHttps(tls);
+            });
+            if (listen.HttpPort is { } http)
+                k.Listen(address, http, l =>
+                {
+                    l.Protocols = HttpProtocols.Http1;
+                    if (tls is not null) l.UseHttps(tls);
+                });
         });
         builder.Services.AddCoordinatorServices(configure);
         var app = builder.Build();

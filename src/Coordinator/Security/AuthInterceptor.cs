@@ -9,14 +9,24 @@ namespace Orchestrator.Coordinator.Security;
 /// Checks every call against <see cref="AccessRules"/>: a call without a known token is refused
 /// with UNAUTHENTICATED, one whose token lacks the method's role with PERMISSION_DENIED. Each
 /// refusal is logged (method, peer, roles; never the token) and counted
-/// (<c>orch_auth_refusals</c>).
+/// (<c>orch_auth_refusals</c>). With a client CA configured (mutual TLS), a worker call must also
+/// come with a client certificate (Kestrel has checked it against that CA).
 /// </summary>
-public sealed partial class AuthInterceptor(Credentials credentials, CoordinatorMetrics metrics, ILogger<AuthInterceptor> logger) : Interceptor
+public sealed partial class AuthInterceptor(
+    Credentials credentials,
+    CoordinatorMetrics metrics,
+    Microsoft.Extensions.Options.IOptions<Hosting.ListenSettings> listen,
+    ILogger<AuthInterceptor> logger) : Interceptor
 {
     private void Check(ServerCallContext context)
     {
         var required = AccessRules.Required(context.Method);
         if (required == Roles.None) return;
+        // Mutual TLS for workers: Kestrel checked a presented certificate against the client CA; a worker call must present one.
+        if (required.HasFlag(Roles.Worker) && !string.IsNullOrEmpty(listen.Value.TlsClientCa)
+            && context.GetHttpContext().Connection.ClientCertificate is null)
+            Refuse(context, required, null, StatusCode.Unauthenticated,
+                "a worker must present a client certificate signed by the coordinator's client CA (ORCH_TLS_CLIENT_CERT and ORCH_TLS_CLIENT_KEY on the worker)");
         var granted = credentials.RolesOf(context.RequestHeaders.GetValue("authorization"));
         if (granted is null)
             Refuse(context, required, null, StatusCode.Unauthenticated, "missing or unknown token (set ORCH_TOKEN to a token the coordinator accepts)");
