@@ -95,6 +95,12 @@ public static class YamlSpec
                 // broken flow collections, e.g. an unclosed '{'; point at where scanning stopped.
                 throw new SpecException(file, LastScannedMark(text), "", "malformed YAML: an unclosed '{' or '[', or a value cut short");
             }
+            catch (ArgumentException)
+            {
+                // Its node loader throws a bare ArgumentException ("unsupported event") on some
+                // broken structures the scanner let through (found by fuzzing: fuzz/regressions/sweep).
+                throw new SpecException(file, LastScannedMark(text), "", "malformed YAML: a key, value or indentation that does not fit where it stands");
+            }
             if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" })
                 throw new SpecException(file, null, "", "the file is empty");
             if (stream.Documents[0].RootNode is not YamlMappingNode)
