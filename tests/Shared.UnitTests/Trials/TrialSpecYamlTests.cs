@@ -7,6 +7,19 @@ public class TrialSpecYamlTests
 {
     private static SpecException Fails(string yaml) => Assert.Throws<SpecException>(() => TrialSpecYaml.Parse(yaml, "trial.yaml"));
 
+    [Theory]
+    [InlineData("schedule")]
+    [InlineData("optimizer")]
+    [InlineData("augment")]
+    [InlineData("loss")]
+    public void A_section_left_empty_is_an_error_naming_it_not_a_null_reference(string section)
+    {
+        // Found by fuzzing: "schedule:" with nothing under it deserialised to null.
+        var e = Fails($"data: {{ name: fashion-mnist }}\nepochs: 2\n{section}:\n");
+        Assert.Equal(section, e.Field);
+        Assert.Contains("is empty", e.Problem, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void A_full_trial_file_parses_into_every_field()
     {
