@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers with AFL++ and SharpFuzz: fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
 # (default: 15 s for each of sweep, trial, idx-images, idx-labels, cifar, checkpoint, gradient-hello).
+# FUZZ_SEED=N fixes AFL++'s random seed and FUZZ_EXECS=N stops each target after N runs, so that a
+# short run (CI: .ci/run) explores the same inputs every time instead of failing by chance.
 # Needs Debian's afl++; the SharpFuzz tool comes from .config/dotnet-tools.json. Instruments copies
 # of Orchestrator.Shared.dll and Orchestrator.Worker.dll under artifacts/fuzz, runs afl-fuzz per
 # target from fuzz/corpus/TARGET, and ends with one line per target. Exit 1 when any target has a
@@ -38,7 +40,10 @@ for target in "${targets[@]}"; do
   [ -d "$seeds" ] || seeds="$out/seeds/$target"
   findings="$out/findings/$target"
   # -t: a .NET start-up is slow, and an input may legitimately take a while; -m none: the runtime reserves much address space.
-  afl-fuzz -i "$seeds" -o "$findings" -t 5000 -m none -V "$seconds" -- "$(command -v dotnet)" "$out/bin/orch-fuzz.dll" "$target" >"$out/$target.log" 2>&1 \
+  repeatable=()
+  [ -n "${FUZZ_SEED:-}" ] && repeatable+=(-s "$FUZZ_SEED")
+  [ -n "${FUZZ_EXECS:-}" ] && repeatable+=(-E "$FUZZ_EXECS")
+  afl-fuzz -i "$seeds" -o "$findings" -t 5000 -m none -V "$seconds" "${repeatable[@]}" -- "$(command -v dotnet)" "$out/bin/orch-fuzz.dll" "$target" >"$out/$target.log" 2>&1 \
     || { echo "fuzz $target: afl-fuzz failed (see $out/$target.log)"; status=1; continue; }
   stats="$findings/default/fuzzer_stats"
   execs=$(sed -n 's/^execs_done *: *//p' "$stats"); paths=$(sed -n 's/^corpus_count *: *//p' "$stats")
