@@ -115,6 +115,23 @@ public sealed class ErrorTests : IDisposable
         Assert.Contains("bad.ckpt", line);
     }
 
+    [Theory]
+    [InlineData("weights.pt")]
+    [InlineData("weights.safetensors")]
+    [InlineData("weights.bin.ckpt")]
+    public void Unreadable_pretrained_weights_are_one_line_naming_the_file_without_its_bytes(string name)
+    {
+        var path = Path.Combine(_dir, name);
+        var bytes = new byte[2048];
+        new Random(5).NextBytes(bytes);
+        bytes[0] = 1; // a TorchSharp reader sees one entry and a name of random bytes
+        File.WriteAllBytes(path, bytes);
+        var line = OrchProcess.AssertErrorAfterProgress(OrchProcess.Run(_dir, "train", "--dataset", "fashion-mnist", "--epochs", "1",
+            "--limit-train", "64", "--limit-test", "64", "--pretrained", path), 1);
+        Assert.Contains($"orch: error: {path}: ", line);
+        Assert.DoesNotContain(line, c => char.IsControl(c) || c == '\uFFFD');
+    }
+
     [Fact]
     public void Truncated_data_files_are_named()
     {
