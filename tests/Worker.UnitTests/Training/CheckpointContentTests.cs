@@ -127,5 +127,17 @@ public sealed class CheckpointContentTests : IDisposable
         Assert.DoesNotContain(e.Message, c => c == '\uFFFD');
     }
 
+    [Fact]
+    public void A_downloaded_copy_is_named_as_the_trials_checkpoint_when_converted()
+    {
+        // orch best --download converts from a temporary copy; the user knows it as the trial's checkpoint.
+        var path = Variant("model.pt.download", h => AsModel(h, "resnet18"));
+        var e = Assert.Throws<CheckpointFormatException>(() => Orchestrator.Worker.Export.CheckpointExporter.Export(
+            new Orchestrator.Worker.Export.ExportRequest(path, "pytorch", Path.Combine(_dir, "model.pt"), SourceName: "sw-1-t0002 (of sw-1)")));
+        Assert.StartsWith("the checkpoint of sw-1-t0002 (of sw-1): the model section does not hold resnet18 weights", e.Message);
+        Assert.DoesNotContain(".download", e.Message);
+        Assert.False(File.Exists(Path.Combine(_dir, "model.pt")));
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }
