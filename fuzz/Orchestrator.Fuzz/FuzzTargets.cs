@@ -34,7 +34,8 @@ public static class FuzzTargets
         }
     }
 
-    private static bool Expected(Exception e) => e is SpecException or DataFormatException or InvalidDataException or InvalidProtocolBufferException;
+    private static bool Expected(Exception e) =>
+        e is SpecException or DataFormatException or InvalidDataException or InvalidProtocolBufferException or CheckpointFormatException;
 
     private static void Parse(string target, byte[] input)
     {

@@ -1,5 +1,6 @@
 using Orchestrator.Data;
 using Orchestrator.Specs;
+using Orchestrator.Worker.Checkpoints;
 
 namespace Orchestrator.Cli;
 
@@ -10,7 +11,7 @@ internal static class CliErrors
     public static string? CurrentAddress { get; set; }
 
     public static bool IsUserError(Exception e) => e is Grpc.Core.RpcException or SpecException or DataFormatException or DatasetNotFoundException
-        or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
+        or InvalidDataException or CheckpointFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
         or InvalidOperationException or UnauthorizedAccessException or IOException
         or Microsoft.Extensions.Options.OptionsValidationException;
 

@@ -44,4 +44,18 @@ public static class OrchProcess
         Assert.DoesNotContain("   at ", r.StdErr);
         return lines[0];
     }
+
+    /// <summary>
+    /// Asserts a failed run of a command that reports progress on stderr first (the "data ..." line of
+    /// orch train): the given exit code, no stack trace, and one error line, the last.
+    /// </summary>
+    public static string AssertErrorAfterProgress(Result r, int exitCode)
+    {
+        Assert.True(r.ExitCode == exitCode, r.ToString());
+        Assert.DoesNotContain("   at ", r.StdErr);
+        var lines = r.StdErr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(lines.Count(l => l.StartsWith("orch: error: ", StringComparison.Ordinal)) == 1, r.ToString());
+        Assert.StartsWith("orch: error: ", lines[^1]);
+        return lines[^1];
+    }
 }
