@@ -7,6 +7,17 @@ public class TrialSpecYamlTests
 {
     private static SpecException Fails(string yaml) => Assert.Throws<SpecException>(() => TrialSpecYaml.Parse(yaml, "trial.yaml"));
 
+    [Fact]
+    public async Task Yaml_on_which_the_scanner_repeats_an_error_for_ever_is_a_malformed_yaml_error_not_a_hang()
+    {
+        // Found by fuzzing: locating the error re-scanned the text, and YamlDotNet's scanner
+        // returned the same error token at line 3 without end.
+        var text = await File.ReadAllTextAsync(Path.Combine(Orchestrator.TestSupport.RepositoryRoot.Path, "fuzz", "regressions", "trial", "scanner-error-loop.yaml"));
+        var e = await Task.Run(() => Assert.Throws<SpecException>(() => TrialSpecYaml.Parse(text, "trial.yaml"))).WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.StartsWith("trial.yaml:3:", e.Message, StringComparison.Ordinal);
+        Assert.Contains("malformed YAML", e.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("schedule")]
     [InlineData("optimizer")]
