@@ -117,7 +117,9 @@ public sealed partial class ContainerTests : IAsyncLifetime
         }, TimeSpan.FromMinutes(3), "worker w1 finishing a first epoch");
         await _stack.StopAsync("w1", graceSeconds: 150);
         Assert.Equal(0, await _stack.ExitCodeAsync("w1"));
-        var handedBack = await StoredTrialAsync(victim.Id);
+        // The worker exits once its hand-back is written to the stream; the coordinator stores it a moment later.
+        var handedBack = await EventuallyAsync(async () => await StoredTrialAsync(victim.Id) is { HandedBack: >= 1 } t ? t : null,
+            TimeSpan.FromSeconds(30), $"the coordinator storing the hand-back of {victim.Id}");
         Assert.True(handedBack.HandedBack >= 1 && handedBack.CountedAttempts <= 1,
             $"trial {victim.Id} after the drain: handed back {handedBack.HandedBack} time(s), {handedBack.CountedAttempts} counted attempt(s), state {handedBack.State}");
         await _stack.StartAsync("w1");
