@@ -59,8 +59,13 @@ public sealed class ExceptionInterceptor : Interceptor
 /// <summary>When a token is configured, refuses calls that do not present it (UNAUTHENTICATED).</summary>
 public sealed class AuthInterceptor(IOptions<CoordinatorOptions> options) : Interceptor
 {
+    // The standard health service answers without a token, like /healthz and /readyz: a Kubernetes
+    // gRPC probe cannot send one, and it says nothing beyond serving or not.
+    private const string HealthServicePrefix = "/grpc.health.v1.Health/";
+
     private void Check(ServerCallContext context)
     {
+        if (context.Method.StartsWith(HealthServicePrefix, StringComparison.Ordinal)) return;
         if (!Accepts(options.Value.AuthToken, context.RequestHeaders.GetValue("authorization"))) Fail();
     }
 
