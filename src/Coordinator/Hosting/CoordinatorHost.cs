@@ -170,6 +170,7 @@ public static class CoordinatorHost
         services.AddSingleton<IStateStore>(sp => sp.GetRequiredService<IOptions<StateSettings>>().Value is { UsesRedis: true } redis
             ? RedisStateStore.ConnectAsync(redis.Redis!, redis.RedisPrefix, CancellationToken.None).GetAwaiter().GetResult()
             : SqliteStateStore.OpenAsync(sp.GetRequiredService<IOptions<StateSettings>>().Value.Dir, CancellationToken.None).GetAwaiter().GetResult());
+        services.AddSingleton<StoreResilience>();
         services.AddSingleton<CheckpointStore>();
         services.AddDataDelivery((o, sp) =>
         {
