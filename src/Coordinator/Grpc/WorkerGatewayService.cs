@@ -207,6 +207,15 @@ public sealed partial class WorkerGatewayService(
         {
             throw new RpcException(new Status(e.Failure is TransferFailure.TooLong or TransferFailure.MissingHash ? StatusCode.InvalidArgument : StatusCode.DataLoss, e.Message));
         }
+        catch (IOException e) when (!ct.IsCancellationRequested)
+        {
+            // The temporary file is deleted and the stored checkpoint, if any, stays as it was: a
+            // resuming trial never gets half a file. The worker retries (space may be freed).
+            Log.CheckpointWriteFailed(logger, header.Lease.TrialId, checkpoints.Root, e.Message);
+            throw new RpcException(CheckpointStore.IsDiskFull(e)
+                ? new Status(StatusCode.ResourceExhausted, $"the coordinator's checkpoint store is full ({e.Message}); the last stored checkpoint of {trial.Id} is kept")
+                : new Status(StatusCode.Unavailable, $"the coordinator could not write the checkpoint of {trial.Id}: {e.Message}"));
+        }
         // The token may have changed while the bytes travelled; the file is then harmless (the new
         // owner overwrites it), but the epoch is recorded only for the current owner.
         if (slot == CheckpointSlot.Latest)
@@ -238,6 +247,9 @@ public sealed partial class WorkerGatewayService(
 
         [LoggerMessage(LogEventIds.Workers + 2, LogLevel.Information, "Worker {WorkerId} disconnected")]
         public static partial void WorkerDisconnected(ILogger logger, string workerId);
+
+        [LoggerMessage(LogEventIds.Workers + 4, LogLevel.Error, "Trial {TrialId}: checkpoint not stored under {Root}: {Message}")]
+        public static partial void CheckpointWriteFailed(ILogger logger, string trialId, string root, string message);
 
         [LoggerMessage(LogEventIds.Workers + 3, LogLevel.Information, "Worker {WorkerId} is draining: no new trials for it; its running trials ({Running}) come back at their next epoch end")]
         public static partial void WorkerDraining(ILogger logger, string workerId, int running);
