@@ -1,5 +1,6 @@
 using Orchestrator.Data;
 using Orchestrator.Specs;
+using Orchestrator.Worker.Checkpoints;
 
 namespace Orchestrator.Cli;
 
@@ -10,7 +11,7 @@ internal static class CliErrors
     public static string? CurrentAddress { get; set; }
 
     public static bool IsUserError(Exception e) => e is Grpc.Core.RpcException or SpecException or DataFormatException or DatasetNotFoundException
-        or InvalidDataException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
+        or InvalidDataException or CheckpointFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException
         or InvalidOperationException or UnauthorizedAccessException or IOException
         or Microsoft.Extensions.Options.OptionsValidationException;
 
@@ -26,6 +27,8 @@ internal static class CliErrors
             // An HTTP/1 endpoint (the metrics and health port, a web server) refuses HTTP/2.
             if (rpc.Status.Detail.Contains("HTTP_1_1_REQUIRED", StringComparison.Ordinal) || rpc.Status.Detail.Contains("protocol downgraded to HTTP/1", StringComparison.OrdinalIgnoreCase))
                 return $"{CurrentAddress ?? "the address"} does not speak gRPC (it answers HTTP/1.1): is it the coordinator's metrics port? Give its gRPC port (--port, 5000 by default)";
+            if (rpc.Status.Detail.Contains("The SSL connection could not be established", StringComparison.Ordinal))
+                return $"no TLS connection to the coordinator at {CurrentAddress ?? "?"}: its certificate is not trusted (give its CA in ORCH_TLS_CA), names another host, or the port does not speak TLS";
             return rpc.StatusCode switch
             {
                 // The coordinator answered, but its store did not (ExceptionInterceptor).

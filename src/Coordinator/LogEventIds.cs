@@ -32,4 +32,7 @@ internal static class LogEventIds
 
     /// <summary>Hosting and start-up (<c>Hosting/</c>).</summary>
     public const int Hosting = 900;
+
+    /// <summary>Credentials and roles: refused calls (<c>Security/</c>).</summary>
+    public const int Security = 1000;
 }

@@ -115,6 +115,54 @@ public sealed class ErrorTests : IDisposable
         Assert.Contains("bad.ckpt", line);
     }
 
+    [Theory]
+    [InlineData("weights.pt")]
+    [InlineData("weights.safetensors")]
+    [InlineData("weights.bin.ckpt")]
+    public void Unreadable_pretrained_weights_are_one_line_naming_the_file_without_its_bytes(string name)
+    {
+        var path = Path.Combine(_dir, name);
+        var bytes = new byte[2048];
+        new Random(5).NextBytes(bytes);
+        bytes[0] = 1; // a TorchSharp reader sees one entry and a name of random bytes
+        File.WriteAllBytes(path, bytes);
+        var line = OrchProcess.AssertErrorAfterProgress(OrchProcess.Run(_dir, "train", "--dataset", "fashion-mnist", "--epochs", "1",
+            "--limit-train", "64", "--limit-test", "64", "--pretrained", path), 1);
+        Assert.Contains($"orch: error: {path}: ", line);
+        Assert.DoesNotContain(line, c => char.IsControl(c) || c == '\uFFFD');
+    }
+
+    [Fact]
+    public void An_image_folder_with_a_symbolic_link_loop_or_a_decompression_bomb_is_one_line_naming_the_path()
+    {
+        var trial = Path.Combine(_dir, "folder.yaml");
+        File.WriteAllText(trial, "data: { name: imagefolder, dir: images, imageSize: 16 }\nmodel: { name: simple-cnn }\nepochs: 1\nbatchSize: 4\n");
+        var images = Directory.CreateDirectory(Path.Combine(_dir, "images")).FullName;
+        // Two tiny valid PNGs per class (1×1, grey), written by hand.
+        byte[] png = Convert.FromBase64String("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNoAAAAggCBd81ytgAAAABJRU5ErkJggg==");
+        foreach (var c in new[] { "a", "b" })
+        {
+            Directory.CreateDirectory(Path.Combine(images, c));
+            for (var i = 0; i < 4; i++) File.WriteAllBytes(Path.Combine(images, c, $"{i}.png"), png);
+        }
+        var loop = Path.Combine(images, "a", "again");
+        File.CreateSymbolicLink(loop, "..");
+        var line = OrchProcess.AssertErrorAfterProgress(OrchProcess.Run(_dir, "train", trial), 1);
+        // As the trial names it (data.dir is relative).
+        Assert.Contains("orch: error: images/a/again: symbolic link loop", line);
+
+        File.Delete(loop);
+        // The same PNG declaring 100000 × 100000 pixels (IHDR rewritten, its CRC recomputed).
+        var bomb = (byte[])png.Clone();
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bomb.AsSpan(16), 100_000);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(bomb.AsSpan(20), 100_000);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bomb.AsSpan(29), System.IO.Hashing.Crc32.HashToUInt32(bomb.AsSpan(12, 17)));
+        var bombPath = Path.Combine(images, "b", "bomb.png");
+        File.WriteAllBytes(bombPath, bomb);
+        line = OrchProcess.AssertErrorAfterProgress(OrchProcess.Run(_dir, "train", trial), 1);
+        Assert.Contains("orch: error: images/b/bomb.png: declares 100000x100000 pixels", line);
+    }
+
     [Fact]
     public void Truncated_data_files_are_named()
     {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.ML.OnnxRuntime;
 using Orchestrator.Data;
+using Orchestrator.TestSupport;
 using Orchestrator.Trials;
 using Orchestrator.Worker.Checkpoints;
 using Xunit.Abstractions;
@@ -116,8 +117,48 @@ public sealed class ExportTests(FashionRun run, ITestOutputHelper output) : ICla
         var (header, sections) = CheckpointFile.Read(Checkpoint);
         var bad = Path.Combine(run.Dir, "vgg.ckpt");
         CheckpointFile.Write(bad, header with { Model = "vgg16", TrialYaml = header.TrialYaml.Replace("name: simple-cnn", "name: vgg16", StringComparison.Ordinal) }, sections);
-        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(run.Dir, "export", bad, "--out", "vgg.onnx"), 2);
+        // A checkpoint is data, not the command line: a failed run (1), naming the file.
+        var line = OrchProcess.AssertOneLineError(OrchProcess.Run(run.Dir, "export", bad, "--out", "vgg.onnx"), 1);
         Assert.Contains("unknown model 'vgg16'", line);
+        Assert.Contains("vgg.ckpt", line);
+    }
+
+    [Fact]
+    public void A_checkpoint_wrong_inside_with_a_valid_checksum_is_one_line_naming_it_in_export_eval_and_resume()
+    {
+        var (header, sections) = CheckpointFile.Read(Checkpoint);
+        // The header's JSON as written: after the magic, the version and its u32 length.
+        var raw = File.ReadAllBytes(Checkpoint);
+        var json = raw[16..(16 + (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(raw.AsSpan(12)))];
+        var all = sections.Select(kv => (kv.Key, kv.Value)).ToArray();
+        var cases = new (string File, string Expected, Action<string> Write)[]
+        {
+            ("not-json.ckpt", "header is not valid JSON", p => CraftedCheckpoint.Write(p, "{ this is not json"u8.ToArray(), all)),
+            ("huge-header.ckpt", "header length 4294967295 exceeds the file size", p => CraftedCheckpoint.Write(p, json, all, headerLength: uint.MaxValue)),
+            ("no-model.ckpt", "missing the 'model' section", p => CraftedCheckpoint.Write(p, json, all.Where(s => s.Key != "model"))),
+            ("other-model.ckpt", "the model section does not hold resnet18 weights", p => CheckpointFile.Write(p, header with
+            {
+                Model = "resnet18", TrialYaml = header.TrialYaml.Replace("name: simple-cnn", "name: resnet18", StringComparison.Ordinal),
+            }, sections)),
+            ("wrong-shape.ckpt", "the model section does not hold simple-cnn weights for 11 classes", p => CheckpointFile.Write(p, header with { Classes = [.. header.Classes, "extra"] }, sections)),
+        };
+        foreach (var (file, expected, write) in cases)
+        {
+            var path = Path.Combine(run.Dir, file);
+            write(path);
+            var line = OrchProcess.AssertOneLineError(OrchProcess.Run(run.Dir, "export", path, "--out", file + ".onnx"), 1);
+            Assert.Contains($"{path}: {expected}", line);
+            Assert.False(File.Exists(Path.Combine(run.Dir, file + ".onnx")));
+            line = OrchProcess.AssertOneLineError(OrchProcess.Run(run.Dir, "eval", "--checkpoint", path), 1);
+            Assert.Contains($"{path}: {expected}", line);
+            if (file is "not-json.ckpt" or "other-model.ckpt" or "wrong-shape.ckpt")
+            {
+                // Resuming builds the model for the data set (after its "data ..." line): a header of
+                // another class count is named before any weights are read.
+                line = OrchProcess.AssertErrorAfterProgress(OrchProcess.Run(run.Dir, "train", "--resume", path, "--epochs", "2"), 1);
+                Assert.Contains(file == "wrong-shape.ckpt" ? $"{path}: its header lists 11 classes, data set fashion-mnist has 10" : $"{path}: {expected}", line);
+            }
+        }
     }
 
     [Fact]

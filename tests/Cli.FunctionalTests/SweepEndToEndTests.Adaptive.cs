@@ -51,21 +51,10 @@ public sealed partial class SweepEndToEndTests
                 Assert.Equal([1], (await store.GetMetricsAsync(t.Id, CancellationToken.None)).Select(p => p.Epoch));
         }
         var kept = trials[2];
-        // The last trial's stop ends the sweep; its worker's upload of the judged epoch's checkpoint lands a moment later.
-        await EventuallyAsync(async () =>
-        {
-            using var channel = Grpc.Net.Client.GrpcChannel.ForAddress(Address);
-            var call = new Protocol.V1.Sweeps.SweepsClient(channel).DownloadCheckpoint(new DownloadCheckpointRequest { SweepId = id, TrialId = kept.Id });
-            try
-            {
-                await Orchestrator.Checkpoints.CheckpointChunks.ReceiveAsync(call.ResponseStream, Path.Combine(_dir, "stopped.ckpt"), kept.Id, CancellationToken.None);
-                return "downloaded";
-            }
-            catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.NotFound)
-            {
-                return null;
-            }
-        }, TimeSpan.FromSeconds(60), $"the checkpoint of {kept.Id}");
+        // The last trial's stop ended the sweep while its worker was uploading the judged epoch's
+        // checkpoint: the coordinator waits for that upload before it answers.
+        var download = await Task.Run(() => OrchProcess.Run(_dir, "best", id, "--trial", kept.Id, "--download", "stopped.ckpt", "--coordinator", Address));
+        Assert.True(download.ExitCode == 0, download.ToString());
         var eval = await Task.Run(() => OrchProcess.Run(_dir, "eval", "--checkpoint", "stopped.ckpt", "--json"));
         Assert.True(eval.ExitCode == 0, eval.ToString());
         Assert.Equal(kept.BestMetric, eval.LastJson.GetProperty("accuracy").GetDouble(), 6);
@@ -113,6 +102,61 @@ public sealed partial class SweepEndToEndTests
         Assert.True(resume.ExitCode == 0, resume.ToString());
         var sweep = await CompletedAsync(id);
         Assert.Equal((3, 1), (sweep.TrialsCompleted, sweep.TrialsStopped));
+    }
+
+    [Fact]
+    public async Task Extending_a_completed_sweep_by_epochs_trains_its_trial_on_from_its_checkpoint()
+    {
+        File.WriteAllText(Path.Combine(_dir, "short.yaml"), """
+            name: e2e-extend
+            data: { name: fashion-mnist, limitTrain: 1200, limitTest: 300 }
+            model: { name: simple-cnn }
+            trial:
+              epochs: 1
+              batchSize: 64
+              optimizer: { name: sgd, momentum: 0.9 }
+            parameters:
+              optimizer.lr: { values: [0.05] }
+            search: { method: grid }
+            objective: { metric: val_accuracy, goal: maximize }
+            """);
+        StartWorker("w1");
+        var submit = await Task.Run(() => OrchProcess.Run(_dir, "submit", "short.yaml", "--coordinator", Address, "--json"));
+        Assert.True(submit.ExitCode == 0, submit.ToString());
+        var id = submit.LastJson.GetProperty("sweep").GetString()!;
+        await CompletedAsync(id);
+
+        var neither = await Task.Run(() => OrchProcess.Run(_dir, "extend", id, "--coordinator", Address));
+        Assert.Contains("give one of --trials N (more trials) and --epochs N", OrchProcess.AssertOneLineError(neither, 2), StringComparison.Ordinal);
+        var extend = await Task.Run(() => OrchProcess.Run(_dir, "extend", id, "--epochs", "3", "--coordinator", Address, "--json"));
+        Assert.True(extend.ExitCode == 0, extend.ToString());
+        Assert.Equal(("running", 3), (extend.LastJson.GetProperty("state").GetString(), extend.LastJson.GetProperty("epochs").GetInt32()));
+
+        var sweep = await CompletedAsync(id);
+        var trial = Assert.Single(await TrialsAsync(id));
+        Assert.Equal((TrialState.Completed, 3, 3, 2), (trial.State, trial.Epoch, trial.Epochs, trial.Attempt));
+        Assert.Equal(trial.Id, sweep.BestTrialId);
+        await using (var store = await RedisStateStore.ConnectAsync(_redis.Configuration, _prefix, CancellationToken.None))
+        {
+            // Epochs 2 and 3 continue the run: the steps go on from epoch 1's, none repeated.
+            var points = await store.GetMetricsAsync(trial.Id, CancellationToken.None);
+            Assert.Equal([1, 2, 3], points.Select(p => p.Epoch).Distinct());
+            var steps = points.Select(p => p.Step).ToList();
+            Assert.Equal(steps.Order(), steps);
+            Assert.Equal(steps.Count, steps.Distinct().Count());
+        }
+        var log = await Task.Run(() => OrchProcess.Run(_dir, "logs", trial.Id, "--coordinator", Address));
+        Assert.Contains("resumed from the checkpoint of epoch 1", log.StdOut, StringComparison.Ordinal);
+
+        // The best checkpoint is the trained-on run's: it evaluates to the reported best.
+        var best = await Task.Run(() => OrchProcess.Run(_dir, "best", id, "--download", "best.ckpt", "--coordinator", Address));
+        Assert.True(best.ExitCode == 0, best.ToString());
+        var eval = await Task.Run(() => OrchProcess.Run(_dir, "eval", "--checkpoint", "best.ckpt", "--json"));
+        Assert.True(eval.ExitCode == 0, eval.ToString());
+        Assert.Equal(trial.BestMetric, eval.LastJson.GetProperty("accuracy").GetDouble(), 6);
+
+        var again = await Task.Run(() => OrchProcess.Run(_dir, "extend", id, "--epochs", "3", "--coordinator", Address));
+        Assert.Contains("train 3 epochs already", OrchProcess.AssertOneLineError(again, 1), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -135,6 +135,15 @@ public sealed class ChartTests
         Assert.Equal("redis-master.data.svc:6379", env["ORCH_REDIS"].Value);
         Assert.Equal("orch-auth", env["ORCH_TOKEN"].ValueFrom.SecretKeyRef.Name);
         Assert.Equal("bearer", env["ORCH_TOKEN"].ValueFrom.SecretKeyRef.Key);
+        // Per-role tokens: the coordinator knows each; workers present the worker token, not the coordinator's.
+        Assert.Equal(("worker", "user", "viewer"), (env["ORCH_WORKER_TOKEN"].ValueFrom.SecretKeyRef.Key, env["ORCH_USER_TOKEN"].ValueFrom.SecretKeyRef.Key, env["ORCH_VIEWER_TOKEN"].ValueFrom.SecretKeyRef.Key));
+        var worker = render.Container("worker").Env.ToDictionary(e => e.Name);
+        Assert.Equal(("orch-auth", "worker"), (worker["ORCH_TOKEN"].ValueFrom.SecretKeyRef.Name, worker["ORCH_TOKEN"].ValueFrom.SecretKeyRef.Key));
+        Assert.DoesNotContain("ORCH_WORKER_TOKEN", worker.Keys);
+        // By default a worker presents the coordinator's token, and the coordinator has no role tokens.
+        var defaults = Render.Get("helm:defaults");
+        Assert.Equal("token", defaults.Container("worker").Env.Single(e => e.Name == "ORCH_TOKEN").ValueFrom.SecretKeyRef.Key);
+        Assert.DoesNotContain(defaults.Container("coordinator").Env, e => e.Name is "ORCH_WORKER_TOKEN" or "ORCH_USER_TOKEN" or "ORCH_VIEWER_TOKEN");
     }
 
     [Fact]

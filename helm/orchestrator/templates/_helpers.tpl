@@ -30,13 +30,33 @@ helm.sh/chart: {{ printf "%s-%s" (index . 0).Chart.Name (index . 0).Chart.Versio
 {{- end -}}
 {{- end -}}
 
-{{/* ORCH_TOKEN from the optional Secret. */}}
+{{/* The coordinator's tokens from the optional Secret: its own (every role) and the per-role ones whose keys are set. */}}
 {{- define "orchestrator.tokenEnv" -}}
 - name: ORCH_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ .Values.token.secretName }}
       key: {{ .Values.token.key }}
+      optional: true
+{{- range $env, $key := dict "ORCH_WORKER_TOKEN" .Values.token.workerKey "ORCH_USER_TOKEN" .Values.token.userKey "ORCH_VIEWER_TOKEN" .Values.token.viewerKey }}
+{{- if $key }}
+- name: {{ $env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.token.secretName }}
+      key: {{ $key }}
+      optional: true
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The token a worker presents (ORCH_TOKEN): the worker role's when token.workerKey is set, else the coordinator's. */}}
+{{- define "orchestrator.workerTokenEnv" -}}
+- name: ORCH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.token.secretName }}
+      key: {{ .Values.token.workerKey | default .Values.token.key }}
       optional: true
 {{- end -}}
 

@@ -26,9 +26,12 @@ internal static class ServeCommands
         var gradientPort = new Option<int>("--gradient-port") { Description = "TCP port of the gradient socket: data-parallel trials with aggregation: coordinator send gradients here, without gRPC framing (0: a free port).", DefaultValueFactory = _ => 5002, HelpName = "PORT" };
         var gradientSocket = new Option<bool>("--gradient-socket") { Description = "Open the gradient socket (false: coordinator-mode trials send gradients over the gRPC port instead, slower; for networks that only pass --port).", DefaultValueFactory = _ => true, HelpName = "true|false" };
         var leaseTimeout = new Option<double>("--lease-timeout") { Description = "Seconds without a heartbeat before a worker's trials are re-queued.", DefaultValueFactory = _ => 10 };
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "Serve TLS on --port and --http-port with this PEM certificate (chain), e.g. a mounted Kubernetes TLS secret's tls.crt. Also: ORCH_TLS_CERT.", HelpName = "FILE" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "The PEM private key of --tls-cert. Also: ORCH_TLS_KEY.", HelpName = "FILE" };
+        var tlsClientCa = new Option<string?>("--tls-client-ca") { Description = "Mutual TLS for workers: they must present a client certificate signed by this PEM CA. Also: ORCH_TLS_CLIENT_CA.", HelpName = "FILE" };
         var command = new Command("coordinator", "Run the coordinator: accepts sweeps, schedules trials on workers, keeps state (Redis or embedded).\n" +
             "Settings also come from appsettings.json and ORCH_* variables; flags win (docs/operations.md).\nExample: orch coordinator --redis 127.0.0.1:6379")
-        { redis, redisPrefix, stateDir, checkpointDir, bind, port, httpPort, gradientPort, gradientSocket, leaseTimeout, dataDir, ConfigurationFlags.LogFormat() };
+        { redis, redisPrefix, stateDir, checkpointDir, bind, port, httpPort, gradientPort, gradientSocket, leaseTimeout, dataDir, tlsCert, tlsKey, tlsClientCa, ConfigurationFlags.LogFormat() };
         command.SetAction(async (parse, ct) =>
         {
             var flags = ConfigurationFlags.Given(parse, Settings.Coordinator, command);
@@ -76,6 +79,9 @@ internal static class ServeCommands
         var dataPort = new Option<int>("--data-port") { Description = "Port for exchanging gradients with peers in data-parallel trials (default: a free port). With several GPUs, GPU i uses PORT + i.", HelpName = "PORT" };
         var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name). Also: ORCH_ADVERTISE_HOST.", HelpName = "HOST" };
         var metricsBind = new Option<string>("--metrics-bind") { Description = "Address for --metrics-port (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
+        var tlsCa = new Option<string?>("--tls-ca") { Description = "Verify the coordinator's TLS certificate (an https:// --coordinator) against this PEM CA instead of the system's. Also: ORCH_TLS_CA.", HelpName = "FILE" };
+        var tlsClientCert = new Option<string?>("--tls-client-cert") { Description = "Present this PEM client certificate to the coordinator (mutual TLS). Also: ORCH_TLS_CLIENT_CERT.", HelpName = "FILE" };
+        var tlsClientKey = new Option<string?>("--tls-client-key") { Description = "The PEM private key of --tls-client-cert. Also: ORCH_TLS_CLIENT_KEY.", HelpName = "FILE" };
         var drainTimeout = new Option<int>("--drain-timeout")
         {
             Description = "On SIGTERM or Ctrl+C, take no new trials, let each running trial finish its epoch and upload that checkpoint, " +
@@ -87,7 +93,7 @@ internal static class ServeCommands
         var command = new SignalHandlingCommand("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\n" +
             "SIGTERM or Ctrl+C drains it (see --drain-timeout); a second signal stops it at once.\n" +
             "Settings also come from appsettings.json and ORCH_* variables; flags win (docs/operations.md).\nExample: orch worker --coordinator http://127.0.0.1:5000")
-        { coordinator, id, device, devices, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise, drainTimeout, ConfigurationFlags.LogFormat() };
+        { coordinator, id, device, devices, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise, drainTimeout, tlsCa, tlsClientCert, tlsClientKey, ConfigurationFlags.LogFormat() };
         command.SetAction(async (parse, ct) =>
         {
             // Flags over environment variables over appsettings.json over defaults; a bad value fails here, in one line, before connecting.

@@ -52,25 +52,41 @@ internal static class SweepControlCommands
         var sweep = SweepArgument();
         var coordinator = CoordinatorOption();
         var json = CommonOptions.Json();
-        var trials = new Option<int>("--trials")
+        var trials = new Option<int?>("--trials")
         {
             Description = "How many trials to add to the sweep's budget (search.maxTrials). The search method draws them "
                           + "(random: more samples from the same seeded generator; tpe: from its model of the results so far).",
             HelpName = "N",
-            Required = true,
         };
         trials.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() < 1) r.AddError("--trials must be 1 or more");
+            if (r.GetValueOrDefault<int?>() < 1) r.AddError("--trials must be 1 or more");
+        });
+        var epochs = new Option<int?>("--epochs")
+        {
+            Description = "The epochs every trial trains from now on (more than now). Pending and running trials train them; "
+                          + "completed trials whose latest checkpoint was kept (the sweep's best few) train on from it; "
+                          + "with early stopping, only the better of them do (ASHA keeps the best 1/reductionFactor).",
+            HelpName = "N",
+        };
+        epochs.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() < 1) r.AddError("--epochs must be 1 or more");
         });
         var command = new Command("extend",
-            "Raise a sweep's trial budget. A sweep that completed is reopened; a grid search, a failed or cancelled sweep, "
-            + "or one that reached its target cannot be extended.\nExample: orch extend sw-1a2b3c4d --trials 20")
-        { sweep, trials, coordinator, json };
+            "Raise a sweep's budget: more trials (--trials) or more epochs per trial (--epochs). A sweep that completed is reopened; "
+            + "a failed or cancelled sweep, or one that reached its target, cannot be extended, and a grid search cannot take more trials."
+            + "\nExamples: orch extend sw-1a2b3c4d --trials 20\n          orch extend sw-1a2b3c4d --epochs 27")
+        { sweep, trials, epochs, coordinator, json };
+        command.Validators.Add(r =>
+        {
+            if ((r.GetValue(trials) is null) == (r.GetValue(epochs) is null)) r.AddError("give one of --trials N (more trials) and --epochs N (more epochs per trial)");
+        });
         command.SetAction(async (parse, ct) =>
         {
             using var c = Connect(parse, coordinator);
-            var s = await c.Client.ExtendSweepAsync(new ExtendSweepRequest { SweepId = parse.GetValue(sweep)!, Trials = parse.GetValue(trials) }, c.Call(ct));
+            var request = new ExtendSweepRequest { SweepId = parse.GetValue(sweep)!, Trials = parse.GetValue(trials) ?? 0, Epochs = parse.GetValue(epochs) ?? 0 };
+            var s = await c.Client.ExtendSweepAsync(request, c.Call(ct));
             Print(s, parse.GetValue(json));
             return ExitCodes.Ok;
         });
@@ -100,6 +116,6 @@ internal static class SweepControlCommands
     private static void Print(Sweep s, bool json)
     {
         if (json) Console.Out.WriteLine(SweepView.Json(s).ToJsonString());
-        else AnsiConsole.MarkupLine($"sweep {s.Id}: {SweepView.State(s.State)}, {s.TrialsTotal} trials ({s.TrialsPending} pending, {s.TrialsRunning} running)");
+        else AnsiConsole.MarkupLine($"sweep {s.Id}: {SweepView.State(s.State)}, {s.TrialsTotal} trials ({s.TrialsPending} pending, {s.TrialsRunning} running), {s.Epochs} epochs per trial");
     }
 }

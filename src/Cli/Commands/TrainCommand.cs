@@ -44,7 +44,7 @@ internal static class TrainCommand
             {
                 // The checkpoint's own trial settings decide the data set; read them before loading data.
                 var header = Worker.Checkpoints.CheckpointFile.ReadHeader(resumeFrom);
-                spec = Trials.TrialSpecYaml.Parse(header.TrialYaml, resumeFrom);
+                spec = Worker.Checkpoints.CheckpointFile.ParseTrial(header, resumeFrom);
                 if (parse.GetResult(trial.DataDir) is not null) spec.Data.Dir = parse.GetValue(trial.DataDir);
                 if (parse.GetValue(output) is null) runDir = Path.GetDirectoryName(Path.GetFullPath(resumeFrom))!;
             }

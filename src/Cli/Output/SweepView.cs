@@ -104,6 +104,8 @@ internal static class SweepView
         ["trials_failed"] = s.TrialsFailed,
         ["trials_cancelled"] = s.TrialsCancelled,
         ["trials_stopped"] = s.TrialsStopped,
+        ["max_trials"] = s.MaxTrials,
+        ["epochs"] = s.Epochs,
         ["objective"] = s.ObjectiveMetric,
         ["best_trial"] = s.BestTrialId.Length > 0 ? s.BestTrialId : null,
         ["best_metric"] = s.HasBestMetric ? s.BestMetric : null,

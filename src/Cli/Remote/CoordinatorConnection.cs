@@ -17,7 +17,12 @@ internal sealed class CoordinatorConnection : IDisposable
         Address = address ?? Environment.GetEnvironmentVariable(AddressVariable) ?? DefaultAddress;
         if (!Uri.TryCreate(Address, UriKind.Absolute, out var uri) || (uri.Scheme != "http" && uri.Scheme != "https"))
             throw new ArgumentException($"--coordinator {Address}: expected a URL such as {DefaultAddress}");
-        _channel = GrpcChannel.ForAddress(uri, new GrpcChannelOptions { MaxReceiveMessageSize = 16 * 1024 * 1024 });
+        _channel = GrpcChannel.ForAddress(uri, new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = 16 * 1024 * 1024,
+            // An https:// coordinator with a private CA: ORCH_TLS_CA names it.
+            HttpHandler = Orchestrator.Configuration.TlsFiles.ClientHandler(Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.TlsCa), null, null),
+        });
         Client = new Protocol.V1.Sweeps.SweepsClient(_channel);
     }
 

@@ -28,7 +28,40 @@ public enum CheckpointSlot
 /// </summary>
 public sealed class CheckpointStore(IOptions<CheckpointStoreOptions> options)
 {
+    /// <summary>How long a reader waits for the checkpoint of a trial stopped between two epochs (<see cref="Expect"/>).</summary>
+    public static readonly TimeSpan ExpectedUploadPatience = TimeSpan.FromSeconds(60);
+
     private readonly string _root = Path.GetFullPath(options.Value.Root);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, TaskCompletionSource> _expected = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The workers of a trial stopped between two epochs are uploading the checkpoint of the epoch
+    /// it was judged on: a reader of that trial's checkpoint waits for it (<see cref="WaitForExpectedAsync"/>)
+    /// until it is stored or the worker is done (<see cref="Settled"/>). In memory: after a restart
+    /// a reader finds whatever arrived.
+    /// </summary>
+    public void Expect(string trialId) => _expected.TryAdd(trialId, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+
+    /// <summary>The expected checkpoint of <paramref name="trialId"/> was stored, or its worker stopped without one.</summary>
+    public void Settled(string trialId)
+    {
+        if (_expected.TryRemove(trialId, out var arrival)) arrival.TrySetResult();
+    }
+
+    /// <summary>Waits, at most <paramref name="patience"/>, for an expected checkpoint of <paramref name="trialId"/>; returns at once when none is.</summary>
+    public async Task WaitForExpectedAsync(string trialId, TimeSpan patience, CancellationToken ct)
+    {
+        if (!_expected.TryGetValue(trialId, out var arrival)) return;
+        try
+        {
+            await arrival.Task.WaitAsync(patience, ct).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // A worker that died on the way: stop waiting for it.
+            _expected.TryRemove(new KeyValuePair<string, TaskCompletionSource>(trialId, arrival));
+        }
+    }
 
     public int KeepBestPerSweep => options.Value.KeepBestPerSweep;
 

@@ -20,8 +20,18 @@ public sealed class CoordinatorOptions : IValidatableObject
     /// <summary>Largest gang a trial may ask for.</summary>
     [Range(1, 4096, ErrorMessage = "must be from 1 to 4096")]
     public int MaxWorkersPerTrial { get; set; } = 64;
-    /// <summary>When set, every call must carry "authorization: Bearer &lt;token&gt;".</summary>
+    /// <summary>
+    /// The coordinator's token (ORCH_TOKEN): it holds every role. When any token is set, every call
+    /// must carry "authorization: Bearer &lt;token&gt;" of a token with the method's role
+    /// (<see cref="Security.AccessRules"/>); with none set, the coordinator is open.
+    /// </summary>
     public string? AuthToken { get; set; }
+    /// <summary>Token of the worker role (ORCH_WORKER_TOKEN): runs trials, cannot read or change sweeps.</summary>
+    public string? WorkerToken { get; set; }
+    /// <summary>Token of the user role (ORCH_USER_TOKEN): submits, steers and reads sweeps, cannot act as a worker.</summary>
+    public string? UserToken { get; set; }
+    /// <summary>Token of the viewer role (ORCH_VIEWER_TOKEN): reads sweeps, trials, metrics, logs and checkpoints only.</summary>
+    public string? ViewerToken { get; set; }
     /// <summary>Largest gRPC message accepted (bytes); checkpoints and data travel in chunks below it.</summary>
     [Range(64 * 1024, int.MaxValue, ErrorMessage = "must be at least 65536 bytes (checkpoint and data chunks are 262144)")]
     public int MaxMessageBytes { get; set; } = 4 * 1024 * 1024;

@@ -39,6 +39,8 @@ public sealed record SweepRecord
     public string? SearcherState { get; init; }
     /// <summary>Trials that failed for good so far (against search.maxFailedTrials).</summary>
     public int FailedTrials { get; init; }
+    /// <summary>The epochs every trial trains after orch extend --epochs raised them; null: the spec's trial.epochs.</summary>
+    public int? Epochs { get; init; }
     /// <summary>Stored version; the store sets it on every successful write.</summary>
     public long Version { get; init; }
 

@@ -1,8 +1,5 @@
-using System.Diagnostics.CodeAnalysis;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
-using Microsoft.Extensions.Options;
-using Orchestrator.Coordinator.Configuration;
 using Orchestrator.Coordinator.State;
 using Orchestrator.Specs;
 
@@ -54,51 +51,4 @@ public sealed class ExceptionInterceptor : Interceptor
         OperationCanceledException => new Status(StatusCode.Cancelled, "cancelled"),
         _ => null,
     };
-}
-
-/// <summary>When a token is configured, refuses calls that do not present it (UNAUTHENTICATED).</summary>
-public sealed class AuthInterceptor(IOptions<CoordinatorOptions> options) : Interceptor
-{
-    // The standard health service answers without a token, like /healthz and /readyz: a Kubernetes
-    // gRPC probe cannot send one, and it says nothing beyond serving or not.
-    private const string HealthServicePrefix = "/grpc.health.v1.Health/";
-
-    private void Check(ServerCallContext context)
-    {
-        if (context.Method.StartsWith(HealthServicePrefix, StringComparison.Ordinal)) return;
-        if (!Accepts(options.Value.AuthToken, context.RequestHeaders.GetValue("authorization"))) Fail();
-    }
-
-    /// <summary>True when no token is configured, or <paramref name="authorization"/> is "Bearer &lt;token&gt;" (compared in constant time).</summary>
-    internal static bool Accepts(string? token, string? authorization) =>
-        string.IsNullOrEmpty(token)
-        || (authorization is not null && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
-            System.Text.Encoding.UTF8.GetBytes(authorization), System.Text.Encoding.UTF8.GetBytes("Bearer " + token)));
-
-    [DoesNotReturn]
-    private static void Fail() => throw new RpcException(new Status(StatusCode.Unauthenticated, "missing or wrong token (set ORCH_TOKEN)"));
-
-    public override Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
-    {
-        Check(context);
-        return continuation(request, context);
-    }
-
-    public override Task<TResponse> ClientStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, ServerCallContext context, ClientStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        Check(context);
-        return continuation(requestStream, context);
-    }
-
-    public override Task ServerStreamingServerHandler<TRequest, TResponse>(TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        Check(context);
-        return continuation(request, responseStream, context);
-    }
-
-    public override Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        Check(context);
-        return continuation(requestStream, responseStream, context);
-    }
 }

@@ -83,6 +83,7 @@ public static partial class Mapping
             Attempt = a.Attempt,
             Aggregation = ToAggregationMode(a.Aggregation),
             Wire = ToWireFormat(a.Wire),
+            RingSecret = Google.Protobuf.ByteString.CopyFrom(a.RingSecret.Span),
         };
         if (message.Aggregation == Proto.AggregationMode.Coordinator && gradientEndpoint is not null)
         {

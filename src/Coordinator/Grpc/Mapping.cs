@@ -43,6 +43,7 @@ public static partial class Mapping
             p.ObjectiveMetric = spec.ObjectiveMetric;
             p.Goal = spec.Maximize ? Proto.Goal.Maximize : Proto.Goal.Minimize;
             p.MaxTrials = spec.MaxTrials;
+            p.Epochs = spec.Epochs;
         }
         if (counts is { } c)
         {

@@ -51,9 +51,13 @@ public sealed class SweepsService(
 
     public override async Task<Sweep> ExtendSweep(ExtendSweepRequest request, ServerCallContext context)
     {
-        if (request.Trials < 1) throw Errors.Invalid($"trials: extend by at least one trial (got {request.Trials})");
-        return await ViewAsync(await sweeps.ExtendAsync(request.SweepId, request.Trials, context.CancellationToken).ConfigureAwait(false)
-                               ?? throw Errors.NotFound($"no sweep '{request.SweepId}'"), context.CancellationToken).ConfigureAwait(false);
+        if ((request.Trials != 0) == (request.Epochs != 0)) throw Errors.Invalid("give exactly one of trials (more trials) and epochs (more epochs per trial)");
+        if (request.Trials < 0) throw Errors.Invalid($"trials: extend by at least one trial (got {request.Trials})");
+        if (request.Epochs < 0) throw Errors.Invalid($"epochs: must be more than the trials' epochs now (got {request.Epochs})");
+        var extended = request.Trials > 0
+            ? await sweeps.ExtendAsync(request.SweepId, request.Trials, context.CancellationToken).ConfigureAwait(false)
+            : await sweeps.ExtendEpochsAsync(request.SweepId, request.Epochs, context.CancellationToken).ConfigureAwait(false);
+        return await ViewAsync(extended ?? throw Errors.NotFound($"no sweep '{request.SweepId}'"), context.CancellationToken).ConfigureAwait(false);
     }
 
     public override async Task<Trial> StopTrial(StopTrialRequest request, ServerCallContext context)
@@ -135,11 +139,17 @@ public sealed class SweepsService(
     public override async Task<Trial> GetBestTrial(GetBestTrialRequest request, ServerCallContext context)
     {
         var sweep = await FindAsync(request.SweepId, context.CancellationToken).ConfigureAwait(false);
-        if (request.TrialId.Length > 0)
-            return Mapping.ToProto(await FindTrialAsync(sweep, request.TrialId, context.CancellationToken).ConfigureAwait(false), checkpoints);
-        if (sweep.BestTrialId is null) throw Errors.NotFound($"sweep {sweep.Id} has no result yet");
-        var trial = await store.GetTrialAsync(sweep.BestTrialId, context.CancellationToken).ConfigureAwait(false)
+        var ct = context.CancellationToken;
+        TrialRecord trial;
+        if (request.TrialId.Length > 0) trial = await FindTrialAsync(sweep, request.TrialId, ct).ConfigureAwait(false);
+        else
+        {
+            if (sweep.BestTrialId is null) throw Errors.NotFound($"sweep {sweep.Id} has no result yet");
+            trial = await store.GetTrialAsync(sweep.BestTrialId, ct).ConfigureAwait(false)
                     ?? throw Errors.NotFound($"trial {sweep.BestTrialId} not found");
+        }
+        // has_checkpoint must not say no while the checkpoint of a trial just stopped early is on its way.
+        await checkpoints.WaitForExpectedAsync(trial.Id, CheckpointStore.ExpectedUploadPatience, ct).ConfigureAwait(false);
         return Mapping.ToProto(trial, checkpoints);
     }
 
@@ -150,6 +160,7 @@ public sealed class SweepsService(
         if (trialId is null) throw Errors.NotFound($"sweep {sweep.Id} has no result yet");
         var trial = await store.GetTrialAsync(trialId, context.CancellationToken).ConfigureAwait(false);
         if (trial is null || trial.SweepId != sweep.Id) throw Errors.NotFound($"no trial '{trialId}' in sweep {sweep.Id}");
+        await checkpoints.WaitForExpectedAsync(trial.Id, CheckpointStore.ExpectedUploadPatience, context.CancellationToken).ConfigureAwait(false);
         var slot = checkpoints.Exists(sweep.Id, trial.Id, CheckpointSlot.Best) ? CheckpointSlot.Best
             : checkpoints.Exists(sweep.Id, trial.Id, CheckpointSlot.Latest) ? CheckpointSlot.Latest
             : throw Errors.NotFound($"trial {trial.Id} has no stored checkpoint");

@@ -122,8 +122,18 @@ public static class CoordinatorHost
         {
             var listen = k.ApplicationServices.GetRequiredService<IOptions<ListenSettings>>().Value;
             var address = IPAddress.Parse(listen.Address);
-            k.Listen(address, listen.GrpcPort, l => l.Protocols = HttpProtocols.Http2);
-            if (listen.HttpPort is { } http) k.Listen(address, http, l => l.Protocols = HttpProtocols.Http1);
+            var tls = CoordinatorTls.Configure(listen);
+            k.Listen(address, listen.GrpcPort, l =>
+            {
+                l.Protocols = HttpProtocols.Http2;
+                if (tls is not null) l.UseHttps(tls);
+            });
+            if (listen.HttpPort is { } http)
+                k.Listen(address, http, l =>
+                {
+                    l.Protocols = HttpProtocols.Http1;
+                    if (tls is not null) l.UseHttps(tls);
+                });
         });
         builder.Services.AddCoordinatorServices(configure);
         var app = builder.Build();
@@ -190,12 +200,13 @@ public static class CoordinatorHost
         services.AddSingleton<PendingReasons>();
         services.AddSingleton<TrialScheduler>();
         services.AddHostedService(sp => sp.GetRequiredService<TrialScheduler>());
-        services.AddSingleton<AuthInterceptor>();
+        services.AddSingleton<Security.Credentials>();
+        services.AddSingleton<Security.AuthInterceptor>();
         services.AddSingleton<ExceptionInterceptor>();
         services.AddGrpc(o =>
         {
             o.EnableDetailedErrors = false;
-            o.Interceptors.Add<AuthInterceptor>();
+            o.Interceptors.Add<Security.AuthInterceptor>();
             o.Interceptors.Add<ExceptionInterceptor>();
         });
         services.AddOptions<GrpcServiceOptions>().Configure<IOptions<CoordinatorOptions>>((o, coordinator) =>

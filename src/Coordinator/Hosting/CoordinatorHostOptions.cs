@@ -22,6 +22,24 @@ public sealed class ListenSettings : IValidatableObject
     /// <summary>TCP port of the gradient socket (coordinator aggregation without gRPC framing); 0 picks a free port; "off": none.</summary>
     public string GradientPort { get; set; } = "5002";
 
+    /// <summary>
+    /// PEM certificate (chain) of the gRPC and HTTP ports (ORCH_TLS_CERT, --tls-cert; a mounted
+    /// Kubernetes TLS secret's tls.crt). With <see cref="TlsKey"/>, both ports serve TLS only; unset: plain text.
+    /// </summary>
+    public string? TlsCertificate { get; set; }
+
+    /// <summary>PEM private key of <see cref="TlsCertificate"/> (ORCH_TLS_KEY, --tls-key).</summary>
+    public string? TlsKey { get; set; }
+
+    /// <summary>
+    /// PEM CA of workers' client certificates (ORCH_TLS_CLIENT_CA, --tls-client-ca): mutual TLS for
+    /// workers. A worker call then needs a client certificate signed by it; users' calls need none.
+    /// </summary>
+    public string? TlsClientCa { get; set; }
+
+    /// <summary>Whether the ports serve TLS.</summary>
+    public bool Tls => !string.IsNullOrEmpty(TlsCertificate);
+
     /// <summary>The gradient socket's port, or null when it is off.</summary>
     public int? GradientSocketPort => GradientPort.Trim().Equals("off", StringComparison.OrdinalIgnoreCase)
         ? null
@@ -31,6 +49,14 @@ public sealed class ListenSettings : IValidatableObject
     {
         if (!IPAddress.TryParse(Address, out _))
             yield return new ValidationResult($"'{Address}' is not an IP address (e.g. 127.0.0.1, or 0.0.0.0 for every interface)", [nameof(Address)]);
+        if (string.IsNullOrEmpty(TlsCertificate) != string.IsNullOrEmpty(TlsKey))
+            yield return new ValidationResult("TLS needs both a certificate (ORCH_TLS_CERT, --tls-cert) and its key (ORCH_TLS_KEY, --tls-key)",
+                [string.IsNullOrEmpty(TlsCertificate) ? nameof(TlsCertificate) : nameof(TlsKey)]);
+        if (!string.IsNullOrEmpty(TlsClientCa) && string.IsNullOrEmpty(TlsCertificate))
+            yield return new ValidationResult("client certificates need TLS: set the coordinator's certificate and key too", [nameof(TlsClientCa)]);
+        foreach (var (file, name) in new[] { (TlsCertificate, nameof(TlsCertificate)), (TlsKey, nameof(TlsKey)), (TlsClientCa, nameof(TlsClientCa)) })
+            if (!string.IsNullOrEmpty(file) && !File.Exists(file))
+                yield return new ValidationResult($"{file}: no such file", [name]);
         if (!GradientPort.Trim().Equals("off", StringComparison.OrdinalIgnoreCase)
             && !(int.TryParse(GradientPort, NumberStyles.None, CultureInfo.InvariantCulture, out var port) && port <= 65535))
             yield return new ValidationResult($"'{GradientPort}' is neither a port number from 0 to 65535 nor off", [nameof(GradientPort)]);

@@ -22,6 +22,7 @@ public sealed class CoordinatorMetrics : IDisposable
     private readonly Histogram<double> _aggregationDuration;
     private readonly Histogram<long> _aggregationBytes;
     private readonly Counter<long> _reports;
+    private readonly Counter<long> _authRefusals;
     private volatile MetricsSnapshot _snapshot = MetricsSnapshot.Empty;
 
     public CoordinatorMetrics(Scheduling.PendingReasons pendingReasons)
@@ -66,6 +67,8 @@ public sealed class CoordinatorMetrics : IDisposable
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] });
         _aggregationBytes = _meter.CreateHistogram<long>("orch_gradient_aggregation_size", "By", "Gradient bytes per rank per all-reduce (data-parallel trials).");
         _reports = _meter.CreateCounter<long>("orch_metric_reports", "{report}", "Metric reports received from workers (duplicates included).");
+        _authRefusals = _meter.CreateCounter<long>("orch_auth_refusals", "{call}",
+            "Calls and gradient-socket connections refused: reason unauthenticated (no or unknown token) or permission_denied (the token lacks the role); label role is the role needed.");
     }
 
     /// <summary>The meter these instruments belong to (tests listen to this instance only).</summary>
@@ -81,6 +84,10 @@ public sealed class CoordinatorMetrics : IDisposable
         if (values.TryGetValue(MetricNames.AggregationSeconds, out var agg) && double.IsFinite(agg)) _aggregationDuration.Record(agg);
         if (values.TryGetValue(MetricNames.AggregationBytes, out var bytes) && double.IsFinite(bytes)) _aggregationBytes.Record((long)bytes);
     }
+
+    /// <summary>Counts a refused call (<see cref="Security.AuthInterceptor"/>) or gradient-socket connection.</summary>
+    public void AuthRefused(string reason, string role) =>
+        _authRefusals.Add(1, new KeyValuePair<string, object?>("reason", reason), new KeyValuePair<string, object?>("role", role));
 
     public void CheckpointUploaded(long bytes, TimeSpan duration)
     {

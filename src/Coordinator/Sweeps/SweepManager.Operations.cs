@@ -1,10 +1,12 @@
+using Orchestrator.Coordinator.Checkpoints;
 using Orchestrator.Coordinator.Domain;
 using Orchestrator.Coordinator.State;
+using Orchestrator.Specs;
 using Orchestrator.Sweeps;
 
 namespace Orchestrator.Coordinator.Sweeps;
 
-/// <summary>What users do to a running sweep: cancel, pause, resume, stop a trial, extend the budget.</summary>
+/// <summary>What users do to a running sweep: cancel, pause, resume, stop a trial, extend the budget (trials or epochs).</summary>
 public sealed partial class SweepManager
 {
     /// <summary>Cancels a sweep: pending trials cancelled, running ones stopped.</summary>
@@ -118,15 +120,69 @@ public sealed partial class SweepManager
     }
 
     /// <summary>
-    /// Raises a sweep's trial budget by <paramref name="moreTrials"/> (orch extend): the searcher
-    /// creates the trials its method creates for it. A sweep that completed because every trial
-    /// ended is reopened; one that failed, was cancelled or reached its target is not. Null for an
-    /// unknown sweep.
+    /// Raises a sweep's trial budget by <paramref name="moreTrials"/> (orch extend --trials): the
+    /// searcher creates the trials its method creates for it. Null for an unknown sweep.
     /// </summary>
-    /// <exception cref="SweepOperationException">The sweep cannot take more trials (see above; a grid search covers its grid once).</exception>
-    public async Task<SweepRecord?> ExtendAsync(string sweepId, int moreTrials, CancellationToken ct)
+    /// <exception cref="SweepOperationException">The sweep cannot take more trials (see <see cref="ExtendWithAsync"/>; a grid search covers its grid once).</exception>
+    public Task<SweepRecord?> ExtendAsync(string sweepId, int moreTrials, CancellationToken ct)
     {
         if (moreTrials < 1) throw new SweepOperationException($"extend by at least one trial (got {moreTrials})");
+        var what = $"extended by {moreTrials} trials";
+        return ExtendWithAsync(sweepId, what, runtime => Task.FromResult(new Extension(runtime.Searcher.Extend(moreTrials))), ct);
+    }
+
+    /// <summary>
+    /// Raises the epochs every trial of a sweep trains to <paramref name="epochs"/> (orch extend
+    /// --epochs). Pending trials train the new epochs; running ones go back to the queue (without
+    /// counting as an attempt) and resume from their last checkpoint with them; completed trials
+    /// whose latest checkpoint is kept train on from it unless the early-stopping rule keeps only
+    /// the better ones (<see cref="Searcher.ExtendEpochs"/>). Stopped and failed trials stay as they
+    /// are. Null for an unknown sweep.
+    /// </summary>
+    /// <exception cref="SweepOperationException">See <see cref="ExtendWithAsync"/>; also epochs that are searched or not more than now.</exception>
+    public Task<SweepRecord?> ExtendEpochsAsync(string sweepId, int epochs, CancellationToken ct)
+    {
+        if (epochs < 1) throw new SweepOperationException($"extend to at least one epoch (got {epochs})");
+        return ExtendWithAsync(sweepId, $"extended to {epochs} epochs", async runtime =>
+        {
+            ValidatedSweep extended;
+            try
+            {
+                extended = runtime.Spec.WithEpochs(epochs);
+            }
+            catch (SpecException e)
+            {
+                throw new InvalidOperationException(e.Field is { } field ? $"{field}: {e.Problem}" : e.Message, e);
+            }
+            if (ReferenceEquals(extended, runtime.Spec)) throw new InvalidOperationException($"its trials train {epochs} epochs already");
+            var all = await store.ListTrialsAsync(runtime.Id, ct).ConfigureAwait(false);
+            var resumable = all.Where(t => t.State == TrialStatus.Completed && t.CheckpointEpoch > 0 && checkpoints.Exists(t.SweepId, t.Id, CheckpointSlot.Latest))
+                .Select(t => t.Index).ToHashSet();
+            return new Extension(runtime.Searcher.ExtendEpochs(extended, resumable))
+            {
+                Change = s => s with { Epochs = epochs },
+                // Once the record holds the epochs (and the runtime's spec took them: ApplyActionsAsync),
+                // the running trials go back to the queue to resume with them (an epoch in progress is trained again).
+                Then = async () =>
+                {
+                    foreach (var running in all.Where(t => t.State == TrialStatus.Running))
+                        await trials.RequeueAsync(running.Id, running.FencingToken, $"sweep extended to {epochs} epochs", handedBack: true, ct).ConfigureAwait(false);
+                    // What listings show before they start (an assignment sets it from the spec anyway).
+                    foreach (var pending in all.Where(t => t.State is TrialStatus.Pending or TrialStatus.Running))
+                        await updates.TrialAsync(pending.Id, t => t.State == TrialStatus.Pending && t.Epochs < epochs ? t with { Epochs = epochs } : null, ct).ConfigureAwait(false);
+                },
+            };
+        }, ct);
+    }
+
+    /// <summary>
+    /// What both kinds of orch extend share: a sweep that completed because every trial ended is
+    /// reopened; one that failed, was cancelled or reached its target cannot be extended. The
+    /// searcher's actions (new trials, trials that train on) are applied like any others.
+    /// </summary>
+    /// <exception cref="SweepOperationException">The sweep has ended for good, or the searcher refused (its message says why).</exception>
+    private async Task<SweepRecord?> ExtendWithAsync(string sweepId, string what, Func<SweepRuntime, Task<Extension>> extend, CancellationToken ct)
+    {
         var sweep = await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false);
         if (sweep is null) return null;
         if (sweep.State is not (SweepStatus.Completed or SweepStatus.Pending or SweepStatus.Running or SweepStatus.Paused))
@@ -137,22 +193,27 @@ public sealed partial class SweepManager
         await runtime.Gate.WaitAsync(ct).ConfigureAwait(false);
         try
         {
-            IReadOnlyList<SearchAction> actions;
+            Extension extension;
             try
             {
-                actions = runtime.Searcher.Extend(moreTrials);
+                extension = await extend(runtime).ConfigureAwait(false);
             }
             catch (InvalidOperationException e)
             {
                 if (reopen) runtimes.Remove(sweepId);
-                throw new SweepOperationException($"sweep {sweepId} cannot be extended: {e.Message}");
+                throw new SweepOperationException($"sweep {sweepId} cannot be {what}: {e.Message}");
             }
             if (reopen) runtime.Finishing = false;
-            // The new trials first (idempotent: a repeated extend after a crash creates the same ones), then the record.
-            await ApplyActionsAsync(runtime, actions, ct, s => reopen && s.State == SweepStatus.Completed
-                ? s with { State = SweepStatus.Running, FinishedAt = null, Message = $"extended by {moreTrials} trials" }
-                : s).ConfigureAwait(false);
-            Log.SweepOperation(logger, sweepId, $"extended by {moreTrials} trials");
+            // New trials first (idempotent: a repeated extend after a crash creates the same ones), then the record, then reopened trials.
+            await ApplyActionsAsync(runtime, extension.Actions, ct, s =>
+            {
+                s = extension.Change?.Invoke(s) ?? s;
+                return reopen && s.State == SweepStatus.Completed
+                    ? s with { State = SweepStatus.Running, FinishedAt = null, Message = what }
+                    : s;
+            }).ConfigureAwait(false);
+            if (extension.Then is { } then) await then().ConfigureAwait(false);
+            Log.SweepOperation(logger, sweepId, what);
             workers.Signal();
             return await store.GetSweepAsync(sweepId, ct).ConfigureAwait(false);
         }
@@ -160,6 +221,13 @@ public sealed partial class SweepManager
         {
             runtime.Gate.Release();
         }
+    }
+
+    /// <summary>What an extension asks of the searcher, how it changes the sweep record, and what follows once that is written.</summary>
+    private sealed record Extension(IReadOnlyList<SearchAction> Actions)
+    {
+        public Func<SweepRecord, SweepRecord>? Change { get; init; }
+        public Func<Task>? Then { get; init; }
     }
 
     private static SweepOperationException Ended(SweepRecord sweep, string verb) =>

@@ -72,8 +72,16 @@ public sealed partial class SweepManager
             }).ConfigureAwait(false);
         }
 
-        // Trial ends the searcher has not seen (a user's stop counts as stopped early).
+        // Completed trials the searcher let train on (orch extend --epochs) whose reopening did not reach the store.
         known = searcher.Trials().ToDictionary(t => t.Index);
+        foreach (var t in stored.Where(t => t.State == TrialStatus.Completed && t.Epochs < runtime.Spec.Epochs))
+        {
+            if (!known.TryGetValue(t.Index, out var k) || k.Exited) continue;
+            await ReopenAsync(runtime, t.Index, ct).ConfigureAwait(false);
+            stored = [.. stored.Select(s => s.Index == t.Index ? s with { State = TrialStatus.Pending } : s)];
+        }
+
+        // Trial ends the searcher has not seen (a user's stop counts as stopped early).
         var exits = 0;
         foreach (var t in stored.Where(t => t.IsFinished && t.State != TrialStatus.Cancelled).OrderBy(t => t.FinishedAt).ThenBy(t => t.Index))
         {

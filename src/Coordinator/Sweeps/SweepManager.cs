@@ -27,6 +27,7 @@ public sealed partial class SweepManager(
     WorkerRegistry workers,
     SweepEvents events,
     CheckpointRetention retention,
+    CheckpointStore checkpoints,
     IOptions<CoordinatorOptions> options,
     TimeProvider clock,
     ILogger<SweepManager> logger)
@@ -186,6 +187,9 @@ public sealed partial class SweepManager(
                 break;
             case TrialOutcome.Stopped:
                 // A stop we asked for: the trial was already moved on (stopped, cancelled or re-queued).
+                // Its rank 0 uploads the checkpoints of the epoch it stopped after before it says so:
+                // readers waiting for them (CheckpointStore.WaitForExpectedAsync) go on.
+                if (rank == 0) checkpoints.Settled(trialId);
                 break;
             case TrialOutcome.RankDone:
                 // A non-zero rank is free again; the trial itself ends when rank 0 reports.
@@ -255,7 +259,7 @@ public sealed partial class SweepManager(
     /// <summary>
     /// Applies the searcher's actions in an order a restart can repeat: new trials (idempotent by
     /// id), trials stopped early, then the sweep record with the searcher's state (and
-    /// <paramref name="change"/>), then the sweep's end. A coordinator that stops between two of
+    /// <paramref name="change"/>), then completed trials that train on, then the sweep's end. A coordinator that stops between two of
     /// these replays the events the saved state missed (<see cref="RecoverAsync"/>), and the
     /// searcher takes the same actions again. Without actions and without a change nothing is read
     /// or written. Called under the sweep's gate; returns the sweep as written, null when nothing was.
@@ -282,14 +286,26 @@ public sealed partial class SweepManager(
         if (fresh is not null)
         {
             runtime.Best = fresh.BestMetric;
+            // The epochs orch extend --epochs raised take effect for assignments once the record holds them.
+            if (!ReferenceEquals(runtime.Spec, runtime.Searcher.Spec)) runtime.Spec = runtime.Searcher.Spec;
             PublishSweep(fresh);
             // A stopped trial's result counts like a completed one's; its checkpoint may still be on its way (CheckpointStoredAsync).
             foreach (var s in stopped) await retention.TrialEndedAsync(fresh, s, runtime.Spec, ct).ConfigureAwait(false);
         }
+        // Completed trials that train on, after the record that says so (recovery reopens those a crash left out).
+        foreach (var resume in actions.OfType<ResumeTrial>())
+            await ReopenAsync(runtime, resume.Index, ct).ConfigureAwait(false);
         // The searcher decides when the sweep is over (target reached, budget spent, every trial ended).
         if (actions.OfType<ShutdownSearch>().FirstOrDefault() is { } shutdown)
             await FinishSweepAsync(sweepId, shutdown.Failed ? SweepStatus.Failed : SweepStatus.Completed, shutdown.Reason, ct).ConfigureAwait(false);
         return fresh;
+    }
+
+    private async Task ReopenAsync(SweepRuntime runtime, int index, CancellationToken ct)
+    {
+        var id = TrialLifecycle.TrialId(runtime.Id, index);
+        retention.TrialReopened(runtime.Id, id);
+        await trials.ReopenAsync(id, runtime.Spec.Epochs, ct).ConfigureAwait(false);
     }
 
     private void PublishSweep(SweepRecord sweep) => events.Publish(new SweepChanged(sweep));

@@ -10,7 +10,14 @@ public sealed class SweepRuntime(SweepRecord sweep, ValidatedSweep spec, Searche
 {
     public string Id { get; } = sweep.Id;
     public DateTimeOffset CreatedAt { get; } = sweep.CreatedAt;
-    public ValidatedSweep Spec { get; } = spec;
+    /// <summary>The validated spec, with the epochs orch extend --epochs raised (swapped under <see cref="Gate"/>).</summary>
+    public ValidatedSweep Spec
+    {
+        get => Volatile.Read(ref _spec);
+        set => Volatile.Write(ref _spec, value);
+    }
+
+    private ValidatedSweep _spec = spec;
     public Searcher Searcher { get; } = searcher;
     /// <summary>Serialises the searcher's events and the sweep record updates made from them.</summary>
     public SemaphoreSlim Gate { get; } = new(1, 1);
@@ -90,5 +97,10 @@ public sealed class SweepRuntimes
         }
     }
 
-    private static ValidatedSweep Parse(SweepRecord sweep) => ValidatedSweep.Parse(sweep.SpecYaml, sweep.Name, Unlimited);
+    /// <summary>The stored spec, with the epochs orch extend --epochs raised.</summary>
+    private static ValidatedSweep Parse(SweepRecord sweep)
+    {
+        var spec = ValidatedSweep.Parse(sweep.SpecYaml, sweep.Name, Unlimited);
+        return sweep.Epochs is { } epochs ? spec.WithEpochs(epochs) : spec;
+    }
 }

@@ -58,12 +58,15 @@ public sealed partial class TrialLifecycle(
     /// </summary>
     public async Task<TrialRecord?> AssignAsync(TrialRecord trial, IReadOnlyList<GangRank> gang, ValidatedSweep? spec, CancellationToken ct)
     {
-        var yaml = trial.TrialYaml ?? (spec is null ? null : TrialSpecYaml.Serialize(spec.TrialFor(trial.Parameters)));
+        var full = trial.TrialYaml is null && spec is not null ? spec.TrialFor(trial.Parameters) : null;
+        var yaml = trial.TrialYaml ?? (full is null ? null : TrialSpecYaml.Serialize(full));
         if (yaml is null) return null; // a sweep whose spec no longer validates: recovery ends it
         var now = clock.GetUtcNow();
         var assigned = await updates.TrialAsync(trial.Id, t => t.State != TrialStatus.Pending ? null : t with
         {
             State = TrialStatus.Running,
+            // The sweep's epochs as they are now (orch extend --epochs may have raised them since the trial was created).
+            Epochs = full?.Epochs ?? t.Epochs,
             Attempt = t.Attempt + 1,
             FencingToken = t.FencingToken + 1,
             WorkerIds = gang.Select(r => r.Worker.Id).ToList(),
@@ -75,6 +78,8 @@ public sealed partial class TrialLifecycle(
 
         var resume = assigned.CheckpointEpoch > 0 && checkpoints.Exists(assigned.SweepId, assigned.Id, CheckpointSlot.Latest);
         var peers = gang.Select(r => r.Worker.DataEndpointFor(r.Gpus)).ToList();
+        // One secret per assignment: ranks of an older assignment, or anyone else, cannot join this ring.
+        ReadOnlyMemory<byte> ringSecret = gang.Count > 1 ? System.Security.Cryptography.RandomNumberGenerator.GetBytes(32) : default;
         for (var rank = 0; rank < gang.Count; rank++)
         {
             var (worker, gpus) = gang[rank];
@@ -89,6 +94,7 @@ public sealed partial class TrialLifecycle(
                 Attempt = assigned.Attempt,
                 Aggregation = spec?.Aggregation ?? SweepNames.Aggregations[0],
                 Wire = spec?.Wire ?? SweepNames.WireFormats[0],
+                RingSecret = ringSecret,
             });
         }
         Log.TrialAssigned(logger, assigned.Id, assigned.Attempt, string.Join(',', assigned.WorkerIds), resume);
@@ -204,6 +210,23 @@ public sealed partial class TrialLifecycle(
         return updated;
     }
 
+    /// <summary>
+    /// A completed trial trains on to <paramref name="epochs"/> (orch extend --epochs): back to
+    /// pending, and resumed from its latest checkpoint when it is assigned. Null when it is not
+    /// completed with fewer epochs (reopened already, say).
+    /// </summary>
+    public async Task<TrialRecord?> ReopenAsync(string trialId, int epochs, CancellationToken ct)
+    {
+        var updated = await updates.TrialAsync(trialId, t => t.State == TrialStatus.Completed && t.Epochs < epochs
+            ? t with { State = TrialStatus.Pending, Epochs = epochs, FinishedAt = null, Message = $"training on to {epochs} epochs (sweep extended)" }
+            : null, ct).ConfigureAwait(false);
+        if (updated is null) return null;
+        Log.TrialReopened(logger, trialId, epochs);
+        Publish(updated);
+        workers.Signal();
+        return updated;
+    }
+
     /// <summary>Ends a running trial as <paramref name="state"/> (its rank 0 reported the outcome). Null when the token was stale.</summary>
     public async Task<TrialRecord?> EndAsync(string trialId, long token, TrialStatus state, string? message, CancellationToken ct)
     {
@@ -258,6 +281,8 @@ public sealed partial class TrialLifecycle(
             Message = reason,
         }, ct).ConfigureAwait(false);
         if (updated is null) return null;
+        // A stopped trial's workers upload the judged epoch's checkpoint before they stop: readers wait for it.
+        if (state == TrialStatus.Stopped && workers.Runs(trialId)) checkpoints.Expect(trialId);
         workers.StopTrial(trialId, reason, afterCheckpoint: state == TrialStatus.Stopped);
         if (state == TrialStatus.Stopped) Log.TrialStopped(logger, trialId, reason);
         Publish(updated);
@@ -327,6 +352,9 @@ public sealed partial class TrialLifecycle(
 
         [LoggerMessage(LogEventIds.Trials + 5, LogLevel.Information, "Trial {TrialId} stopped: {Reason}")]
         public static partial void TrialStopped(ILogger logger, string trialId, string reason);
+
+        [LoggerMessage(LogEventIds.Trials + 6, LogLevel.Information, "Trial {TrialId} reopened to train on to {Epochs} epochs")]
+        public static partial void TrialReopened(ILogger logger, string trialId, int epochs);
     }
 }
 

@@ -26,6 +26,8 @@ public sealed record TrialAssignment(string TrialId, long FencingToken, int Rank
     public string Aggregation { get; init; } = "ring";
     /// <summary>The sweep's resources.wire: "fp32" or "bf16".</summary>
     public string Wire { get; init; } = "fp32";
+    /// <summary>The ranks' shared secret for this assignment: ring peers prove they hold it (empty: none).</summary>
+    public ReadOnlyMemory<byte> RingSecret { get; init; }
 
     /// <summary>The device the rank trains on: its first GPU, or the CPU.</summary>
     public string Device => Gpus.Count > 0 ? $"cuda:{Gpus[0].ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "cpu";

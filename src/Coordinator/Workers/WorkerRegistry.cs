@@ -33,6 +33,9 @@ public sealed class WorkerRegistry
         return removed;
     }
 
+    /// <summary>Whether a connected worker runs a rank of the trial.</summary>
+    public bool Runs(string trialId) => _workers.Values.Any(w => w.Trials.ContainsKey(trialId));
+
     /// <summary>
     /// Detaches the trial from every worker that runs a rank of it, and tells each to stop it;
     /// <paramref name="afterCheckpoint"/>: once the checkpoint of the epoch just ended is uploaded.

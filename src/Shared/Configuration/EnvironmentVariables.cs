@@ -11,6 +11,33 @@ public static class EnvironmentVariables
 {
     /// <summary>Bearer token: the coordinator requires it of every call; workers and the CLI send it.</summary>
     public const string Token = "ORCH_TOKEN";
+
+    /// <summary>Coordinator: PEM certificate of its gRPC and HTTP ports (TLS).</summary>
+    public const string TlsCertificate = "ORCH_TLS_CERT";
+
+    /// <summary>Coordinator: PEM private key of <see cref="TlsCertificate"/>.</summary>
+    public const string TlsKey = "ORCH_TLS_KEY";
+
+    /// <summary>Coordinator: PEM CA of workers' client certificates (mutual TLS).</summary>
+    public const string TlsClientCa = "ORCH_TLS_CLIENT_CA";
+
+    /// <summary>Clients (orch commands, workers): PEM CA to verify the coordinator's certificate against.</summary>
+    public const string TlsCa = "ORCH_TLS_CA";
+
+    /// <summary>Worker: PEM client certificate presented to the coordinator (mutual TLS).</summary>
+    public const string TlsClientCertificate = "ORCH_TLS_CLIENT_CERT";
+
+    /// <summary>Worker: PEM private key of <see cref="TlsClientCertificate"/>.</summary>
+    public const string TlsClientKey = "ORCH_TLS_CLIENT_KEY";
+
+    /// <summary>Coordinator: the token of the worker role (workers then send it as their ORCH_TOKEN).</summary>
+    public const string WorkerToken = "ORCH_WORKER_TOKEN";
+
+    /// <summary>Coordinator: the token of the user role (submit, steer and read sweeps).</summary>
+    public const string UserToken = "ORCH_USER_TOKEN";
+
+    /// <summary>Coordinator: the token of the read-only viewer role.</summary>
+    public const string ViewerToken = "ORCH_VIEWER_TOKEN";
     /// <summary>The coordinator's gRPC address for the CLI and <c>orch worker</c> (<c>http://host:5000</c>).</summary>
     public const string Coordinator = "ORCH_COORDINATOR";
     /// <summary>Host or address that peers use to reach a worker's data port (<c>--advertise-host</c>).</summary>

@@ -95,6 +95,12 @@ public static class YamlSpec
                 // broken flow collections, e.g. an unclosed '{'; point at where scanning stopped.
                 throw new SpecException(file, LastScannedMark(text), "", "malformed YAML: an unclosed '{' or '[', or a value cut short");
             }
+            catch (ArgumentException)
+            {
+                // Its node loader throws a bare ArgumentException ("unsupported event") on some
+                // broken structures the scanner let through (found by fuzzing: fuzz/regressions/sweep).
+                throw new SpecException(file, LastScannedMark(text), "", "malformed YAML: a key, value or indentation that does not fit where it stands");
+            }
             if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" })
                 throw new SpecException(file, null, "", "the file is empty");
             if (stream.Documents[0].RootNode is not YamlMappingNode)
@@ -141,8 +147,12 @@ public static class YamlSpec
         // Open collections with an anchor: the node count when they opened. Closed anchors: their expanded size.
         var open = new Stack<(string? Anchor, long NodesBefore)>();
         var sizes = new Dictionary<string, long>(StringComparer.Ordinal);
+        // A parser that yields more events than the text has characters is going round in circles.
+        var budget = 2L * text.Length + 16;
         while (parser.MoveNext())
         {
+            if (--budget < 0)
+                throw new SpecException(file, Mark(parser.Current!.Start), "", "malformed YAML: the parser cannot make sense of it from here");
             switch (parser.Current)
             {
                 case YamlDotNet.Core.Events.NodeEvent { } start when start is YamlDotNet.Core.Events.MappingStart or YamlDotNet.Core.Events.SequenceStart:
@@ -175,9 +185,16 @@ public static class YamlSpec
     {
         var scanner = new Scanner(new StringReader(text));
         SpecMark? last = null;
+        // The scanner can repeat an error token at one place for ever (found by fuzzing:
+        // fuzz/regressions/trial): stop at the first, and never read more tokens than characters.
+        var budget = 2L * text.Length + 16;
         try
         {
-            while (scanner.MoveNext()) last = Mark(scanner.Current!.End);
+            while (budget-- > 0 && scanner.MoveNext())
+            {
+                last = Mark(scanner.Current!.End);
+                if (scanner.Current is YamlDotNet.Core.Tokens.Error) break;
+            }
         }
         catch (Exception e) when (e is InvalidOperationException or YamlException)
         {

@@ -27,6 +27,12 @@ public sealed record StopTrial(int Index) : SearchAction
 }
 
 /// <summary>
+/// Train trial <paramref name="Index"/>, which had completed, on from its latest checkpoint to the
+/// sweep's raised epochs (orch extend --epochs).
+/// </summary>
+public sealed record ResumeTrial(int Index) : SearchAction;
+
+/// <summary>
 /// The search is over: create nothing more, cancel pending trials and stop running ones.
 /// <paramref name="Reason"/> is for people ("target 0.95 reached by trial 3").
 /// </summary>

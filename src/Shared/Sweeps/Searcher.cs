@@ -20,9 +20,9 @@ public sealed class Searcher
     private const int StateVersion = 1;
 
     private readonly Lock _gate = new();
-    private readonly ValidatedSweep _sweep;
+    private ValidatedSweep _sweep;
     private readonly ISearchMethod _method;
-    private readonly IStoppingRule? _rule;
+    private IStoppingRule? _rule;
     private readonly SplitMix64 _random;
     private readonly SearchContext _context;
     private readonly SortedDictionary<int, TrialBook> _trials = [];
@@ -149,6 +149,7 @@ public sealed class Searcher
             if (_shutdown is not null || !_trials.TryGetValue(trialIndex, out var trial) || trial.Exited) return [];
             if (trial.LastEpoch is { } last && epoch <= last) return [];
             trial.LastEpoch = epoch;
+            trial.LastObjective = objective;
             var actions = new List<SearchAction>();
             // A diverged trial reports NaN: it is nobody's best and reaches no target, but the
             // stopping rule sees it, as the worst score there is.
@@ -218,15 +219,65 @@ public sealed class Searcher
         }
     }
 
+    /// <summary>
+    /// Every trial now trains <paramref name="extended"/>'s epochs (orch extend --epochs; the same
+    /// sweep, <see cref="ValidatedSweep.WithEpochs"/>). The early-stopping rule keeps what it recorded
+    /// and gains the rungs that now fit. Of the trials that completed, those in
+    /// <paramref name="resumable"/> (their latest checkpoint is kept) train on unless the rule
+    /// judges them at a rung they passed and keeps only the better ones there: ASHA keeps the best
+    /// 1/η of them. They come back as <see cref="ResumeTrial"/> actions, and a search that ended
+    /// because every trial had exited opens again.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The search ended for good, or ended and no completed trial can train on.</exception>
+    public IReadOnlyList<SearchAction> ExtendEpochs(ValidatedSweep extended, IReadOnlyCollection<int> resumable)
+    {
+        ArgumentNullException.ThrowIfNull(extended);
+        ArgumentNullException.ThrowIfNull(resumable);
+        lock (_gate)
+        {
+            if (_shutdown is { } ended && (ended.Failed || _best is { } best && _sweep.ReachesTarget(best)))
+                throw new InvalidOperationException($"the search has ended for good ({ended.Reason})");
+            var completed = _trials.Values.Where(t => t.Exited && t.Succeeded && !t.Stopped && resumable.Contains(t.Index)).ToList();
+            if (_shutdown is not null && completed.Count == 0)
+                throw new InvalidOperationException("no completed trial has a checkpoint to train on from");
+            var rule = StoppingRules.For(extended.EarlyStopping);
+            if (rule is not null && _rule is not null) rule.Restore(_rule.Snapshot());
+            var runs = completed.Select(t => new FinishedRun(t.Index, t.LastEpoch ?? 0, Score(t.LastObjective ?? double.NaN))).ToList();
+            var trainOn = rule?.TrainOn(runs) ?? [.. runs.Select(r => r.Trial)];
+            _sweep = extended;
+            _rule = rule;
+            var actions = new List<SearchAction>();
+            foreach (var index in trainOn.Order())
+            {
+                var trial = _trials[index];
+                trial.Exited = false;
+                trial.Succeeded = false;
+                actions.Add(new ResumeTrial(index));
+            }
+            if (_shutdown is not null && actions.Count > 0) _shutdown = null;
+            return actions;
+        }
+    }
+
+    /// <summary>The sweep as this searcher searches it: the spec, with the epochs orch extend --epochs raised.</summary>
+    public ValidatedSweep Spec
+    {
+        get
+        {
+            lock (_gate) return _sweep;
+        }
+    }
+
+    // Rules compare higher-is-better, finite scores: an infinite objective is clamped like NaN
+    // is mapped, or a quantile interpolated from −∞ would be NaN and stop nobody.
+    private double Score(double objective) => double.IsNaN(objective)
+        ? StoppingRules.Worst
+        : Math.Clamp(_sweep.Maximize ? objective : -objective, StoppingRules.Worst, -StoppingRules.Worst);
+
     private void StopIfRuleSays(TrialBook trial, int epoch, double objective, List<SearchAction> actions)
     {
         if (_rule is null || _shutdown is not null || trial.Exited) return;
-        // Rules compare higher-is-better, finite scores: an infinite objective is clamped like NaN
-        // is mapped, or a quantile interpolated from −∞ would be NaN and stop nobody.
-        var score = double.IsNaN(objective)
-            ? StoppingRules.Worst
-            : Math.Clamp(_sweep.Maximize ? objective : -objective, StoppingRules.Worst, -StoppingRules.Worst);
-        if (!_rule.ShouldStop(trial.Index, epoch, score)) return;
+        if (!_rule.ShouldStop(trial.Index, epoch, Score(objective))) return;
         var value = objective.ToString("G4", CultureInfo.InvariantCulture);
         StopTrial(trial, $"stopped early by {_rule.Name} after epoch {epoch} ({_sweep.ObjectiveMetric} {value})", actions);
     }

@@ -36,6 +36,8 @@ internal sealed class TrialBook
     public int Index { get; set; }
     /// <summary>The last epoch reported; reports at or before it are duplicates.</summary>
     public int? LastEpoch { get; set; }
+    /// <summary>The objective reported at <see cref="LastEpoch"/> (NaN for a diverged trial, written "NaN").</summary>
+    public double? LastObjective { get; set; }
     public bool Exited { get; set; }
     public bool Succeeded { get; set; }
     /// <summary>Stopped early (by the rule or a user); it exited then.</summary>
@@ -44,6 +46,7 @@ internal sealed class TrialBook
     public TrialBook Copy() => (TrialBook)MemberwiseClone();
 }
 
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, UseStringEnumConverter = true)]
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, UseStringEnumConverter = true,
+    NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 [JsonSerializable(typeof(SearcherState))]
 internal sealed partial class SearcherJsonContext : JsonSerializerContext;

@@ -40,6 +40,17 @@ public sealed class ValidatedSweep
         Aggregation = aggregation;
     }
 
+    // The same sweep with another base trial (orch extend --epochs); everything else is shared.
+    private ValidatedSweep(ValidatedSweep other, TrialSpec baseTrial)
+        : this(other.SpecYaml, other.FileName, other.Name, baseTrial, other.Space, other.Method, other.MaxTrials,
+               other.ParallelTrials, other.MaxFailedTrials, other.Seed, other.ObjectiveMetric, other.Maximize, other.Target,
+               other.Workers, other.MinWorkers, other.GpusPerWorker, other.Aggregation, other.Wire)
+    {
+        EarlyStopping = other.EarlyStopping;
+        Tpe = other.Tpe;
+        WarmStartFrom = other.WarmStartFrom;
+    }
+
     /// <summary>The sweep's name (letters, digits, '.', '_', '-').</summary>
     public string Name { get; }
     /// <summary>The text as submitted.</summary>
@@ -116,6 +127,37 @@ public sealed class ValidatedSweep
         }
         TrialSpecYaml.Validate(trial);
         return trial;
+    }
+
+    /// <summary>The epochs every trial trains (trial.epochs, after any <see cref="WithEpochs"/>).</summary>
+    public int Epochs => _baseTrial.Epochs;
+
+    /// <summary>
+    /// The sweep with every trial training <paramref name="epochs"/> epochs (orch extend --epochs):
+    /// the early-stopping rule's maxEpochs follows, and the rungs that now fit below it are added
+    /// after the existing ones, which stay as they are. The spec text (and so the searcher's
+    /// fingerprint) does not change: the coordinator stores the override beside it.
+    /// </summary>
+    /// <exception cref="SpecException">The epochs are searched, not more than now, or make the trial invalid.</exception>
+    public ValidatedSweep WithEpochs(int epochs)
+    {
+        if (epochs == Epochs) return this;
+        if (Space.Searched.Any(p => p.Path == "epochs"))
+            throw new SpecException(FileName, null, "parameters.epochs", "is searched, so the trials have no common epoch count to raise");
+        if (epochs < Epochs)
+            throw new SpecException(FileName, null, "trial.epochs", $"{epochs} is not more than the trials' epochs now ({Epochs}): extend can only add epochs");
+        var trial = _baseTrial.Clone();
+        trial.Epochs = epochs;
+        TrialSpecYaml.Validate(trial);
+        var rule = EarlyStopping;
+        if (rule is { Method: not EarlyStoppingSettings.Median })
+        {
+            var added = EarlyStoppingSettings.RungsBelow(rule.MinEpochs, rule.ReductionFactor, epochs)
+                        - EarlyStoppingSettings.RungsBelow(rule.MinEpochs, rule.ReductionFactor, rule.MaxEpochs);
+            rule = rule with { MaxEpochs = epochs, Rungs = rule.Rungs + added };
+        }
+        else if (rule is not null) rule = rule with { MaxEpochs = epochs };
+        return new ValidatedSweep(this, trial) { EarlyStopping = rule };
     }
 
     /// <summary>Whether <paramref name="candidate"/> beats <paramref name="incumbent"/> for the goal (anything beats none; NaN beats nothing).</summary>

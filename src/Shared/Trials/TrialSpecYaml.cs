@@ -41,6 +41,11 @@ public static class TrialSpecYaml
             if (!ok) throw at.Error(field, problem);
         }
 
+        // "schedule:" with nothing under it reads as null, not as the defaults (found by fuzzing).
+        foreach (var (section, value) in new (string, object?)[]
+                 { ("data", s.Data), ("model", s.Model), ("optimizer", s.Optimizer), ("schedule", s.Schedule), ("loss", s.Loss), ("augment", s.Augment), ("checkpoint", s.Checkpoint) })
+            Check(value is not null, section, "is empty: give its fields, or leave the section out for its defaults");
+
         Check(In(KnownNames.Datasets, s.Data.Name), "data.name", $"unknown data set '{s.Data.Name}': {KnownNames.OneOf(KnownNames.Datasets)}");
         Check(s.Data.LimitTrain is null or > 0, "data.limitTrain", "must be > 0");
         Check(s.Data.LimitTest is null or > 0, "data.limitTest", "must be > 0");

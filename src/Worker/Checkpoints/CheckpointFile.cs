@@ -35,11 +35,25 @@ public sealed record CheckpointHeader(
 /// Model and optimizer sections hold TorchSharp's own state-dict format; rng is the CPU generator state;
 /// pruning (only in a pruned trial) holds one mask bit per conv/linear weight (see MagnitudePruner.Save).
 /// </summary>
-public static class CheckpointFile
+public static partial class CheckpointFile
 {
     public const int FormatVersion = 1;
+
+    /// <summary>The model's weights (TorchSharp's <c>Module.save</c> format).</summary>
+    public const string ModelSection = "model";
+
+    /// <summary>The optimizer's state (TorchSharp's <c>save_state_dict</c> format).</summary>
+    public const string OptimizerSection = "optimizer";
+
+    /// <summary>The CPU random generator's state.</summary>
+    public const string RngSection = "rng";
+
+    /// <summary>The pruning masks, only in a pruned trial.</summary>
+    public const string PruningSection = "pruning";
+
     private static readonly byte[] Magic = "ORCHCKPT"u8.ToArray();
     private const ushort EndMarker = 0xFFFF;
+    private const int HashLength = 32;
 
     public static void Write(string path, CheckpointHeader header, IReadOnlyDictionary<string, byte[]> sections)
     {
@@ -80,43 +94,6 @@ public static class CheckpointFile
         File.Move(tmp, path, overwrite: true);
     }
 
-    /// <summary>Reads and verifies a checkpoint; a damaged file is an <see cref="InvalidDataException"/> naming it and the problem.</summary>
-    public static (CheckpointHeader Header, Dictionary<string, byte[]> Sections) Read(string path)
-    {
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such checkpoint", path);
-        var data = File.ReadAllBytes(path);
-        InvalidDataException Bad(string problem, long offset) => new($"{path}: {problem} (at byte offset {offset})");
-        if (data.Length < Magic.Length + 8 + 2 + 32 || !data.AsSpan(0, Magic.Length).SequenceEqual(Magic))
-            throw Bad("not an Orchestrator checkpoint (bad magic)", 0);
-        var body = data.AsSpan(0, data.Length - 32);
-        if (!SHA256.HashData(body).AsSpan().SequenceEqual(data.AsSpan(data.Length - 32)))
-            throw Bad("checksum mismatch: the file is truncated or corrupt", data.Length - 32);
-        var pos = Magic.Length;
-        var version = BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(pos));
-        if (version != FormatVersion) throw Bad($"unsupported checkpoint version {version}", pos);
-        pos += 4;
-        var headerLength = (int)BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(pos));
-        pos += 4;
-        var header = JsonSerializer.Deserialize(data.AsSpan(pos, headerLength), CheckpointJson.Default.CheckpointHeader)
-                     ?? throw Bad("empty header", pos);
-        pos += headerLength;
-        var sections = new Dictionary<string, byte[]>(StringComparer.Ordinal);
-        while (true)
-        {
-            var nameLength = BinaryPrimitives.ReadUInt16LittleEndian(data.AsSpan(pos));
-            pos += 2;
-            if (nameLength == EndMarker) break;
-            var name = Encoding.UTF8.GetString(data, pos, nameLength);
-            pos += nameLength;
-            var length = (long)BinaryPrimitives.ReadUInt64LittleEndian(data.AsSpan(pos));
-            pos += 8;
-            if (length > body.Length - pos) throw Bad($"section '{name}' runs past the end of the file", pos);
-            sections[name] = data.AsSpan(pos, (int)length).ToArray();
-            pos += (int)length;
-        }
-        return (header, sections);
-    }
-
     /// <summary>True when the file starts with the checkpoint magic (cheap: reads 8 bytes).</summary>
     public static bool LooksLikeCheckpoint(string path)
     {
@@ -126,8 +103,6 @@ public static class CheckpointFile
         return f.ReadAtLeast(head, 8, throwOnEndOfStream: false) == 8 && head.SequenceEqual(Magic);
     }
 
-    /// <summary>Only the header (cheap enough for listing; still verifies the checksum).</summary>
-    public static CheckpointHeader ReadHeader(string path) => Read(path).Header;
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,

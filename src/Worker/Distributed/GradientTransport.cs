@@ -30,6 +30,8 @@ public sealed record GradientTransportRequest
     public WireFormat Wire { get; init; }
     /// <summary>Ring: every rank's "host:port", by rank.</summary>
     public IReadOnlyList<string> PeerEndpoints { get; init; } = [];
+    /// <summary>Ring: the secret the assignment gave every rank; neighbours prove they hold it.</summary>
+    public byte[] RingSecret { get; init; } = [];
     /// <summary>Coordinator mode: the coordinator's Unix socket, usable when this worker runs on its machine ("" when none).</summary>
     public string CoordinatorSocketPath { get; init; } = "";
     /// <summary>Coordinator mode: the coordinator's TCP gradient socket, "host:port" or ":port" ("" when it is off).</summary>
@@ -102,7 +104,7 @@ public static partial class GradientTransport
         {
             // Every rank on one host: Unix domain sockets (measured faster than loopback TCP,
             // bench/README.md). Paths derive from the lease, so every rank computes the same ones.
-            var local = new RingAllReduceOptions { Rank = request.Rank, Endpoints = UnixEndpoints(request), Wire = request.Wire };
+            var local = new RingAllReduceOptions { Rank = request.Rank, Endpoints = UnixEndpoints(request), Wire = request.Wire, Secret = request.RingSecret };
             return await RingAllReduce.ConnectAsync(local, ct).ConfigureAwait(false);
         }
         var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -111,7 +113,7 @@ public static partial class GradientTransport
         // This rank's own endpoint: with several GPUs, each rank of a worker listens on its GPU's port.
         listener.Bind(new IPEndPoint(IPAddress.Any, endpoints[request.Rank].Port));
         listener.Listen(8);
-        var tcp = new RingAllReduceOptions { Rank = request.Rank, Endpoints = endpoints, Wire = request.Wire };
+        var tcp = new RingAllReduceOptions { Rank = request.Rank, Endpoints = endpoints, Wire = request.Wire, Secret = request.RingSecret };
         return await RingAllReduce.ConnectAsync(tcp, listener, ct).ConfigureAwait(false);
     }
 

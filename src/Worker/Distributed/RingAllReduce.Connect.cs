@@ -107,8 +107,12 @@ public sealed partial class RingAllReduce
                 using (new Timer(static s => ((Socket)s!).Dispose(), socket, remaining, Timeout.InfiniteTimeSpan))
                     socket.Connect(address);
                 socket.SendTimeout = socket.ReceiveTimeout = Milliseconds(remaining);
-                Span<byte> hello = stackalloc byte[WireProtocol.HelloBytes];
+                // The acceptor's nonce, then our hello with the proof that we hold the ring's secret.
+                Span<byte> nonce = stackalloc byte[WireProtocol.NonceBytes];
+                ReceiveExactly(socket, nonce);
+                Span<byte> hello = stackalloc byte[WireProtocol.HelloBytes + WireProtocol.ProofBytes];
                 WireProtocol.WriteHello(hello, rank, options.Endpoints.Count, options.Wire, options.Operation);
+                WireProtocol.Prove(options.Secret, nonce, hello[..WireProtocol.HelloBytes], hello[WireProtocol.HelloBytes..]);
                 SendExactly(socket, hello);
                 Span<byte> verdict = stackalloc byte[1];
                 ReceiveExactly(socket, verdict);
@@ -149,9 +153,14 @@ public sealed partial class RingAllReduce
             try
             {
                 socket.SendTimeout = socket.ReceiveTimeout = Milliseconds(Remaining(deadline));
-                Span<byte> hello = stackalloc byte[WireProtocol.HelloBytes];
+                Span<byte> nonce = stackalloc byte[WireProtocol.NonceBytes];
+                System.Security.Cryptography.RandomNumberGenerator.Fill(nonce);
+                SendExactly(socket, nonce);
+                Span<byte> hello = stackalloc byte[WireProtocol.HelloBytes + WireProtocol.ProofBytes];
                 ReceiveExactly(socket, hello);
-                var (verdict, theirRank) = WireProtocol.CheckHello(hello, peer, world, options.Wire, options.Operation);
+                var (verdict, theirRank) = WireProtocol.Proves(options.Secret, nonce, hello[..WireProtocol.HelloBytes], hello[WireProtocol.HelloBytes..])
+                    ? WireProtocol.CheckHello(hello[..WireProtocol.HelloBytes], peer, world, options.Wire, options.Operation)
+                    : (WireProtocol.WrongSecret, -1);
                 SendExactly(socket, [verdict]);
                 if (verdict != WireProtocol.Accepted)
                     RingErrors.ThrowConnectFailed(rank, peer, endpoint, $"was expected, but rank {theirRank} connected with a hello it had to refuse: {Refusal(verdict)}.");
@@ -183,6 +192,7 @@ public sealed partial class RingAllReduce
         WireProtocol.WrongWorld => "it was given another world size",
         WireProtocol.WrongSettings => "it uses another wire format or reduce operation",
         WireProtocol.WrongVersion => "it speaks another protocol version",
+        WireProtocol.WrongSecret => "this rank does not hold the ring's secret (it belongs to another assignment of the trial, or to none)",
         _ => $"verdict {verdict}",
     };
 

@@ -164,12 +164,33 @@ internal static class WireProtocol
 {
     /// <summary>"ORAR": Orchestrator all-reduce.</summary>
     public const uint Magic = 0x4F52_4152;
-    public const ushort Version = 1;
+    public const ushort Version = 2;
     public const int HelloBytes = 16;
+    /// <summary>The acceptor's fresh random challenge, sent first on every link.</summary>
+    public const int NonceBytes = 16;
+    /// <summary>HMAC-SHA256(secret, nonce · hello), sent after the hello.</summary>
+    public const int ProofBytes = 32;
     public const int CallHeaderBytes = 16;
 
     /// <summary>Hello answers: the acceptor's verdict on the connector's hello.</summary>
-    public const byte Accepted = 0, WrongRank = 1, WrongWorld = 2, WrongSettings = 3, WrongVersion = 4;
+    public const byte Accepted = 0, WrongRank = 1, WrongWorld = 2, WrongSettings = 3, WrongVersion = 4, WrongSecret = 5;
+
+    /// <summary>Writes the proof that the sender of <paramref name="hello"/> holds <paramref name="secret"/>, answering <paramref name="nonce"/>.</summary>
+    public static void Prove(byte[] secret, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> hello, Span<byte> proof)
+    {
+        Span<byte> message = stackalloc byte[NonceBytes + HelloBytes];
+        nonce.CopyTo(message);
+        hello.CopyTo(message[NonceBytes..]);
+        System.Security.Cryptography.HMACSHA256.HashData(secret, message, proof);
+    }
+
+    /// <summary>Whether <paramref name="proof"/> answers <paramref name="nonce"/> for <paramref name="hello"/> with <paramref name="secret"/> (constant time).</summary>
+    public static bool Proves(byte[] secret, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> hello, ReadOnlySpan<byte> proof)
+    {
+        Span<byte> expected = stackalloc byte[ProofBytes];
+        Prove(secret, nonce, hello, expected);
+        return System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(expected, proof);
+    }
 
     /// <summary>magic u32 · version u16 · wire u8 · op u8 · rank i32 · world i32 (little-endian).</summary>
     public static void WriteHello(Span<byte> destination, int rank, int world, WireFormat wire, ReduceOperation operation)

@@ -36,6 +36,14 @@ public sealed class RingAllReduceOptions
     /// </summary>
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The secret every rank of this ring was given (the coordinator makes one per assignment).
+    /// A connecting rank proves it holds it with an HMAC-SHA256 of the acceptor's fresh nonce, so
+    /// a process without it cannot join or feed the ring, and a recorded handshake cannot be
+    /// replayed. Empty: every rank must have it empty too.
+    /// </summary>
+    public byte[] Secret { get; set; } = [];
+
     /// <summary>How long connecting the ring may take, retries included.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -66,7 +66,9 @@ public static class CheckpointExporter
         var output = Path.GetFullPath(request.Output);
         CheckWritable(output);
 
-        var (model, header, spec) = TrainingSession.LoadModel(request.Checkpoint, CPU);
+        // A downloaded copy is called what it is to the user (the trial's checkpoint), not by its temporary name.
+        var (model, header, spec) = TrainingSession.LoadModel(request.Checkpoint, CPU,
+            request.SourceName is null ? null : "the checkpoint of " + request.SourceName);
         using (model)
         {
             int? calibrated = null;

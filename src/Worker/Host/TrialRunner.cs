@@ -137,7 +137,9 @@ internal sealed partial class TrialRunner : ITrainingObserver
             using var ring = _assignment.WorldSize > 1 ? new RingLease(_host.JoinGradientExchangeAsync(GradientExchange(), ct).GetAwaiter().GetResult()) : null;
             var distributed = ring is null ? null : new DistributedContext(_assignment.Rank, _assignment.WorldSize, ring.Ring);
             using var session = _assignment.Resume
-                ? TrainingSession.Resume(DownloadCheckpoint(runDir, setupToken), data, device, runDir, this, distributed: distributed)
+                // The assignment's epochs, which orch extend --epochs may have raised since the checkpoint was written.
+                ? TrainingSession.Resume(DownloadCheckpoint(runDir, setupToken), data, device, runDir, this, spec.Epochs, distributed,
+                    name: $"the stored checkpoint of {TrialId}")
                 : new TrainingSession(spec, data, device, runDir, this, distributed);
             if (session.EpochsCompleted > 0) _log.Write($"resumed from the checkpoint of epoch {session.EpochsCompleted}");
             _host.Send(Status(TrialStatus.Types.Outcome.Started, session.EpochsCompleted > 0 ? $"resumed after epoch {session.EpochsCompleted}" : ""));
@@ -162,9 +164,9 @@ internal sealed partial class TrialRunner : ITrainingObserver
             outcome = TrialStatus.Types.Outcome.Drained;
             message = "stopped before training started, the worker is shutting down";
         }
-        catch (Exception e) when (e is SpecException or DataFormatException or DatasetNotFoundException or ArgumentException)
+        catch (Exception e) when (e is SpecException or DataFormatException or DatasetNotFoundException or ArgumentException or Checkpoints.CheckpointFormatException)
         {
-            // Retrying elsewhere cannot fix bad data or an invalid trial.
+            // Retrying elsewhere cannot fix bad data, an invalid trial or a checkpoint that is wrong inside (every attempt gets the same one).
             outcome = TrialStatus.Types.Outcome.FailedPermanently;
             message = e.Message;
         }
@@ -231,6 +233,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
         Mode = _assignment.Aggregation == Protocol.V1.AggregationMode.Coordinator ? Distributed.AggregationMode.Coordinator : Distributed.AggregationMode.Ring,
         Wire = _assignment.Wire == GradientWireFormat.Bf16 ? WireFormat.Bf16 : WireFormat.Fp32,
         PeerEndpoints = _assignment.PeerEndpoints,
+        RingSecret = _assignment.RingSecret.ToByteArray(),
         CoordinatorSocketPath = _assignment.GradientSocketPath,
         CoordinatorSocketEndpoint = _assignment.GradientEndpoint,
         Coordinator = new Uri(_host.Options.CoordinatorUrl),

@@ -33,6 +33,12 @@ public sealed record WorkerAgentOptions : IValidatableObject
     public string WorkDir { get; init; } = Path.Combine(Path.GetTempPath(), "orch-worker");
     /// <summary>Bearer token when the coordinator requires one.</summary>
     public string? Token { get; init; }
+    /// <summary>PEM CA to verify an https:// coordinator's certificate against (ORCH_TLS_CA); unset: the system's roots.</summary>
+    public string? TlsCa { get; init; }
+    /// <summary>PEM client certificate for mutual TLS (ORCH_TLS_CLIENT_CERT), with <see cref="TlsClientKey"/>.</summary>
+    public string? TlsClientCertificate { get; init; }
+    /// <summary>PEM private key of <see cref="TlsClientCertificate"/> (ORCH_TLS_CLIENT_KEY).</summary>
+    public string? TlsClientKey { get; init; }
     /// <summary>libtorch intra-op threads (process-wide); null leaves libtorch's default.</summary>
     [Range(1, 4096, ErrorMessage = "must be from 1 to 4096")]
     public int? TorchThreads { get; init; }
@@ -53,6 +59,12 @@ public sealed record WorkerAgentOptions : IValidatableObject
             yield return new ValidationResult($"'{CoordinatorUrl}' is not an http:// or https:// address (e.g. http://coordinator:5000)", [nameof(CoordinatorUrl)]);
         if (string.IsNullOrWhiteSpace(WorkerId) || WorkerId.Length > 128)
             yield return new ValidationResult("must be 1 to 128 characters", [nameof(WorkerId)]);
+        if (string.IsNullOrEmpty(TlsClientCertificate) != string.IsNullOrEmpty(TlsClientKey))
+            yield return new ValidationResult("a client certificate needs its key and a key its certificate (ORCH_TLS_CLIENT_CERT, ORCH_TLS_CLIENT_KEY)",
+                [string.IsNullOrEmpty(TlsClientCertificate) ? nameof(TlsClientCertificate) : nameof(TlsClientKey)]);
+        foreach (var (file, name) in new[] { (TlsCa, nameof(TlsCa)), (TlsClientCertificate, nameof(TlsClientCertificate)), (TlsClientKey, nameof(TlsClientKey)) })
+            if (!string.IsNullOrEmpty(file) && !File.Exists(file))
+                yield return new ValidationResult($"{file}: no such file", [name]);
         if (MaxBackoff <= TimeSpan.Zero)
             yield return new ValidationResult("must be longer than zero", [nameof(MaxBackoff)]);
         string? devices = null;

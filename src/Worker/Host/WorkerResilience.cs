@@ -18,7 +18,8 @@ internal static partial class WorkerResilience
     /// <summary>The Connect stream: reconnects for as long as the worker runs.</summary>
     public static ResiliencePipeline Reconnect(WorkerAgentOptions options, ILogger logger) => Forever(
         new PredicateBuilder()
-            .Handle<RpcException>(e => e.StatusCode != StatusCode.Cancelled)
+            // A token the coordinator refuses stays refused: the worker stops and says so.
+            .Handle<RpcException>(e => e.StatusCode is not (StatusCode.Cancelled or StatusCode.Unauthenticated or StatusCode.PermissionDenied))
             .Handle<IOException>()
             .Handle<HttpRequestException>(),
         options.MaxBackoff,

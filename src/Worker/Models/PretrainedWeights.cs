@@ -1,4 +1,5 @@
 using System.Collections;
+using Orchestrator.Data;
 using Orchestrator.Trials;
 using TorchSharp;
 using TorchSharp.PyBridge;
@@ -48,12 +49,27 @@ public static class PretrainedWeights
         if (!File.Exists(path))
             throw new InvalidDataException($"{path}: pretrained weights file not found");
         var format = ResolveFormat(spec.Format, path);
+        return ApplyAndFree(model, Read(path, format), path, format, spec.FreezeBackbone);
+    }
 
-        var source = Read(path, format);
+    /// <summary>
+    /// Loads weights in TorchSharp's format held in memory (an orch checkpoint's model section), as
+    /// <see cref="Load"/> does a file; errors name <paramref name="name"/>, the file the user gave.
+    /// </summary>
+    public static PretrainedLoadReport LoadTorchSharp(ImageClassifier model, byte[] weights, string name, bool freezeBackbone)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(weights);
+        using var stream = new MemoryStream(weights, writable: false);
+        return ApplyAndFree(model, Read(name, "torchsharp", () => ReadTorchSharp(stream, name)), name, "torchsharp", freezeBackbone);
+    }
+
+    private static PretrainedLoadReport ApplyAndFree(ImageClassifier model, Dictionary<string, Tensor> source, string path, string format, bool freezeBackbone)
+    {
         try
         {
             var report = Apply(model, source, path, format);
-            if (spec.FreezeBackbone) model.FreezeBackbone();
+            if (freezeBackbone) model.FreezeBackbone();
             return report;
         }
         finally
@@ -75,16 +91,18 @@ public static class PretrainedWeights
         _ => throw new InvalidDataException($"{path}: unknown weights format '{format}': {KnownNames.OneOf(KnownNames.WeightFormats)}"),
     };
 
-    private static Dictionary<string, Tensor> Read(string path, string format)
+    private static Dictionary<string, Tensor> Read(string path, string format) => Read(path, format, () => format switch
+    {
+        "pytorch" => ReadPyTorch(path),
+        "safetensors" => Safetensors.LoadStateDict(path),
+        _ => ReadTorchSharp(path),
+    });
+
+    private static Dictionary<string, Tensor> Read(string path, string format, Func<Dictionary<string, Tensor>> read)
     {
         try
         {
-            return format switch
-            {
-                "pytorch" => ReadPyTorch(path),
-                "safetensors" => Safetensors.LoadStateDict(path),
-                _ => ReadTorchSharp(path),
-            };
+            return read();
         }
         catch (InvalidDataException e) when (e.Message.StartsWith(path, StringComparison.Ordinal))
         {
@@ -94,7 +112,8 @@ public static class PretrainedWeights
         {
             // The readers fail in many ways on a foreign or damaged file (pickle errors, JSON errors,
             // end of stream, native errors); the user needs the file, the format tried and the cause.
-            throw new InvalidDataException($"{path}: not a readable {format} weights file ({e.GetType().Name}: {e.Message})", e);
+            // The cause may quote the file's bytes: printable only.
+            throw new InvalidDataException($"{path}: not a readable {format} weights file ({e.GetType().Name}: {QuotedText.Printable(e.Message)})", e);
         }
     }
 
@@ -127,7 +146,12 @@ public static class PretrainedWeights
     private static Dictionary<string, Tensor> ReadTorchSharp(string path)
     {
         using var stream = File.OpenRead(path);
-        using var reader = new BinaryReader(stream);
+        return ReadTorchSharp(stream, path);
+    }
+
+    private static Dictionary<string, Tensor> ReadTorchSharp(Stream stream, string path)
+    {
+        using var reader = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         var count = DecodeLeb128(reader);
         if (count is < 1 or > MaxEntries)
             throw new InvalidDataException($"{path}: not a TorchSharp weights file (header claims {count} entries)");
@@ -139,24 +163,24 @@ public static class PretrainedWeights
                 var name = reader.ReadString();
                 var dtype = (ScalarType)DecodeLeb128(reader);
                 if (!Enum.IsDefined(dtype))
-                    throw new InvalidDataException($"{path}: entry '{name}' has unknown element type {(int)dtype} (at byte offset {stream.Position})");
+                    throw new InvalidDataException($"{path}: entry '{QuotedText.Printable(name, 48)}' has unknown element type {(int)dtype} (at byte offset {stream.Position})");
                 var rank = DecodeLeb128(reader);
                 if (rank is < 0 or > MaxRank)
-                    throw new InvalidDataException($"{path}: entry '{name}' has rank {rank} (at byte offset {stream.Position})");
+                    throw new InvalidDataException($"{path}: entry '{QuotedText.Printable(name, 48)}' has rank {rank} (at byte offset {stream.Position})");
                 var shape = new long[rank];
                 long elements = 1;
                 for (var d = 0; d < rank; d++)
                 {
                     shape[d] = DecodeLeb128(reader);
                     if (shape[d] < 0 || shape[d] > stream.Length)
-                        throw new InvalidDataException($"{path}: entry '{name}' has dimension {shape[d]} (at byte offset {stream.Position})");
+                        throw new InvalidDataException($"{path}: entry '{QuotedText.Printable(name, 48)}' has dimension {shape[d]} (at byte offset {stream.Position})");
                     elements *= shape[d];
                 }
                 var tensor = torch.empty(shape, dtype);
                 result[name] = tensor;
                 var bytes = elements * tensor.ElementSize;
                 if (bytes > stream.Length - stream.Position)
-                    throw new InvalidDataException($"{path}: truncated: entry '{name}' needs {bytes} bytes, {stream.Length - stream.Position} remain");
+                    throw new InvalidDataException($"{path}: truncated: entry '{QuotedText.Printable(name, 48)}' needs {bytes} bytes, {stream.Length - stream.Position} remain");
                 tensor.bytes = reader.ReadBytes(checked((int)bytes));
             }
             if (stream.Position != stream.Length)
@@ -200,7 +224,7 @@ public static class PretrainedWeights
             {
                 if (!target.TryGetValue(name, out var destination))
                 {
-                    skipped.Add(name);
+                    skipped.Add(QuotedText.Printable(name));
                     continue;
                 }
                 if (value.shape.SequenceEqual(destination.shape))
@@ -211,7 +235,7 @@ public static class PretrainedWeights
                 else if (model.IsHeadName(name))
                 {
                     // The class count changed: the fresh head stays.
-                    skipped.Add(name);
+                    skipped.Add(QuotedText.Printable(name));
                 }
                 else if (name == ImageClassifier.InputConvName && TryAdaptInputConv(value, destination))
                 {
@@ -221,12 +245,12 @@ public static class PretrainedWeights
                 else if (name == ImageClassifier.InputConvName)
                 {
                     // Another stem (a 7×7 ImageNet conv into a 3×3 CIFAR stem): the stem is trained from scratch.
-                    skipped.Add(name);
+                    skipped.Add(QuotedText.Printable(name));
                 }
                 else
                 {
                     throw new InvalidDataException(
-                        $"{path}: '{name}' is {Shape(value)} in the file but {Shape(destination)} in {model.GetName()}: weights for another architecture?");
+                        $"{path}: '{QuotedText.Printable(name)}' is {Shape(value)} in the file but {Shape(destination)} in {model.GetName()}: weights for another architecture?");
                 }
             }
         }
@@ -277,7 +301,7 @@ public static class PretrainedWeights
 
     private static string Sample(IEnumerable<string> names)
     {
-        var list = names.Take(4).Select(n => "'" + n + "'").ToList();
+        var list = names.Take(4).Select(n => "'" + QuotedText.Printable(n, 64) + "'").ToList();
         return list.Count == 0 ? "no tensors" : string.Join(", ", list) + ", ...";
     }
 }

@@ -9,10 +9,10 @@ namespace Orchestrator.Worker.Training;
 
 public sealed partial class TrainingSession
 {
-    private const string ModelSection = "model";
-    private const string OptimizerSection = "optimizer";
-    private const string RngSection = "rng";
-    private const string PruningSection = "pruning";
+    private const string ModelSection = CheckpointFile.ModelSection;
+    private const string OptimizerSection = CheckpointFile.OptimizerSection;
+    private const string RngSection = CheckpointFile.RngSection;
+    private const string PruningSection = CheckpointFile.PruningSection;
 
     /// <summary>Writes weights, optimiser state, schedule position, epoch/step, RNG state, pruning masks, the trial and its metrics.</summary>
     public void SaveCheckpoint(string path)
@@ -38,19 +38,39 @@ public sealed partial class TrainingSession
     /// optimiser state, schedule position and RNG state, so the rest of the run is what it would
     /// have been without the interruption.
     /// </summary>
+    /// <param name="name">What errors call the checkpoint when <paramref name="checkpoint"/> is a downloaded copy.</param>
+    /// <exception cref="CheckpointFormatException">The checkpoint is damaged, or its contents do not fit its own trial.</exception>
     public static TrainingSession Resume(string checkpoint, DatasetSplits data, Device device, string runDir,
-        ITrainingObserver? observer = null, int? epochs = null, DistributedContext? distributed = null)
+        ITrainingObserver? observer = null, int? epochs = null, DistributedContext? distributed = null, string? name = null)
     {
-        var (header, sections) = CheckpointFile.Read(checkpoint);
-        var spec = TrialSpecYaml.Parse(header.TrialYaml, checkpoint + " (trial)");
+        name ??= checkpoint;
+        var (header, sections) = CheckpointFile.Read(checkpoint, name);
+        var spec = CheckpointFile.ParseTrial(header, name);
         if (epochs is { } e) spec.Epochs = e;
+        // The model is built for the data; a header that disagrees is another run's, or damaged.
+        if (header.Classes.Length != data.Info.NumClasses)
+            throw new CheckpointFormatException(name, $"its header lists {header.Classes.Length} classes, data set {data.Info.Name} has {data.Info.NumClasses}");
         // The pretrained file's weights are already inside the checkpoint.
         spec.Pretrained = null;
         var session = new TrainingSession(spec, data, device, runDir, observer, distributed);
         try
         {
-            Deserialize(sections[ModelSection], r => session._model.load(r));
-            Deserialize(sections[OptimizerSection], r => session._optimizer.load_state_dict(r));
+            LoadWeights(session._model, sections[ModelSection], header, name);
+            try
+            {
+                Deserialize(sections[OptimizerSection], r => session._optimizer.load_state_dict(r));
+            }
+            catch (Exception bad) when (IsLoadFailure(bad))
+            {
+                throw new CheckpointFormatException(name,
+                    $"the optimizer section does not fit {spec.Optimizer.Name} on this model: {QuotedText.Printable(bad.Message)}", null, bad);
+            }
+            using (var current = torch.get_rng_state())
+            {
+                // The generator's state has one size; another is not a state this libtorch wrote.
+                if (sections[RngSection].Length != current.NumberOfElements)
+                    throw new CheckpointFormatException(name, $"the rng section is {sections[RngSection].Length} bytes, a generator state is {current.NumberOfElements}");
+            }
             using (var rng = torch.tensor(sections[RngSection], ScalarType.Byte))
                 torch.set_rng_state(rng);
             // The masks continue where they were; the schedule follows from the step count.
@@ -62,7 +82,7 @@ public sealed partial class TrainingSession
                 }
                 catch (Exception bad) when (bad is EndOfStreamException or InvalidDataException)
                 {
-                    throw new InvalidDataException($"{checkpoint}: damaged pruning masks: {bad.Message}", bad);
+                    throw new CheckpointFormatException(name, $"damaged pruning masks: {QuotedText.Printable(bad.Message)}", null, bad);
                 }
             }
             session._epochsCompleted = header.EpochsCompleted;
@@ -81,17 +101,60 @@ public sealed partial class TrainingSession
     }
 
     /// <summary>Loads the model of a checkpoint for evaluation or export, on <paramref name="device"/>.</summary>
-    public static (ImageClassifier Model, CheckpointHeader Header, TrialSpec Spec) LoadModel(string checkpoint, Device device)
+    /// <param name="name">What errors call the checkpoint when <paramref name="checkpoint"/> is a downloaded copy.</param>
+    /// <exception cref="CheckpointFormatException">The checkpoint is damaged, or its weights do not fit its model.</exception>
+    public static (ImageClassifier Model, CheckpointHeader Header, TrialSpec Spec) LoadModel(string checkpoint, Device device, string? name = null)
     {
-        var (header, sections) = CheckpointFile.Read(checkpoint);
-        var spec = TrialSpecYaml.Parse(header.TrialYaml, checkpoint + " (trial)");
+        name ??= checkpoint;
+        var (header, sections) = CheckpointFile.Read(checkpoint, name);
+        var spec = CheckpointFile.ParseTrial(header, name);
         var input = new ImageShape(header.InputShape[0], header.InputShape[1], header.InputShape[2]);
-        var model = ModelRegistry.Create(spec.Model, input, header.Classes.Length);
-        Deserialize(sections[ModelSection], r => model.load(r));
-        model.to(device);
-        model.eval();
-        return (model, header, spec);
+        ImageClassifier model;
+        try
+        {
+            model = ModelRegistry.Create(spec.Model, input, header.Classes.Length);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CheckpointFormatException(name, $"its model cannot be built: {QuotedText.Printable(e.Message)}", null, e);
+        }
+        try
+        {
+            LoadWeights(model, sections[ModelSection], header, name);
+            model.to(device);
+            model.eval();
+            return (model, header, spec);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
+
+    /// <summary>
+    /// The model section into <paramref name="model"/>. TorchSharp's loader checks names, element types
+    /// and shapes; whatever it throws on another model's weights or a damaged section becomes one line.
+    /// </summary>
+    private static void LoadWeights(ImageClassifier model, byte[] weights, CheckpointHeader header, string name)
+    {
+        try
+        {
+            Deserialize(weights, r => model.load(r));
+        }
+        catch (Exception bad) when (IsLoadFailure(bad))
+        {
+            throw new CheckpointFormatException(name,
+                $"the model section does not hold {header.Model} weights for {header.Classes.Length} classes of {string.Join("x", header.InputShape)} images: " +
+                QuotedText.Printable(bad.Message), null, bad);
+        }
+    }
+
+    // What TorchSharp's loaders throw on bytes that are not the state they expect: a name or shape
+    // mismatch (ArgumentException), a short section (EndOfStreamException), a garbage length or
+    // element type (IOException, InvalidDataException, FormatException, OverflowException), or libtorch's own error.
+    private static bool IsLoadFailure(Exception e) => e is ArgumentException or IOException or InvalidDataException or FormatException
+        or OverflowException or NotSupportedException or KeyNotFoundException or IndexOutOfRangeException or System.Runtime.InteropServices.ExternalException;
 
     /// <summary>
     /// Transfer learning from a file: an Orchestrator checkpoint (its model section, so
@@ -101,16 +164,8 @@ public sealed partial class TrainingSession
     {
         if (!CheckpointFile.LooksLikeCheckpoint(spec.Path)) return PretrainedWeights.Load(model, spec);
         var (_, sections) = CheckpointFile.Read(spec.Path);
-        var tmp = Path.Combine(Path.GetTempPath(), $"orch-pretrained-{Environment.ProcessId}-{Guid.NewGuid():N}.bin");
-        try
-        {
-            File.WriteAllBytes(tmp, sections[ModelSection]);
-            return PretrainedWeights.Load(model, new PretrainedSpec { Path = tmp, Format = "torchsharp", FreezeBackbone = spec.FreezeBackbone });
-        }
-        finally
-        {
-            File.Delete(tmp);
-        }
+        // From memory, so that errors name the user's checkpoint rather than a temporary copy.
+        return PretrainedWeights.LoadTorchSharp(model, sections[ModelSection], spec.Path, spec.FreezeBackbone);
     }
 
     private static byte[] Serialize(Action<BinaryWriter> write)

@@ -36,7 +36,17 @@ public sealed class TrialSchedulerTests
         var running = await core.TrialAsync(trialId);
         Assert.Equal(["w1", "w2", "w3"], running.WorkerIds.Order());
         Assert.All(ranks, r => Assert.Equal(running.WorkerIds.Select(w => $"{w}:9000"), r.PeerEndpoints));
+        // The ranks share a fresh 32-byte secret that proves to each other that they belong to this assignment.
+        Assert.Equal(32, ranks[0].RingSecret.Length);
+        Assert.All(ranks, r => Assert.True(r.RingSecret.Span.SequenceEqual(ranks[0].RingSecret.Span)));
         Assert.Null(core.Reasons.Of(await core.TrialAsync(trialId)));
+
+        // The next assignment of the trial gets another secret: the old ranks cannot join its ring.
+        await core.Trials.RequeueAsync(trialId, 1, "test", handedBack: true, CancellationToken.None);
+        await core.PassAsync();
+        var again = new[] { w1, w2, w3 }.Select(w => Assert.Single(CoordinatorCore.Sent(w).OfType<TrialAssignment>())).ToList();
+        Assert.All(again, r => Assert.Equal(2L, r.FencingToken));
+        Assert.False(again[0].RingSecret.Span.SequenceEqual(ranks[0].RingSecret.Span));
     }
 
     [Fact]

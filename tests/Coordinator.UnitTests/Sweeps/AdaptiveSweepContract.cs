@@ -82,7 +82,74 @@ public abstract class AdaptiveSweepContract
         if ((await run.Core.TrialAsync(assignment.TrialId)).IsFinished) return;
         run.Core.Clock.Advance(TimeSpan.FromSeconds(1));
         Assert.True(await run.Core.ReportAsync(assignment, step: epoch * 100, epoch, Objective(trial, epoch)));
-        if (epoch == Epochs) await run.Core.OutcomeAsync(worker, assignment, TrialOutcome.Completed);
+        if (epoch < Epochs) return;
+        await StoreCheckpointAsync(run.Core, assignment, epoch);
+        await run.Core.OutcomeAsync(worker, assignment, TrialOutcome.Completed);
+    }
+
+    /// <summary>The worker's upload of the epoch's checkpoint (latest and best), as the gateway notes it.</summary>
+    private static async Task StoreCheckpointAsync(CoordinatorCore core, TrialAssignment assignment, int epoch)
+    {
+        foreach (var slot in new[] { Checkpoints.CheckpointSlot.Latest, Checkpoints.CheckpointSlot.Best })
+        {
+            var path = core.Checkpoints.PathOf(assignment.SweepId, assignment.TrialId, slot);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            await File.WriteAllTextAsync(path, $"epoch {epoch}");
+        }
+        Assert.True(await core.Sweeps.CheckpointStoredAsync(assignment.TrialId, assignment.FencingToken, epoch, None));
+    }
+
+    /// <summary>
+    /// The script to its end, then orch extend --epochs 27 (with a restart right after it, or a
+    /// kill that lost the reopening of the trial that trains on), then that trial trains to 27.
+    /// </summary>
+    private async Task<string> ExtendAsync(bool restart = false, bool loseReopen = false)
+    {
+        var run = await BeginAsync();
+        try
+        {
+            var script = Script();
+            for (var k = 0; k < script.Count; k++) await StepAsync(run, k);
+            Assert.Equal(SweepStatus.Completed, (await run.Core.SweepAsync(run.SweepId)).State);
+            var extended = await run.Core.Sweeps.ExtendEpochsAsync(run.SweepId, 27, None);
+            Assert.Equal((SweepStatus.Running, 27), (extended!.State, extended.Epochs));
+            if (loseReopen)
+            {
+                var t2 = await run.Core.TrialAsync(run.Ranks[2].Assignment.TrialId);
+                Assert.True(await run.Core.Store.TryUpdateTrialAsync(t2 with { State = TrialStatus.Completed, Epochs = Epochs }, t2.Version, None));
+            }
+            if (restart || loseReopen) run.Core = await run.Core.RestartAsync();
+            var pending = (await run.Core.TrialsAsync(run.SweepId)).Where(t => t.State == TrialStatus.Pending).ToList();
+            Assert.Equal([(2, 27)], pending.Select(t => (t.Index, t.Epochs)));
+
+            var worker = run.Core.Connect("w-next");
+            await run.Core.PassAsync();
+            var a = CoordinatorCore.Assigned(worker);
+            Assert.Equal((run.Ranks[2].Assignment.TrialId, true), (a.TrialId, a.Resume));
+            Assert.Contains("epochs: 27", a.TrialYaml, StringComparison.Ordinal);
+            for (var epoch = Epochs + 1; epoch <= 27; epoch++)
+                Assert.True(await run.Core.ReportAsync(a, step: epoch * 100, epoch, Objective(2, epoch)));
+            await StoreCheckpointAsync(run.Core, a, 27);
+            await run.Core.OutcomeAsync(worker, a, TrialOutcome.Completed);
+            return await DecisionsAsync(run);
+        }
+        finally
+        {
+            await run.Core.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Extending_the_epochs_trains_on_the_best_third_of_the_kept_completed_trials_and_a_restart_changes_nothing()
+    {
+        // Completed at epoch 9: t2 (.90), t4 (.85), t6 (.80), t7 (.55); checkpoints are kept for the
+        // best three (t2, t4, t6). The new rung at epoch 9 holds their scores: cut-off at position
+        // ⅔·2 of [.80, .85, .90]·c = .8667·c, so only t2 trains on, to epoch 27.
+        var decisions = await ExtendAsync();
+        Assert.Equal("0:Stopped@1 1:Stopped@1 2:Completed@27 3:Stopped@1 4:Completed@9 5:Stopped@1 6:Completed@9 7:Completed@9 8:Stopped@1 | Completed best t0002 failed 0",
+            decisions);
+        Assert.Equal(decisions, await ExtendAsync(restart: true));
+        Assert.Equal(decisions, await ExtendAsync(loseReopen: true));
     }
 
     /// <summary>What the sweep decided: each trial's end and epochs, the sweep's state and best trial.</summary>

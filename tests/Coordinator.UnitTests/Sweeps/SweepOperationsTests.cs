@@ -206,4 +206,105 @@ public sealed class SweepOperationsTests
         var other = await Assert.ThrowsAsync<Specs.SpecException>(() => core.SubmitAsync(Tpe(earlier.Id, parameter: "model.dropout")));
         Assert.StartsWith($"search.warmStartFrom: sweep {earlier.Id} searched optimizer.lr; this sweep searches model.dropout", other.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Extending_the_epochs_of_a_running_sweep_hands_running_trials_back_and_every_assignment_trains_the_new_epochs()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var w1 = core.Connect("w1");
+        var w2 = core.Connect("w2");
+        var sweep = await core.SubmitAsync(Random(trials: 3, parallel: 2));
+        await core.PassAsync();
+        var done = CoordinatorCore.Assigned(w1);
+        var running = CoordinatorCore.Assigned(w2);
+        await core.ReportAsync(done, step: 30, epoch: 3, valAccuracy: 0.7);
+        var latest = core.Checkpoints.PathOf(sweep.Id, done.TrialId, Checkpoints.CheckpointSlot.Latest);
+        Directory.CreateDirectory(Path.GetDirectoryName(latest)!);
+        await File.WriteAllTextAsync(latest, "weights");
+        await core.Sweeps.CheckpointStoredAsync(done.TrialId, done.FencingToken, 3, None);
+        await core.OutcomeAsync(w1, done, TrialOutcome.Completed);
+        // A completed trial among the best keeps its latest checkpoint, to train on from it.
+        Assert.True(File.Exists(latest));
+
+        var extended = await core.Sweeps.ExtendEpochsAsync(sweep.Id, 5, None);
+        Assert.Equal((SweepStatus.Running, 5), (extended!.State, extended.Epochs));
+        var trials = (await core.TrialsAsync(sweep.Id)).ToDictionary(t => t.Id);
+        Assert.Equal((TrialStatus.Pending, 5), (trials[done.TrialId].State, trials[done.TrialId].Epochs));
+        Assert.Contains("training on to 5 epochs", trials[done.TrialId].Message, StringComparison.Ordinal);
+        // The running trial went back to the queue without counting an attempt, and its worker was told to stop.
+        Assert.Equal((TrialStatus.Pending, 1), (trials[running.TrialId].State, trials[running.TrialId].HandedBack));
+        Assert.Single(CoordinatorCore.Sent(w2).OfType<StopOrder>());
+
+        await core.OutcomeAsync(w2, running, TrialOutcome.Stopped);
+        await core.PassAsync();
+        var assignments = new[] { CoordinatorCore.Assigned(w1), CoordinatorCore.Assigned(w2) };
+        Assert.All(assignments, a => Assert.Contains("epochs: 5", a.TrialYaml, StringComparison.Ordinal));
+        var resumed = Assert.Single(assignments, a => a.TrialId == done.TrialId);
+        Assert.True(resumed.Resume);
+        Assert.All(await core.TrialsAsync(sweep.Id), t => Assert.Equal(5, t.Epochs));
+
+        // The same epochs again, or fewer: refused with the reason.
+        var again = await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.ExtendEpochsAsync(sweep.Id, 5, None));
+        Assert.Contains("train 5 epochs already", again.Message, StringComparison.Ordinal);
+        var fewer = await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.ExtendEpochsAsync(sweep.Id, 4, None));
+        Assert.Contains("trial.epochs: 4 is not more than the trials' epochs now (5)", fewer.Message, StringComparison.Ordinal);
+        Assert.Null(await core.Sweeps.ExtendEpochsAsync("sw-none", 9, None));
+    }
+
+    [Fact]
+    public async Task A_completed_sweep_without_a_kept_checkpoint_or_a_cancelled_sweep_cannot_train_on()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var w = core.Connect("w1");
+        var sweep = await core.SubmitAsync(Random(trials: 1, parallel: 1));
+        await core.PassAsync();
+        var a = CoordinatorCore.Assigned(w);
+        await core.ReportAsync(a, step: 10, epoch: 3, valAccuracy: 0.7);
+        await core.OutcomeAsync(w, a, TrialOutcome.Completed);
+
+        var none = await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.ExtendEpochsAsync(sweep.Id, 6, None));
+        Assert.Contains("no completed trial has a checkpoint", none.Message, StringComparison.Ordinal);
+        var after = await core.SweepAsync(sweep.Id);
+        Assert.Equal((SweepStatus.Completed, (int?)null), (after.State, after.Epochs));
+
+        var other = await core.SubmitAsync(Random(trials: 2, parallel: 1));
+        await core.Sweeps.CancelAsync(other.Id, None);
+        var cancelled = await Assert.ThrowsAsync<SweepOperationException>(() => core.Sweeps.ExtendEpochsAsync(other.Id, 6, None));
+        Assert.Contains("has ended (cancelled)", cancelled.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Readers_of_a_trial_stopped_between_two_epochs_wait_for_its_checkpoint_until_its_worker_says_it_stopped()
+    {
+        await using var core = await CoordinatorCore.StartAsync();
+        var w = core.Connect("w1");
+        var sweep = await core.SubmitAsync(Random(trials: 2, parallel: 1));
+        await core.PassAsync();
+        var a = CoordinatorCore.Assigned(w);
+        await core.ReportAsync(a, step: 10, epoch: 1, valAccuracy: 0.6);
+        await core.Sweeps.StopTrialAsync(a.TrialId, None);
+
+        var wait = core.Checkpoints.WaitForExpectedAsync(a.TrialId, TimeSpan.FromSeconds(30), None);
+        await Task.Delay(100);
+        Assert.False(wait.IsCompleted);
+        // The upload of the judged epoch lands, then the worker says it stopped: readers go on.
+        await core.Sweeps.CheckpointStoredAsync(a.TrialId, a.FencingToken, 1, None);
+        Assert.False(wait.IsCompleted);
+        await core.OutcomeAsync(w, a, TrialOutcome.Stopped);
+        await wait.WaitAsync(TimeSpan.FromSeconds(5));
+
+        // A trial stopped before it ran has no upload to wait for.
+        var pending = (await core.TrialsAsync(sweep.Id)).Single(t => t.State == TrialStatus.Pending);
+        await core.Sweeps.StopTrialAsync(pending.Id, None);
+        Assert.True(core.Checkpoints.WaitForExpectedAsync(pending.Id, TimeSpan.FromSeconds(30), None).IsCompleted);
+
+        // A worker that never says so (it died) is waited for only so long.
+        var other = await core.SubmitAsync(Random(trials: 1, parallel: 1));
+        await core.PassAsync();
+        var b = Assert.Single(CoordinatorCore.Sent(w).OfType<TrialAssignment>());
+        await core.Sweeps.StopTrialAsync(b.TrialId, None);
+        await core.Checkpoints.WaitForExpectedAsync(b.TrialId, TimeSpan.FromMilliseconds(50), None).WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.True(core.Checkpoints.WaitForExpectedAsync(b.TrialId, TimeSpan.FromSeconds(30), None).IsCompleted);
+        Assert.Equal(SweepStatus.Completed, (await core.SweepAsync(other.Id)).State);
+    }
 }

@@ -102,6 +102,23 @@ public sealed class IdxReaderTests : IDisposable
         Assert.Contains(path, ex.Message);
     }
 
+    [Fact]
+    public void Dimensions_whose_product_overflows_a_long_are_more_than_an_array_holds_not_an_arithmetic_overflow()
+    {
+        // Found by fuzzing: 63491 images of 202116108 × 202113026 overflowed (long)count · rows · cols.
+        var header = new byte[16];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header, 0x803);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(4), 63491);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(8), 202116108);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(12), 202113026);
+        var path = Write("huge", header);
+
+        var ex = Assert.Throws<DataFormatException>(() => IdxReader.ReadImages(path));
+
+        Assert.Contains("more than one array can hold", ex.Message);
+        Assert.Contains(path, ex.Message);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -128,6 +128,89 @@ public sealed class ImageFolderDatasetTests : IDisposable
         Assert.Contains("corrupt or incomplete", ex.Message);
     }
 
+    [Theory]
+    [InlineData(SKEncodedImageFormat.Png, 100_000, 100_000)]
+    [InlineData(SKEncodedImageFormat.Jpeg, 65_000, 65_000)]
+    public void A_decompression_bomb_is_refused_from_its_header_naming_the_file_and_its_size(SKEncodedImageFormat format, int width, int height)
+    {
+        var path = _dir.Combine("c", format == SKEncodedImageFormat.Png ? "bomb.png" : "bomb.jpg");
+        TestFiles.Bomb(path, width, height, format);
+        Assert.True(new FileInfo(path).Length < 4096);
+        var data = new ImageFolderDataset(_dir.Path, 8);
+
+        var ex = Assert.Throws<DataFormatException>(() => Copy(data, 0));
+
+        Assert.Equal(path, ex.File);
+        Assert.Contains($"declares {width}x{height} pixels", ex.Message);
+        Assert.Contains("decompression bomb", ex.Message);
+    }
+
+    [Fact]
+    public void A_symbolic_link_loop_is_an_error_naming_the_link()
+    {
+        TestFiles.Image(_dir.Combine("a", "1.png"), 8, 8, SKColors.Red);
+        TestFiles.Image(_dir.Combine("b", "2.png"), 8, 8, SKColors.Red);
+        var loop = _dir.Combine("a", "again");
+        File.CreateSymbolicLink(loop, ".");
+
+        var ex = Assert.Throws<DataFormatException>(() => new ImageFolderDataset(_dir.Path, 8));
+
+        Assert.Equal(loop, ex.File);
+        Assert.Contains("symbolic link loop", ex.Message);
+    }
+
+    [Theory]
+    [InlineData("..")]      // the image folder's root
+    [InlineData("../..")]   // a folder above it
+    [InlineData("/")]
+    public void A_symbolic_link_to_a_folder_above_is_a_loop(string target)
+    {
+        TestFiles.Image(_dir.Combine("a", "nested", "1.png"), 8, 8, SKColors.Red);
+        var link = _dir.Combine("a", "nested", "up");
+        File.CreateSymbolicLink(link, target == "/" ? "/" : "../" + target);
+
+        var ex = Assert.Throws<DataFormatException>(() => new ImageFolderDataset(_dir.Path, 8));
+
+        Assert.Equal(link, ex.File);
+        Assert.Contains("symbolic link loop", ex.Message);
+    }
+
+    [Fact]
+    public void A_symbolic_link_into_another_class_is_an_error_not_a_mislabelled_copy()
+    {
+        TestFiles.Image(_dir.Combine("cat", "1.png"), 8, 8, SKColors.Red);
+        TestFiles.Image(_dir.Combine("dog", "2.png"), 8, 8, SKColors.Red);
+        var link = _dir.Combine("cat", "dogs");
+        File.CreateSymbolicLink(link, "../dog");
+
+        var ex = Assert.Throws<DataFormatException>(() => new ImageFolderDataset(_dir.Path, 8));
+
+        Assert.Equal(link, ex.File);
+        Assert.Contains("symbolic link into the image folder itself", ex.Message);
+    }
+
+    [Fact]
+    public void Symbolic_links_to_folders_elsewhere_are_followed_once()
+    {
+        using var elsewhere = new TempDir();
+        TestFiles.Image(elsewhere.Combine("cats", "1.png"), 8, 8, SKColors.Red);
+        TestFiles.Image(elsewhere.Combine("cats", "2.png"), 8, 8, SKColors.Red);
+        TestFiles.Image(_dir.Combine("dog", "3.png"), 8, 8, SKColors.Red);
+        Directory.CreateSymbolicLink(_dir.Combine("cat"), elsewhere.Combine("cats"));
+
+        var data = new ImageFolderDataset(_dir.Path, 8);
+
+        Assert.Equal(["cat", "dog"], data.Classes);
+        Assert.Equal([0, 0, 1], Enumerable.Range(0, data.Count).Select(data.GetLabel));
+
+        // A second way to the same folder would list its images twice.
+        var twice = _dir.Combine("dog", "more");
+        Directory.CreateSymbolicLink(twice, elsewhere.Combine("cats"));
+        var ex = Assert.Throws<DataFormatException>(() => new ImageFolderDataset(_dir.Path, 8));
+        Assert.Equal(twice, ex.File);
+        Assert.Contains("is the same folder as", ex.Message);
+    }
+
     [Fact]
     public void An_empty_root_is_a_clear_error()
     {

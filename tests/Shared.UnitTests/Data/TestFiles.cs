@@ -82,6 +82,44 @@ internal static class TestFiles
         Assert.True(bitmap.Encode(file, format, 95), "test image could not be encoded");
     }
 
+    /// <summary>
+    /// A decompression bomb: a small real image whose header is rewritten to declare
+    /// <paramref name="width"/> × <paramref name="height"/> pixels (a PNG's IHDR with its CRC
+    /// recomputed, a JPEG's SOF0), as a hostile or damaged file would.
+    /// </summary>
+    public static void Bomb(string path, int width, int height, SKEncodedImageFormat format)
+    {
+        Image(path, 8, 8, SKColors.Blue, format);
+        var bytes = File.ReadAllBytes(path);
+        if (format == SKEncodedImageFormat.Png)
+        {
+            // Signature (8), IHDR length (4), "IHDR" (4), width, height, 5 more bytes, CRC over type and data.
+            BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(16), width);
+            BinaryPrimitives.WriteInt32BigEndian(bytes.AsSpan(20), height);
+            BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(29), Crc32(bytes.AsSpan(12, 17)));
+        }
+        else
+        {
+            // SOF0 (FF C0): length (2), precision (1), height (2), width (2); JPEG sides are 16-bit.
+            var sof = bytes.AsSpan().IndexOf([(byte)0xFF, (byte)0xC0]);
+            Assert.True(sof > 0, "no SOF0 marker in the test JPEG");
+            BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(sof + 5), checked((ushort)height));
+            BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(sof + 7), checked((ushort)width));
+        }
+        File.WriteAllBytes(path, bytes);
+    }
+
+    private static uint Crc32(ReadOnlySpan<byte> data)
+    {
+        var crc = 0xFFFFFFFFu;
+        foreach (var b in data)
+        {
+            crc ^= b;
+            for (var k = 0; k < 8; k++) crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
+        }
+        return ~crc;
+    }
+
     /// <summary>A .tar.gz holding <paramref name="files"/> (relative path → content).</summary>
     public static byte[] TarGz(IReadOnlyDictionary<string, byte[]> files)
     {

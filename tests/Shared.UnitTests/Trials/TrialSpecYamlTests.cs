@@ -8,6 +8,30 @@ public class TrialSpecYamlTests
     private static SpecException Fails(string yaml) => Assert.Throws<SpecException>(() => TrialSpecYaml.Parse(yaml, "trial.yaml"));
 
     [Fact]
+    public async Task Yaml_on_which_the_scanner_repeats_an_error_for_ever_is_a_malformed_yaml_error_not_a_hang()
+    {
+        // Found by fuzzing: locating the error re-scanned the text, and YamlDotNet's scanner
+        // returned the same error token at line 3 without end.
+        var text = await File.ReadAllTextAsync(Path.Combine(Orchestrator.TestSupport.RepositoryRoot.Path, "fuzz", "regressions", "trial", "scanner-error-loop.yaml"));
+        var e = await Task.Run(() => Assert.Throws<SpecException>(() => TrialSpecYaml.Parse(text, "trial.yaml"))).WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.StartsWith("trial.yaml:3:", e.Message, StringComparison.Ordinal);
+        Assert.Contains("malformed YAML", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("schedule")]
+    [InlineData("optimizer")]
+    [InlineData("augment")]
+    [InlineData("loss")]
+    public void A_section_left_empty_is_an_error_naming_it_not_a_null_reference(string section)
+    {
+        // Found by fuzzing: "schedule:" with nothing under it deserialised to null.
+        var e = Fails($"data: {{ name: fashion-mnist }}\nepochs: 2\n{section}:\n");
+        Assert.Equal(section, e.Field);
+        Assert.Contains("is empty", e.Problem, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_full_trial_file_parses_into_every_field()
     {
         var spec = TrialSpecYaml.Parse("""

@@ -1,3 +1,5 @@
+using System.Net;
+using System.Net.Sockets;
 using System.Diagnostics;
 using Orchestrator.TestSupport;
 using Orchestrator.Worker.Distributed;
@@ -227,6 +229,61 @@ public sealed class RingAllReduceTests(ITestOutputHelper output)
         var error = await Assert.ThrowsAsync<CollectiveException>(() =>
             RingGroup.CreateAsync(2, Transport.Tcp, o => { o.Wire = o.Rank == 0 ? WireFormat.Fp32 : WireFormat.Bf16; o.ConnectTimeout = TimeSpan.FromSeconds(5); }));
         Assert.Equal(CollectiveFailure.ConnectFailed, error.Failure);
+    }
+
+    [Theory]
+    [InlineData(Transport.Tcp)]
+    [InlineData(Transport.Unix)]
+    public async Task Ranks_holding_the_assignment_s_secret_form_a_ring_and_a_rank_with_another_secret_is_refused(Transport transport)
+    {
+        var secret = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        await using (var ring = await RingGroup.CreateAsync(3, transport, o => o.Secret = secret))
+        {
+            float[][] buffers = [[1, 2], [3, 4], [5, 6]];
+            await ring.AllReduceAsync(buffers);
+            Assert.All(buffers, b => Assert.Equal([3f, 4f], b));
+        }
+
+        var other = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        var error = await Assert.ThrowsAsync<CollectiveException>(() =>
+            RingGroup.CreateAsync(2, transport, o => { o.Secret = o.Rank == 0 ? secret : other; o.ConnectTimeout = TimeSpan.FromSeconds(5); }));
+        Assert.Equal(CollectiveFailure.ConnectFailed, error.Failure);
+        Assert.Contains("does not hold the ring's secret", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_replayed_handshake_does_not_answer_a_fresh_nonce_and_is_refused()
+    {
+        var secret = System.Security.Cryptography.RandomNumberGenerator.GetBytes(32);
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(8);
+        var port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        // Rank 1 of 2 waits for rank 0 on its listener; rank 0's own endpoint never answers.
+        var endpoints = new[] { RingEndpoint.Tcp("127.0.0.1", FreePort()), RingEndpoint.Tcp("127.0.0.1", port) };
+        var rank1 = RingAllReduce.ConnectAsync(new RingAllReduceOptions { Rank = 1, Endpoints = endpoints, Secret = secret, ConnectTimeout = TimeSpan.FromSeconds(5) }, listener, CancellationToken.None);
+
+        using var intruder = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await intruder.ConnectAsync(IPAddress.Loopback, port);
+        var nonce = new byte[WireProtocol.NonceBytes];
+        Assert.Equal(nonce.Length, await intruder.ReceiveAsync(nonce, SocketFlags.None));
+        // A hello and proof recorded from another handshake (another nonce), even with the right secret.
+        var hello = new byte[WireProtocol.HelloBytes + WireProtocol.ProofBytes];
+        WireProtocol.WriteHello(hello, 0, 2, WireFormat.Fp32, ReduceOperation.Mean);
+        WireProtocol.Prove(secret, new byte[WireProtocol.NonceBytes], hello.AsSpan(0, WireProtocol.HelloBytes), hello.AsSpan(WireProtocol.HelloBytes));
+        await intruder.SendAsync(hello, SocketFlags.None);
+        var verdict = new byte[1];
+        Assert.Equal(1, await intruder.ReceiveAsync(verdict, SocketFlags.None));
+        Assert.Equal(WireProtocol.WrongSecret, verdict[0]);
+        var error = await Assert.ThrowsAsync<CollectiveException>(() => rank1.DefaultTimeout());
+        Assert.Equal(CollectiveFailure.ConnectFailed, error.Failure);
+    }
+
+    private static int FreePort()
+    {
+        using var l = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        l.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)l.LocalEndPoint!).Port;
     }
 
     [Theory]

@@ -46,7 +46,15 @@ public sealed class TrialRunnerTests : IDisposable
             await Task.Delay(300, ct);
             lock (Uploaded) Uploaded.Add((header.Epoch, header.Best));
         }
-        public Task DownloadCheckpointAsync(TrialLease lease, string path, CancellationToken ct) => throw new InvalidOperationException("no resume here");
+        /// <summary>Writes the checkpoint a resumed trial downloads; none by default.</summary>
+        public Action<string>? OnDownload { get; set; }
+
+        public Task DownloadCheckpointAsync(TrialLease lease, string path, CancellationToken ct)
+        {
+            if (OnDownload is null) throw new InvalidOperationException("no resume here");
+            OnDownload(path);
+            return Task.CompletedTask;
+        }
         public Task<IAllReduce> JoinGradientExchangeAsync(GradientTransportRequest request, CancellationToken ct) => throw new InvalidOperationException("one rank");
         void ITrialHost.Ended(TrialRunner runner, string summary) => Ended.TrySetResult(summary);
     }
@@ -107,6 +115,24 @@ public sealed class TrialRunnerTests : IDisposable
         Assert.Equal([1], ReportedEpochs(host));
         var status = host.Sent.Last().Status;
         Assert.Equal((TrialStatus.Types.Outcome.Stopped, "stopped early by asha after epoch 1"), (status.Outcome, status.Message));
+    }
+
+    [Fact]
+    public async Task A_stored_checkpoint_wrong_inside_fails_the_resumed_trial_permanently_naming_it()
+    {
+        Orchestrator.Worker.Native.TorchRuntime.Initialize();
+        var host = Host();
+        // A valid checksum over a header that is not JSON: every attempt would download the same file.
+        host.OnDownload = path => CraftedCheckpoint.Write(path, "not json"u8.ToArray(), CraftedCheckpoint.PlaceholderSections());
+        var assignment = Assignment(Training(epochs: 2));
+        assignment.Resume = true;
+        var runner = new TrialRunner(host, assignment);
+        runner.Start();
+        await host.Ended.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        var status = host.Sent.Last().Status;
+        Assert.Equal(TrialStatus.Types.Outcome.FailedPermanently, status.Outcome);
+        Assert.StartsWith("the stored checkpoint of sw-1-t0001: header is not valid JSON", status.Message);
+        Assert.DoesNotContain("resume.ckpt", status.Message);
     }
 
     [Fact]

@@ -95,8 +95,12 @@ public sealed partial class GradientSocketServer
             AggregationFailure.ThrowInvalid("the gradient socket hello is not a GradientSocketHello: " + e.Message);
             throw;
         }
-        if (!AuthInterceptor.Accepts(coordinator.Value.AuthToken, hello.Authorization))
+        // A gradient exchange is a worker's: a user's or viewer's token is refused like none.
+        if (credentials.RolesOf(hello.Authorization) is not { } roles || !Security.AccessRules.Allows(roles, Security.Roles.Worker))
+        {
+            coordinatorMetrics.AuthRefused("unauthenticated", "worker");
             AggregationFailure.ThrowUnauthenticated();
+        }
         if (hello.Header is null) AggregationFailure.ThrowInvalid("the gradient socket hello carries no header");
         return (GradientMapping.FromProto(hello.Header), hello.SharedMemory);
     }

@@ -22,7 +22,8 @@ public sealed partial class GradientSocketServer(
     GradientSocketEndpoint endpoint,
     GradientExchangeMetrics metrics,
     IOptions<GradientAggregationOptions> options,
-    IOptions<CoordinatorOptions> coordinator,
+    Security.Credentials credentials,
+    Metrics.CoordinatorMetrics coordinatorMetrics,
     ILogger<GradientSocketServer> logger) : IHostedService, IAsyncDisposable
 {
     /// <summary>Unix socket file names: the process id lets a later start remove those of killed coordinators.</summary>

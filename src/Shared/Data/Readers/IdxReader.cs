@@ -55,7 +55,8 @@ public static class IdxReader
             throw new DataFormatException(path, $"impossible dimensions {count} images of {rows}x{cols} in the header", 4);
         if (expectedShape is { } e && (e.Channels != 1 || e.Height != rows || e.Width != cols))
             throw new DataFormatException(path, $"images are {rows}x{cols} by the header, expected {e.Height}x{e.Width}", 8);
-        var total = (long)count * rows * cols;
+        // Int128: three header fields of up to 2^31 each overflow a long (found by fuzzing).
+        var total = (Int128)count * rows * cols;
         if (total > Array.MaxLength)
             throw new DataFormatException(path, $"header promises {count} images of {rows}x{cols} ({total} bytes), more than one array can hold", 4);
 

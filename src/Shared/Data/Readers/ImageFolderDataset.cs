@@ -14,6 +14,12 @@ public sealed class ImageFolderDataset : IImageDataset
 {
     private static readonly string[] Extensions = [".jpg", ".jpeg", ".png"];
 
+    /// <summary>
+    /// The most pixels an image may declare (Pillow's decompression-bomb error threshold, 2 × 89.5 M):
+    /// decoding one at this size takes about 716 MB, on each loader thread.
+    /// </summary>
+    public const long MaxPixels = 178_956_970;
+
     // Mipmapped linear sampling averages over the source footprint when shrinking, which avoids
     // the aliasing plain bilinear gives on large downscales (a 4000 px photo to 224 px).
     private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
@@ -27,7 +33,8 @@ public sealed class ImageFolderDataset : IImageDataset
     /// them, and a class may be absent; otherwise the subfolders define the classes.
     /// </summary>
     /// <exception cref="DatasetNotFoundException">The root does not exist.</exception>
-    /// <exception cref="DataFormatException">The root has no class folders, a class folder has no images, or a folder is not a known class.</exception>
+    /// <exception cref="DataFormatException">The root has no class folders, a class folder has no images, a folder is not a known
+    /// class, or a symbolic link makes a loop or lists images twice (<see cref="ImageFolderListing"/>).</exception>
     public ImageFolderDataset(string root, int imageSize, IReadOnlyList<string>? classes = null, string? name = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(imageSize, 1);
@@ -60,13 +67,12 @@ public sealed class ImageFolderDataset : IImageDataset
 
         var files = new List<string>();
         var labels = new List<int>();
-        foreach (var folder in folders)
+        var listing = ImageFolderListing.List(root, folders, IsImage);
+        for (var f = 0; f < folders.Length; f++)
         {
+            var folder = folders[f];
             var label = IndexOf(classes, folder);
-            var images = Directory.EnumerateFiles(Path.Combine(root, folder), "*", SearchOption.AllDirectories)
-                .Where(IsImage)
-                .Order(StringComparer.Ordinal)
-                .ToArray();
+            var images = listing[f];
             if (images.Length == 0)
             {
                 throw new DataFormatException(Path.Combine(root, folder),
@@ -197,6 +203,17 @@ public sealed class ImageFolderDataset : IImageDataset
         {
             codec.Dispose();
             throw new DataFormatException(path, "image has no pixels");
+        }
+        // A decompression bomb: a small file declaring a huge image, whose decode would allocate
+        // width × height × 4 bytes before reading a pixel. The codec has read only the header here.
+        var (width, height) = (codec.Info.Width, codec.Info.Height);
+        var pixels = (long)width * height;
+        if (pixels > MaxPixels)
+        {
+            codec.Dispose();
+            throw new DataFormatException(path,
+                $"declares {width}x{height} pixels ({pixels / 1e6:0.#} megapixels), more than the {MaxPixels / 1e6:0} megapixels an image may have " +
+                "(a decompression bomb, or a scan to downscale before training)");
         }
         return codec;
     }

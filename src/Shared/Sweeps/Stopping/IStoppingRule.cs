@@ -22,12 +22,23 @@ public interface IStoppingRule
     /// </summary>
     bool ShouldStop(int trialIndex, int epoch, double score);
 
+    /// <summary>
+    /// The trials' epochs were raised (orch extend --epochs) and this rule was built for the new
+    /// epochs with the old rule's state. Of <paramref name="completed"/>, the trials that had
+    /// trained all the old epochs, returns those that should train on; the rule records the others
+    /// where it judged them, so that later arrivals are compared with them.
+    /// </summary>
+    IReadOnlyList<int> TrainOn(IReadOnlyList<FinishedRun> completed);
+
     /// <summary>The rule's state, for the searcher's snapshot.</summary>
     JsonElement Snapshot();
 
     /// <summary>Takes back a state made by <see cref="Snapshot"/>.</summary>
     void Restore(JsonElement state);
 }
+
+/// <summary>A trial that trained all its epochs: its last epoch and the score it reported there.</summary>
+public readonly record struct FinishedRun(int Trial, int Epoch, double Score);
 
 /// <summary>Builds the rule a sweep's search.earlyStopping names.</summary>
 public static class StoppingRules

@@ -33,6 +33,13 @@ public sealed class MedianStopping(int graceEpochs, int minTrials) : IStoppingRu
         return own.Max(r => r.Score) < median;
     }
 
+    /// <summary>Every completed trial trains on: each was above the median at every epoch it reported.</summary>
+    public IReadOnlyList<int> TrainOn(IReadOnlyList<FinishedRun> completed)
+    {
+        ArgumentNullException.ThrowIfNull(completed);
+        return [.. completed.Select(r => r.Trial)];
+    }
+
     /// <inheritdoc />
     public JsonElement Snapshot() => JsonSerializer.SerializeToElement(new MedianState
     {

@@ -53,6 +53,41 @@ public sealed class SuccessiveHalving : IStoppingRule
         return false;
     }
 
+    /// <summary>
+    /// Raised epochs add rungs; a completed trial whose last epoch reaches a rung it was never
+    /// judged at (the old last epoch often is one) is judged there now, together with the other
+    /// completed trials at that rung and the scores recorded there before: the trials at or above
+    /// the (1 − 1/η) quantile of them all train on, so ASHA promotes the best 1/η (at least the
+    /// best one). A trial past every new rung's epoch trains on and is judged at the next one.
+    /// </summary>
+    public IReadOnlyList<int> TrainOn(IReadOnlyList<FinishedRun> completed)
+    {
+        ArgumentNullException.ThrowIfNull(completed);
+        var trainOn = new List<int>();
+        var judged = new Dictionary<(int Bracket, int Rung), List<FinishedRun>>();
+        foreach (var run in completed.OrderBy(r => r.Trial))
+        {
+            var bracket = run.Trial % _milestones.Length;
+            var rungs = _milestones[bracket];
+            var rung = Array.FindLastIndex(rungs, m => m <= run.Epoch);
+            if (rung < 0 || _recorded[bracket][rung].ContainsKey(run.Trial))
+            {
+                trainOn.Add(run.Trial);
+                continue;
+            }
+            if (!judged.TryGetValue((bracket, rung), out var group)) judged[(bracket, rung)] = group = [];
+            group.Add(run);
+        }
+        foreach (var ((bracket, rung), group) in judged)
+        {
+            var recorded = _recorded[bracket][rung];
+            foreach (var run in group) recorded[run.Trial] = run.Score;
+            var cutoff = Cutoff(recorded.Values, _quantile)!.Value;
+            trainOn.AddRange(group.Where(r => r.Score >= cutoff).Select(r => r.Trial));
+        }
+        return [.. trainOn.Order()];
+    }
+
     /// <summary>The <paramref name="quantile"/> of <paramref name="scores"/>, interpolated linearly between order statistics; null when there are none.</summary>
     public static double? Cutoff(IEnumerable<double> scores, double quantile)
     {
