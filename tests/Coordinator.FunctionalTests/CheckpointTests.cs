@@ -100,6 +100,57 @@ public sealed class CheckpointTests
     }
 
     [Fact]
+    public async Task A_full_checkpoint_volume_refuses_the_upload_with_RESOURCE_EXHAUSTED_and_keeps_serving_the_last_good_checkpoint()
+    {
+        // A 1 MiB tmpfs under the checkpoint store (the tests run as root, as .ci/run does).
+        var stateDir = Path.Combine(Path.GetTempPath(), "orch-ftest-" + Guid.NewGuid().ToString("N"));
+        var root = Directory.CreateDirectory(Path.Combine(stateDir, "checkpoints")).FullName;
+        var mount = await RunAsync("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", root);
+        Assert.True(mount.ExitCode == 0, "this test mounts a 1 MiB tmpfs and needs root: " + mount.Output);
+        try
+        {
+            await using var coordinator = await TestCoordinator.StartAsync(stateDir: stateDir);
+            await using var worker = await coordinator.ConnectWorkerAsync("w1");
+            var sweep = await coordinator.SubmitAsync(Specs.Grid("ckpt-full", [0.05]));
+            var assign = await worker.NextAssignmentAsync();
+            var first = new byte[600_000];
+            new Random(3).NextBytes(first);
+            await UploadAsync(coordinator, assign.Lease, first, Sha(first));
+
+            // The next one fits only once the first is replaced: its temporary file fills the volume.
+            var second = new byte[600_000];
+            new Random(4).NextBytes(second);
+            var e = await Assert.ThrowsAsync<RpcException>(() => UploadAsync(coordinator, assign.Lease, second, Sha(second)));
+            Assert.Equal(StatusCode.ResourceExhausted, e.StatusCode);
+            Assert.Contains("checkpoint store is full", e.Status.Detail, StringComparison.Ordinal);
+
+            // Only the good checkpoint is there (no temporary file left holding the space), and it is what a resume gets.
+            var trialDir = Path.Combine(root, sweep.Id, assign.Lease.TrialId);
+            Assert.Equal(["latest.ckpt"], Directory.GetFiles(trialDir).Select(Path.GetFileName));
+            using var download = coordinator.Gateway().DownloadTrialCheckpoint(new DownloadTrialCheckpointRequest { Lease = assign.Lease });
+            var received = new MemoryStream();
+            while (await download.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout())
+                download.ResponseStream.Current.Data.WriteTo(received);
+            Assert.Equal(first, received.ToArray());
+        }
+        finally
+        {
+            await RunAsync("umount", root);
+            Directory.Delete(stateDir, recursive: true);
+        }
+    }
+
+    private static async Task<(int ExitCode, string Output)> RunAsync(string file, params string[] args)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) start.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(start)!;
+        var output = await process.StandardError.ReadToEndAsync().DefaultTimeout() + await process.StandardOutput.ReadToEndAsync().DefaultTimeout();
+        await process.WaitForExitAsync().DefaultTimeout();
+        return (process.ExitCode, output);
+    }
+
+    [Fact]
     public async Task A_checkpoint_upload_or_download_with_a_stale_token_is_refused_with_FAILED_PRECONDITION()
     {
         await using var coordinator = await TestCoordinator.StartAsync();

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using k8s.Models;
+using Orchestrator.Coordinator.Hosting;
 using Orchestrator.Cli;
 using Orchestrator.Configuration;
 using Orchestrator.Deployment.UnitTests.Rendering;
@@ -163,18 +164,23 @@ public sealed partial class CrossObjectTests
 
     [Theory]
     [MemberData(nameof(Render.All), MemberType = typeof(Render))]
-    public void Probes_use_readyz_and_healthz_on_named_ports_the_programs_listen_on(string name)
+    public void Probes_ask_the_health_endpoints_on_ports_the_programs_listen_on(string name)
     {
         var render = Render.Get(name);
         foreach (var (component, port) in new[] { ("coordinator", "http"), ("worker", "metrics") })
         {
             var container = render.Container(component);
-            Assert.Equal("/readyz", container.ReadinessProbe?.HttpGet?.Path);
             Assert.Equal("/healthz", container.LivenessProbe?.HttpGet?.Path);
-            Assert.Equal(port, container.ReadinessProbe!.HttpGet.Port.Value);
             Assert.Equal(port, container.LivenessProbe!.HttpGet.Port.Value);
             Assert.Contains(port, ContainerPorts(render, component).Keys);
         }
+        // The coordinator is ready when grpc.health.v1 says so on the gRPC port (a number: gRPC probes take no port names).
+        var readiness = render.Container("coordinator").ReadinessProbe;
+        Assert.Equal(HealthEndpoints.ReadinessService, readiness?.Grpc?.Service);
+        Assert.Equal(ContainerPorts(render, "coordinator")["grpc"], readiness!.Grpc.Port);
+        // A worker serves no gRPC: it is ready on /readyz of its metrics port.
+        Assert.Equal("/readyz", render.Container("worker").ReadinessProbe?.HttpGet?.Path);
+        Assert.Equal("metrics", render.Container("worker").ReadinessProbe!.HttpGet.Port.Value);
         var coordinator = render.Container("coordinator").Env.ToDictionary(e => e.Name, e => e.Value);
         Assert.Equal(ContainerPorts(render, "coordinator")["http"].ToString(CultureInfo.InvariantCulture), coordinator[EnvironmentVariables.HttpPort]);
         Assert.Equal(ContainerPorts(render, "coordinator")["grpc"].ToString(CultureInfo.InvariantCulture), coordinator[EnvironmentVariables.GrpcPort]);

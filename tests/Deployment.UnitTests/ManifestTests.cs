@@ -1,6 +1,7 @@
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using Orchestrator.Coordinator.Hosting;
 using YamlDotNet.RepresentationModel;
 
 namespace Orchestrator.Deployment.UnitTests;
@@ -78,7 +79,7 @@ public sealed class ManifestTests
     }
 
     [Fact]
-    public void Coordinator_is_a_single_recreated_replica_ready_on_readyz_alive_on_healthz_with_persistent_state()
+    public void Coordinator_is_a_single_recreated_replica_ready_on_grpc_health_alive_on_healthz_with_persistent_state()
     {
         var m = All.Value;
         var deployment = Coordinator(m);
@@ -86,10 +87,10 @@ public sealed class ManifestTests
         Assert.Equal("Recreate", deployment.Spec.Strategy.Type);
 
         var container = deployment.Spec.Template.Spec.Containers.Single();
-        Assert.Equal("/readyz", container.ReadinessProbe?.HttpGet?.Path);
+        Assert.Equal(HealthEndpoints.ReadinessService, container.ReadinessProbe?.Grpc?.Service);
+        Assert.Equal(5000, container.ReadinessProbe!.Grpc.Port);
         Assert.Equal("/healthz", container.LivenessProbe?.HttpGet?.Path);
-        foreach (var probe in new[] { container.ReadinessProbe, container.LivenessProbe })
-            Assert.Equal("http", probe!.HttpGet.Port.Value);
+        Assert.Equal("http", container.LivenessProbe!.HttpGet.Port.Value);
         Assert.NotNull(container.Resources?.Requests);
 
         var env = container.Env.ToDictionary(e => e.Name);

@@ -1,5 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
+using Grpc.Health.V1;
+using Grpc.Net.Client;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orchestrator.Coordinator.Hosting;
 using Orchestrator.Deployment.UnitTests.Rendering;
@@ -9,13 +14,13 @@ using Orchestrator.Worker.Host;
 namespace Orchestrator.Deployment.UnitTests;
 
 /// <summary>
-/// The probe paths of the rendered pods, asked of the real coordinator host and worker telemetry
-/// endpoint in this process (the container tests ask the same of the images).
+/// The probes of the rendered pods (HTTP paths, the gRPC health service), asked of the real
+/// coordinator host and worker telemetry endpoint in this process (the container tests ask the same of the images).
 /// </summary>
 public sealed class ProbeEndpointTests
 {
     [Fact]
-    public async Task Coordinator_answers_its_probe_paths_on_the_http_port()
+    public async Task Coordinator_answers_its_probes_on_the_grpc_and_http_ports()
     {
         var container = Render.Get(Render.Manifests).Container("coordinator");
         var state = Directory.CreateTempSubdirectory("orch-probe-");
@@ -32,9 +37,13 @@ public sealed class ProbeEndpointTests
             });
             await app.StartAsync().DefaultTimeout();
             using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
-            // The embedded store answers: ready and alive.
-            Assert.Equal(HttpStatusCode.OK, await Status(http, container.ReadinessProbe.HttpGet.Path));
+            // The embedded store answers: ready (the gRPC health service, as the probe asks it) and alive.
+            using var channel = GrpcChannel.ForAddress(GrpcAddress(app, port));
+            var health = new Health.HealthClient(channel);
+            var ready = await health.CheckAsync(new HealthCheckRequest { Service = container.ReadinessProbe.Grpc.Service }).ResponseAsync.DefaultTimeout();
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, ready.Status);
             Assert.Equal(HttpStatusCode.OK, await Status(http, container.LivenessProbe.HttpGet.Path));
+            Assert.Equal(HttpStatusCode.OK, await Status(http, "/readyz"));
             Assert.Equal(HttpStatusCode.NotFound, await Status(http, "/ready"));
             await app.StopAsync().DefaultTimeout();
         }
@@ -63,6 +72,11 @@ public sealed class ProbeEndpointTests
         using var response = await http.GetAsync(path).DefaultTimeout();
         return response.StatusCode;
     }
+
+    /// <summary>The gRPC listener's address (the coordinator's other listener is the HTTP port).</summary>
+    private static Uri GrpcAddress(Microsoft.AspNetCore.Builder.WebApplication app, int httpPort) =>
+        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses
+            .Select(a => new Uri(a)).Single(a => a.Port != httpPort);
 
     private static int FreePort()
     {

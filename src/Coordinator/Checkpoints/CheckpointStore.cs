@@ -65,6 +65,13 @@ public sealed class CheckpointStore(IOptions<CheckpointStoreOptions> options)
 
     public int KeepBestPerSweep => options.Value.KeepBestPerSweep;
 
+    /// <summary>The folder every checkpoint lives under.</summary>
+    public string Root => _root;
+
+    /// <summary>Whether a write failed because the volume is full (ENOSPC on Linux, disk full or quota on Windows).</summary>
+    public static bool IsDiskFull(IOException e) =>
+        (e ?? throw new ArgumentNullException(nameof(e))).HResult is 28 or unchecked((int)0x80070070) or unchecked((int)0x80070027);
+
     public string PathOf(string sweepId, string trialId, CheckpointSlot slot) =>
         Path.Combine(_root, Safe(sweepId), Safe(trialId), slot == CheckpointSlot.Latest ? "latest.ckpt" : "best.ckpt");
 

@@ -14,6 +14,9 @@ namespace Orchestrator.Coordinator.Grpc;
 /// <summary>
 /// The worker side of the coordinator. Each worker holds one Connect stream: this method reads
 /// it (heartbeats, metrics, outcomes) while a single writer loop drains the worker's outbox.
+/// While the state store does not answer, the message in hand is retried in place
+/// (<see cref="StoreResilience.WorkerMessages"/>): the stream stays open, the worker keeps
+/// training, and its later messages wait in order behind it.
 /// </summary>
 public sealed partial class WorkerGatewayService(
     WorkerRegistry registry,
@@ -26,6 +29,7 @@ public sealed partial class WorkerGatewayService(
     Metrics.MetricsSnapshotService snapshots,
     GradientSocketEndpoint gradientSocket,
     Logs.TrialLogs logs,
+    StoreResilience resilience,
     ILogger<WorkerGatewayService> logger) : WorkerGateway.WorkerGatewayBase
 {
     public override async Task Connect(IAsyncStreamReader<WorkerMessage> requestStream, IServerStreamWriter<CoordinatorMessage> responseStream, ServerCallContext context)
@@ -47,7 +51,10 @@ public sealed partial class WorkerGatewayService(
         // A worker running several ranks of one trial lists it once per rank.
         foreach (var ranks in hello.Running.GroupBy(l => (l.TrialId, l.FencingToken)))
         {
-            if (await sweeps.RenewLeaseAsync(connection.Id, ranks.Key.TrialId, ranks.Key.FencingToken, ct).ConfigureAwait(false))
+            var renewed = false;
+            await StoreResilience.ExecuteAsync(resilience.WorkerMessages,
+                async token => renewed = await sweeps.RenewLeaseAsync(connection.Id, ranks.Key.TrialId, ranks.Key.FencingToken, token).ConfigureAwait(false), ct).ConfigureAwait(false);
+            if (renewed)
             {
                 foreach (var lease in ranks) connection.Attach(lease.TrialId, lease.FencingToken, lease.Rank, lease.Gpus);
             }
@@ -59,7 +66,7 @@ public sealed partial class WorkerGatewayService(
         // Welcome goes out before the connection is registered: nothing can be assigned ahead of it.
         await responseStream.WriteAsync(new CoordinatorMessage { Welcome = welcome }, ct).ConfigureAwait(false);
         registry.Add(connection);
-        await UpsertAsync(connection, "busy", ct).ConfigureAwait(false);
+        await StoreResilience.ExecuteAsync(resilience.WorkerMessages, token => UpsertAsync(connection, "busy", token), ct).ConfigureAwait(false);
         Log.WorkerConnected(logger, connection.Id, connection.Name, hello.Running.Count);
 
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -68,7 +75,8 @@ public sealed partial class WorkerGatewayService(
         {
             await foreach (var message in requestStream.ReadAllAsync(ct).ConfigureAwait(false))
             {
-                await HandleAsync(connection, message, ct).ConfigureAwait(false);
+                // Safe to repeat: reports are idempotent by step, outcomes and renewals by fencing token.
+                await StoreResilience.ExecuteAsync(resilience.WorkerMessages, token => HandleAsync(connection, message, token), ct).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
@@ -199,6 +207,15 @@ public sealed partial class WorkerGatewayService(
         {
             throw new RpcException(new Status(e.Failure is TransferFailure.TooLong or TransferFailure.MissingHash ? StatusCode.InvalidArgument : StatusCode.DataLoss, e.Message));
         }
+        catch (IOException e) when (!ct.IsCancellationRequested)
+        {
+            // The temporary file is deleted and the stored checkpoint, if any, stays as it was: a
+            // resuming trial never gets half a file. The worker retries (space may be freed).
+            Log.CheckpointWriteFailed(logger, header.Lease.TrialId, checkpoints.Root, e.Message);
+            throw new RpcException(CheckpointStore.IsDiskFull(e)
+                ? new Status(StatusCode.ResourceExhausted, $"the coordinator's checkpoint store is full ({e.Message}); the last stored checkpoint of {trial.Id} is kept")
+                : new Status(StatusCode.Unavailable, $"the coordinator could not write the checkpoint of {trial.Id}: {e.Message}"));
+        }
         // The token may have changed while the bytes travelled; the file is then harmless (the new
         // owner overwrites it), but the epoch is recorded only for the current owner.
         if (slot == CheckpointSlot.Latest)
@@ -230,6 +247,9 @@ public sealed partial class WorkerGatewayService(
 
         [LoggerMessage(LogEventIds.Workers + 2, LogLevel.Information, "Worker {WorkerId} disconnected")]
         public static partial void WorkerDisconnected(ILogger logger, string workerId);
+
+        [LoggerMessage(LogEventIds.Workers + 4, LogLevel.Error, "Trial {TrialId}: checkpoint not stored under {Root}: {Message}")]
+        public static partial void CheckpointWriteFailed(ILogger logger, string trialId, string root, string message);
 
         [LoggerMessage(LogEventIds.Workers + 3, LogLevel.Information, "Worker {WorkerId} is draining: no new trials for it; its running trials ({Running}) come back at their next epoch end")]
         public static partial void WorkerDraining(ILogger logger, string workerId, int running);

@@ -6,7 +6,6 @@ using Microsoft.Extensions.Configuration.Memory;
 using Microsoft.Extensions.Options;
 using Orchestrator.Configuration;
 using OpenTelemetry.Metrics;
-using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Orchestrator.Coordinator.Aggregation;
 using Orchestrator.Coordinator.Checkpoints;
@@ -181,6 +180,7 @@ public static class CoordinatorHost
         services.AddSingleton<IStateStore>(sp => sp.GetRequiredService<IOptions<StateSettings>>().Value is { UsesRedis: true } redis
             ? RedisStateStore.ConnectAsync(redis.Redis!, redis.RedisPrefix, CancellationToken.None).GetAwaiter().GetResult()
             : SqliteStateStore.OpenAsync(sp.GetRequiredService<IOptions<StateSettings>>().Value.Dir, CancellationToken.None).GetAwaiter().GetResult());
+        services.AddSingleton<StoreResilience>();
         services.AddSingleton<CheckpointStore>();
         services.AddDataDelivery((o, sp) =>
         {
@@ -214,7 +214,7 @@ public static class CoordinatorHost
             o.MaxReceiveMessageSize = coordinator.Value.MaxMessageBytes;
             o.MaxSendMessageSize = coordinator.Value.MaxMessageBytes;
         });
-        services.AddHealthChecks().AddCheck<StateStoreHealthCheck>("state-store", tags: [StateStoreHealthCheck.ReadinessTag]);
+        services.AddCoordinatorHealth();
         services.AddSingleton<Metrics.CoordinatorMetrics>();
         services.AddSingleton<Metrics.MetricsSnapshotService>();
         services.AddHostedService(sp => sp.GetRequiredService<Metrics.MetricsSnapshotService>());
@@ -233,9 +233,8 @@ public static class CoordinatorHost
         app.MapGrpcService<WorkerGatewayService>();
         app.MapGrpcService<DataSetsService>();
         app.MapGrpcService<GradientExchangeService>();
-        // Liveness: the process serves requests. Readiness: its state store answers too.
-        app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = c => !c.Tags.Contains(StateStoreHealthCheck.ReadinessTag) });
-        app.MapHealthChecks("/readyz");
+        // Liveness: the process serves requests. Readiness: its state store answers too (HTTP and gRPC).
+        app.MapCoordinatorHealth();
         // Prometheus scrapes over HTTP/1.1: the endpoint answers on the HTTP port only.
         app.MapPrometheusScrapingEndpoint("/metrics");
         return app;

@@ -21,13 +21,16 @@ public sealed partial class TrialScheduler(
     SweepManager sweeps,
     WorkerRegistry workers,
     PendingReasons pendingReasons,
+    StoreResilience resilience,
     IOptions<CoordinatorOptions> options,
     TimeProvider clock,
     ILogger<TrialScheduler> logger) : BackgroundService
 {
     private readonly SemaphoreSlim _wake = new(0, int.MaxValue);
-    // After a restart, workers need a moment to reconnect and re-attach before their leases count.
-    private readonly DateTimeOffset _startedAt = clock.GetUtcNow();
+    // After a restart, and after the store failed to answer, workers need a lease timeout to
+    // reconnect (or get their waiting heartbeats through) and renew their leases before those count:
+    // a trial is never taken back only because Redis was down.
+    private DateTimeOffset _leasesCountFrom = clock.GetUtcNow();
     private DateTimeOffset _lastReasons = DateTimeOffset.MinValue;
 
     /// <summary>
@@ -41,15 +44,17 @@ public sealed partial class TrialScheduler(
         workers.Changed += Wake;
         try
         {
-            await RetryAsync(sweeps.RecoverAsync, stoppingToken).ConfigureAwait(false);
+            await StoreResilience.ExecuteAsync(resilience.Recovery, sweeps.RecoverAsync, stoppingToken).ConfigureAwait(false);
             while (!stoppingToken.IsCancellationRequested)
             {
                 try
                 {
                     await PassAsync(stoppingToken).ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is StateStoreUnavailableException or TimeoutException)
+                catch (Exception e) when (StoreResilience.IsUnavailable(e))
                 {
+                    // Not a retry: the next pass comes anyway. Leases count again a lease timeout after this.
+                    _leasesCountFrom = clock.GetUtcNow();
                     Log.StoreUnavailable(logger, e.Message);
                 }
                 // Sleep until signalled (a worker freed up, a sweep arrived) or the interval passes
@@ -79,23 +84,6 @@ public sealed partial class TrialScheduler(
 
     private void Wake() => _wake.Release();
 
-    private async Task RetryAsync(Func<CancellationToken, Task> action, CancellationToken ct)
-    {
-        for (var delay = TimeSpan.FromMilliseconds(200); ; delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks)))
-        {
-            try
-            {
-                await action(ct).ConfigureAwait(false);
-                return;
-            }
-            catch (StateStoreUnavailableException e)
-            {
-                Log.StoreUnavailable(logger, e.Message);
-                await Task.Delay(delay, clock, ct).ConfigureAwait(false);
-            }
-        }
-    }
-
     /// <summary>Expired leases taken back per pass; more wait for the next pass.</summary>
     public const int ExpiredLeasesPerPass = 256;
 
@@ -111,9 +99,17 @@ public sealed partial class TrialScheduler(
     public async Task PassAsync(CancellationToken ct)
     {
         var now = clock.GetUtcNow();
-        if (now - _startedAt >= options.Value.LeaseTimeout)
+        if (now - _leasesCountFrom >= options.Value.LeaseTimeout)
         {
-            foreach (var t in await store.ListExpiredLeasesAsync(now, ExpiredLeasesPerPass, ct).ConfigureAwait(false))
+            var expired = await store.ListExpiredLeasesAsync(now, ExpiredLeasesPerPass, ct).ConfigureAwait(false);
+            if (clock.GetUtcNow() - now > options.Value.HeartbeatInterval)
+            {
+                // The store answered late: it was down, and the client held the command until it
+                // came back (heartbeats waited just as long). Leases count again a lease timeout from now.
+                _leasesCountFrom = clock.GetUtcNow();
+                expired = [];
+            }
+            foreach (var t in expired)
             {
                 foreach (var id in t.WorkerIds)
                 {

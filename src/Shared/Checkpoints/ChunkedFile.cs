@@ -167,8 +167,19 @@ public sealed class ChunkedFileReceiver : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _closed = true;
-        await _file.DisposeAsync().ConfigureAwait(false);
-        _hash.Dispose();
-        if (!_committed) File.Delete(_temp);
+        try
+        {
+            await _file.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (IOException) when (!_committed)
+        {
+            // Flushing what was buffered failed (a full disk): the file is dropped below anyway.
+        }
+        finally
+        {
+            _hash.Dispose();
+            // Never left behind: on a full volume it would hold the space a retry needs.
+            if (!_committed) File.Delete(_temp);
+        }
     }
 }

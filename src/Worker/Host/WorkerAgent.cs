@@ -6,7 +6,6 @@ using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 using Orchestrator.Protocol.V1;
 using Polly;
-using Polly.Retry;
 
 namespace Orchestrator.Worker.Host;
 
@@ -61,26 +60,9 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
             HttpHandler = Orchestrator.Configuration.TlsFiles.ClientHandler(options.TlsCa, options.TlsClientCertificate, options.TlsClientKey),
         });
         _client = new WorkerGateway.WorkerGatewayClient(_channel);
-        _checkpoints = new CheckpointClient(_client, Headers, _logger);
+        _checkpoints = new CheckpointClient(_client, Headers, options, _logger);
         Datasets = new Orchestrator.Data.RemoteDatasetCache(new DataSets.DataSetsClient(_channel), Path.Combine(options.WorkDir, "datasets"), Headers);
-        _reconnect = new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
-        {
-            ShouldHandle = new PredicateBuilder()
-                // A token the coordinator refuses stays refused: the worker stops and says so.
-                .Handle<RpcException>(e => e.StatusCode is not (StatusCode.Cancelled or StatusCode.Unauthenticated or StatusCode.PermissionDenied))
-                .Handle<IOException>()
-                .Handle<HttpRequestException>(),
-            BackoffType = DelayBackoffType.Exponential,
-            UseJitter = true,
-            Delay = TimeSpan.FromMilliseconds(200),
-            MaxDelay = options.MaxBackoff,
-            MaxRetryAttempts = int.MaxValue,
-            OnRetry = a =>
-            {
-                Log.Reconnecting(_logger, _options.CoordinatorUrl, a.Outcome.Exception?.Message ?? "", a.RetryDelay.TotalSeconds);
-                return ValueTask.CompletedTask;
-            },
-        }).Build();
+        _reconnect = WorkerResilience.Reconnect(options, _logger);
         Directory.CreateDirectory(options.WorkDir);
         DataPort = options.DataPort != 0 ? options.DataPort : FreePort();
         var host = options.AdvertiseHost
@@ -242,8 +224,5 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
     {
         [LoggerMessage(100, LogLevel.Information, "Connected to {Url} as {WorkerId}")]
         public static partial void Connected(ILogger logger, string url, string workerId);
-
-        [LoggerMessage(101, LogLevel.Warning, "Coordinator {Url} unreachable ({Reason}); retrying in {Seconds:F1}s")]
-        public static partial void Reconnecting(ILogger logger, string url, string reason, double seconds);
     }
 }

@@ -36,7 +36,7 @@ internal sealed class CoordinatorCore : IAsyncDisposable
         var updates = new RecordUpdates(store);
         Trials = new TrialLifecycle(store, updates, Workers, Events, Checkpoints, wrapped, Clock, NullLogger<TrialLifecycle>.Instance);
         Sweeps = new SweepManager(store, updates, Trials, new SweepRuntimes(), Workers, Events, new CheckpointRetention(store, Checkpoints), Checkpoints, wrapped, Clock, NullLogger<SweepManager>.Instance);
-        Scheduler = new TrialScheduler(store, Sweeps, Workers, Reasons, wrapped, Clock, NullLogger<TrialScheduler>.Instance);
+        Scheduler = new TrialScheduler(store, Sweeps, Workers, Reasons, new StoreResilience(Clock, NullLogger<StoreResilience>.Instance), wrapped, Clock, NullLogger<TrialScheduler>.Instance);
     }
 
     public FakeTimeProvider Clock { get; }

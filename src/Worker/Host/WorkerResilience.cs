@@ -1,0 +1,65 @@
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+using Polly;
+using Polly.Retry;
+
+namespace Orchestrator.Worker.Host;
+
+/// <summary>
+/// How a worker rides out a coordinator it cannot reach, or one whose state store is down (it
+/// answers UNAVAILABLE): the retry pipelines, defined here and nowhere else. Trials keep
+/// training meanwhile; reports wait in the worker's outbox and are re-sent on reconnect.
+/// </summary>
+internal static partial class WorkerResilience
+{
+    /// <summary>The first wait after a failure; waits double, with jitter, up to the worker's MaxBackoff.</summary>
+    public static readonly TimeSpan FirstDelay = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>The Connect stream: reconnects for as long as the worker runs.</summary>
+    public static ResiliencePipeline Reconnect(WorkerAgentOptions options, ILogger logger) => Forever(
+        new PredicateBuilder()
+            // A token the coordinator refuses stays refused: the worker stops and says so.
+            .Handle<RpcException>(e => e.StatusCode is not (StatusCode.Cancelled or StatusCode.Unauthenticated or StatusCode.PermissionDenied))
+            .Handle<IOException>()
+            .Handle<HttpRequestException>(),
+        options.MaxBackoff,
+        a => Log.Reconnecting(logger, options.CoordinatorUrl, a.Outcome.Exception?.Message ?? "", a.RetryDelay.TotalSeconds));
+
+    /// <summary>
+    /// A checkpoint upload: retried until stored, since the next epoch starts only once the
+    /// checkpoint is safe. A refusal (FAILED_PRECONDITION: the trial is no longer this worker's) is final.
+    /// </summary>
+    public static ResiliencePipeline CheckpointUpload(WorkerAgentOptions options, ILogger logger, Func<string> trialId) => Forever(
+        new PredicateBuilder()
+            .Handle<RpcException>(e => e.StatusCode != StatusCode.FailedPrecondition)
+            // The connection dropped under a write of the request stream (a coordinator killed
+            // mid-upload); the restarted one takes the whole checkpoint again.
+            .Handle<IOException>(),
+        options.MaxBackoff,
+        a => Log.UploadRetry(logger, trialId(), a.AttemptNumber + 1, a.Outcome.Exception is RpcException r ? r.Status.Detail : a.Outcome.Exception?.Message ?? ""));
+
+    private static ResiliencePipeline Forever(PredicateBuilder<object> handle, TimeSpan maxDelay, Action<OnRetryArguments<object>> onRetry) =>
+        new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = handle,
+            BackoffType = DelayBackoffType.Exponential,
+            UseJitter = true,
+            Delay = FirstDelay,
+            MaxDelay = maxDelay,
+            MaxRetryAttempts = int.MaxValue,
+            OnRetry = a =>
+            {
+                onRetry(a);
+                return ValueTask.CompletedTask;
+            },
+        }).Build();
+
+    private static partial class Log
+    {
+        [LoggerMessage(101, LogLevel.Warning, "Coordinator {Url} unreachable ({Reason}); retrying in {Seconds:F1}s")]
+        public static partial void Reconnecting(ILogger logger, string url, string reason, double seconds);
+
+        [LoggerMessage(112, LogLevel.Warning, "Trial {TrialId}: checkpoint upload attempt {Attempt} failed ({Reason}); retrying")]
+        public static partial void UploadRetry(ILogger logger, string trialId, int attempt, string reason);
+    }
+}
