@@ -12,7 +12,7 @@ public sealed class ChartTests
     [Fact]
     public void The_chart_has_the_value_sets_the_checks_rely_on()
     {
-        Assert.Equal(["defaults", "external-redis", "keda", "multi-gpu"], Render.ValueSets);
+        Assert.Equal(["defaults", "external-redis", "keda", "multi-gpu", "tls"], Render.ValueSets);
     }
 
     [Theory]
@@ -144,6 +144,42 @@ public sealed class ChartTests
         var defaults = Render.Get("helm:defaults");
         Assert.Equal("token", defaults.Container("worker").Env.Single(e => e.Name == "ORCH_TOKEN").ValueFrom.SecretKeyRef.Key);
         Assert.DoesNotContain(defaults.Container("coordinator").Env, e => e.Name is "ORCH_WORKER_TOKEN" or "ORCH_USER_TOKEN" or "ORCH_VIEWER_TOKEN");
+    }
+
+    [Fact]
+    public void Tls_value_set_serves_tls_from_the_secret_probes_over_https_and_gives_workers_only_the_ca_and_their_client_certificate()
+    {
+        var render = Render.Get("helm:tls");
+        var coordinator = render.Container("coordinator");
+        var env = coordinator.Env.ToDictionary(e => e.Name, e => e.Value);
+        Assert.Equal(("/etc/orchestrator/tls/tls.crt", "/etc/orchestrator/tls/tls.key", "/etc/orchestrator/tls/ca.crt"),
+            (env["ORCH_TLS_CERT"], env["ORCH_TLS_KEY"], env["ORCH_TLS_CLIENT_CA"]));
+        Assert.Contains(coordinator.VolumeMounts, m => m.Name == "tls" && m.MountPath == "/etc/orchestrator/tls" && m.ReadOnlyProperty == true);
+        // The kubelet's gRPC probe has no TLS: readiness and liveness go over HTTPS.
+        Assert.Null(coordinator.ReadinessProbe.Grpc);
+        Assert.Equal(("/readyz", "HTTPS"), (coordinator.ReadinessProbe.HttpGet.Path, coordinator.ReadinessProbe.HttpGet.Scheme));
+        Assert.Equal("HTTPS", coordinator.LivenessProbe.HttpGet.Scheme);
+        var tlsVolume = render.Deployment("coordinator").Spec.Template.Spec.Volumes.Single(v => v.Name == "tls");
+        Assert.Equal("orchestrator-tls", tlsVolume.Secret.SecretName);
+
+        var worker = render.Container("worker");
+        var workerEnv = worker.Env.ToDictionary(e => e.Name, e => e.Value);
+        Assert.StartsWith("https://", workerEnv["ORCH_COORDINATOR"], StringComparison.Ordinal);
+        Assert.Equal(("/etc/orchestrator/tls/ca.crt", "/etc/orchestrator/client/tls.crt", "/etc/orchestrator/client/tls.key"),
+            (workerEnv["ORCH_TLS_CA"], workerEnv["ORCH_TLS_CLIENT_CERT"], workerEnv["ORCH_TLS_CLIENT_KEY"]));
+        var volumes = render.Deployment("worker").Spec.Template.Spec.Volumes.ToDictionary(v => v.Name);
+        // A worker pod never sees the coordinator's private key: only ca.crt of its Secret is mounted.
+        Assert.Equal(["ca.crt"], volumes["tls-ca"].Secret.Items.Select(i => i.Key));
+        Assert.Equal("orchestrator-worker-tls", volumes["tls-client"].Secret.SecretName);
+
+        var scrape = Assert.Single(render.OfKind("ServiceMonitor").Single().Yaml.Child("spec")!.Items("endpoints"));
+        Assert.Equal("https", scrape.Scalar("scheme"));
+        Assert.Equal(("orchestrator-tls", "ca.crt"), (scrape.Child("tlsConfig")!.Child("ca")!.Child("secret")!.Scalar("name"), scrape.Child("tlsConfig")!.Child("ca")!.Child("secret")!.Scalar("key")));
+
+        // Without TLS: plain text, the gRPC readiness probe, no TLS variables.
+        var plain = Render.Get("helm:defaults").Container("coordinator");
+        Assert.NotNull(plain.ReadinessProbe.Grpc);
+        Assert.DoesNotContain(plain.Env, e => e.Name.StartsWith("ORCH_TLS_", StringComparison.Ordinal));
     }
 
     [Fact]

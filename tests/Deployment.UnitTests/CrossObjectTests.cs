@@ -174,10 +174,19 @@ public sealed partial class CrossObjectTests
             Assert.Equal(port, container.LivenessProbe!.HttpGet.Port.Value);
             Assert.Contains(port, ContainerPorts(render, component).Keys);
         }
-        // The coordinator is ready when grpc.health.v1 says so on the gRPC port (a number: gRPC probes take no port names).
+        // The coordinator is ready when grpc.health.v1 says so on the gRPC port (a number: gRPC probes take no port names);
+        // with TLS (the kubelet's gRPC probe has none) when /readyz says so over HTTPS.
         var readiness = render.Container("coordinator").ReadinessProbe;
-        Assert.Equal(HealthEndpoints.ReadinessService, readiness?.Grpc?.Service);
-        Assert.Equal(ContainerPorts(render, "coordinator")["grpc"], readiness!.Grpc.Port);
+        if (render.Container("coordinator").Env.Any(e => e.Name == EnvironmentVariables.TlsCertificate))
+        {
+            Assert.Equal(("/readyz", "http", "HTTPS"), (readiness?.HttpGet?.Path, readiness!.HttpGet.Port.Value, readiness.HttpGet.Scheme));
+            Assert.Equal("HTTPS", render.Container("coordinator").LivenessProbe!.HttpGet.Scheme);
+        }
+        else
+        {
+            Assert.Equal(HealthEndpoints.ReadinessService, readiness?.Grpc?.Service);
+            Assert.Equal(ContainerPorts(render, "coordinator")["grpc"], readiness!.Grpc.Port);
+        }
         // A worker serves no gRPC: it is ready on /readyz of its metrics port.
         Assert.Equal("/readyz", render.Container("worker").ReadinessProbe?.HttpGet?.Path);
         Assert.Equal("metrics", render.Container("worker").ReadinessProbe!.HttpGet.Port.Value);
