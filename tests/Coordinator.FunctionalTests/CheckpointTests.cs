@@ -12,11 +12,19 @@ public sealed class CheckpointTests
     private static async Task<UploadCheckpointResponse> UploadAsync(TestCoordinator coordinator, TrialLease lease, byte[] bytes, string sha256, MetricPoint? point = null)
     {
         using var call = coordinator.Gateway().UploadCheckpoint();
-        await call.RequestStream.WriteAsync(new CheckpointUpload { Header = new CheckpointHeader { Lease = lease, Epoch = 1, Size = bytes.Length, Point = point } }).DefaultTimeout();
-        for (var offset = 0; offset < bytes.Length; offset += 100_000)
-            await call.RequestStream.WriteAsync(new CheckpointUpload { Data = ByteString.CopyFrom(bytes, offset, Math.Min(100_000, bytes.Length - offset)) }).DefaultTimeout();
-        await call.RequestStream.WriteAsync(new CheckpointUpload { Trailer = new CheckpointTrailer { Sha256 = sha256 } }).DefaultTimeout();
-        await call.RequestStream.CompleteAsync().DefaultTimeout();
+        try
+        {
+            await call.RequestStream.WriteAsync(new CheckpointUpload { Header = new CheckpointHeader { Lease = lease, Epoch = 1, Size = bytes.Length, Point = point } }).DefaultTimeout();
+            for (var offset = 0; offset < bytes.Length; offset += 100_000)
+                await call.RequestStream.WriteAsync(new CheckpointUpload { Data = ByteString.CopyFrom(bytes, offset, Math.Min(100_000, bytes.Length - offset)) }).DefaultTimeout();
+            await call.RequestStream.WriteAsync(new CheckpointUpload { Trailer = new CheckpointTrailer { Sha256 = sha256 } }).DefaultTimeout();
+            await call.RequestStream.CompleteAsync().DefaultTimeout();
+        }
+        catch (Exception e) when (e is RpcException or InvalidOperationException)
+        {
+            // The coordinator answered (refused) while chunks were still going out; a write then
+            // fails with whatever the transport saw. The answer itself says why: read it below.
+        }
         return await call.ResponseAsync.DefaultTimeout();
     }
 

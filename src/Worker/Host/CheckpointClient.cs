@@ -25,16 +25,24 @@ internal sealed class CheckpointClient(WorkerGateway.WorkerGatewayClient client,
         {
             using var call = client.UploadCheckpoint(headers, cancellationToken: token);
             header.Size = new FileInfo(path).Length;
-            await call.RequestStream.WriteAsync(new CheckpointUpload { Header = header }, token).ConfigureAwait(false);
-            string? sha = null;
-            await foreach (var chunk in ChunkedFile.ReadFileAsync(path, ChunkedFile.DefaultChunkSize, token).ConfigureAwait(false))
+            try
             {
-                if (!chunk.Data.IsEmpty)
-                    await call.RequestStream.WriteAsync(new CheckpointUpload { Data = ByteString.CopyFrom(chunk.Data.Span) }, token).ConfigureAwait(false);
-                sha = chunk.Sha256;
+                await call.RequestStream.WriteAsync(new CheckpointUpload { Header = header }, token).ConfigureAwait(false);
+                string? sha = null;
+                await foreach (var chunk in ChunkedFile.ReadFileAsync(path, ChunkedFile.DefaultChunkSize, token).ConfigureAwait(false))
+                {
+                    if (!chunk.Data.IsEmpty)
+                        await call.RequestStream.WriteAsync(new CheckpointUpload { Data = ByteString.CopyFrom(chunk.Data.Span) }, token).ConfigureAwait(false);
+                    sha = chunk.Sha256;
+                }
+                await call.RequestStream.WriteAsync(new CheckpointUpload { Trailer = new CheckpointTrailer { Sha256 = sha } }, token).ConfigureAwait(false);
+                await call.RequestStream.CompleteAsync().ConfigureAwait(false);
             }
-            await call.RequestStream.WriteAsync(new CheckpointUpload { Trailer = new CheckpointTrailer { Sha256 = sha } }, token).ConfigureAwait(false);
-            await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+            catch (Exception e) when (e is RpcException or InvalidOperationException && !token.IsCancellationRequested)
+            {
+                // The coordinator answered (a stale token, a full store) while chunks were still going
+                // out, and the write failed with whatever the transport saw: its answer says why.
+            }
             await call.ResponseAsync.ConfigureAwait(false);
         }, ct).ConfigureAwait(false);
     }
