@@ -68,7 +68,11 @@ public sealed class TlsTests : IDisposable
         using (var worker = Channel(coordinator.Address, ca.CaFile, ca.Issue("worker", server: false)))
             Assert.NotNull((await HelloAsync(worker, "w1")).Welcome);
         using (var impostor = Channel(coordinator.Address, ca.CaFile, rogue.Issue("impostor", server: false)))
-            await Assert.ThrowsAsync<RpcException>(() => HelloAsync(impostor, "w2"));
+        {
+            // The server ends the handshake: depending on when, the client sees a failed call or a broken connection.
+            var refused = await Record.ExceptionAsync(() => HelloAsync(impostor, "w2"));
+            Assert.True(refused is RpcException or IOException or HttpRequestException, $"expected a refused connection, got {refused?.ToString() ?? "none"}");
+        }
     }
 
     [Fact]
