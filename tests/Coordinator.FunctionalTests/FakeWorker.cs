@@ -33,6 +33,25 @@ public sealed class FakeWorker : IAsyncDisposable
 
     public string Id { get; }
 
+    /// <summary>
+    /// Opens a worker stream on <paramref name="channel"/> (with <paramref name="headers"/>), says Hello
+    /// as <paramref name="id"/> and returns the coordinator's first answer; a refusal is thrown.
+    /// </summary>
+    public static async Task<CoordinatorMessage> HelloAsync(global::Grpc.Net.Client.GrpcChannel channel, string id, Metadata? headers = null)
+    {
+        using var stream = new WorkerGateway.WorkerGatewayClient(channel).Connect(headers);
+        try
+        {
+            await stream.RequestStream.WriteAsync(new WorkerMessage { Hello = new Hello { WorkerId = id, Name = id } }).DefaultTimeout();
+        }
+        catch (RpcException)
+        {
+            // The refusal may arrive before the Hello is written: the read below throws it.
+        }
+        Assert.True(await stream.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout());
+        return stream.ResponseStream.Current;
+    }
+
     /// <summary>The coordinator's answer to Hello.</summary>
     public Welcome Welcome { get; private set; } = new();
 

@@ -38,22 +38,6 @@ public sealed class RolesTests
         return e;
     }
 
-    /// <summary>Opens a worker stream with <paramref name="token"/>, says Hello and reads the answer.</summary>
-    private static async Task<CoordinatorMessage> HelloAsync(TestCoordinator coordinator, string token, string id)
-    {
-        using var stream = new WorkerGateway.WorkerGatewayClient(coordinator.Channel).Connect(Bearer(token));
-        try
-        {
-            await stream.RequestStream.WriteAsync(new WorkerMessage { Hello = new Hello { WorkerId = id, Name = id } }).DefaultTimeout();
-        }
-        catch (RpcException)
-        {
-            // The refusal may arrive before the Hello is written: the read below throws it.
-        }
-        Assert.True(await stream.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout());
-        return stream.ResponseStream.Current;
-    }
-
     [Fact]
     public async Task Each_role_does_what_it_may_and_is_refused_the_rest_with_a_reason_and_a_count()
     {
@@ -77,7 +61,7 @@ public sealed class RolesTests
         var sweep = await sweeps.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = Valid, FileName = "roles.yaml" }, Bearer("user-secret")).ResponseAsync.DefaultTimeout();
         await sweeps.PauseSweepAsync(new PauseSweepRequest { SweepId = sweep.Id }, Bearer("user-secret")).ResponseAsync.DefaultTimeout();
         Assert.Single((await sweeps.ListSweepsAsync(new ListSweepsRequest(), Bearer("user-secret")).ResponseAsync.DefaultTimeout()).Sweeps);
-        var asWorker = await RefusedAsync(() => HelloAsync(coordinator, "user-secret", "intruder"));
+        var asWorker = await RefusedAsync(() => FakeWorker.HelloAsync(coordinator.Channel, "intruder", Bearer("user-secret")));
         Assert.Equal("a user token may not call WorkerGateway/Connect: it needs the worker role", asWorker.Status.Detail);
         await RefusedAsync(async () =>
         {
@@ -93,7 +77,7 @@ public sealed class RolesTests
         await RefusedAsync(() => sweeps.CancelSweepAsync(new CancelSweepRequest { SweepId = sweep.Id }, Bearer("viewer-secret")).ResponseAsync);
 
         // A worker runs trials; it can neither submit or cancel sweeps nor read them.
-        Assert.NotNull((await HelloAsync(coordinator, "worker-secret", "w1")).Welcome);
+        Assert.NotNull((await FakeWorker.HelloAsync(coordinator.Channel, "w1", Bearer("worker-secret"))).Welcome);
         await RefusedAsync(() => sweeps.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = Valid }, Bearer("worker-secret")).ResponseAsync);
         await RefusedAsync(() => sweeps.CancelSweepAsync(new CancelSweepRequest { SweepId = sweep.Id }, Bearer("worker-secret")).ResponseAsync);
         await RefusedAsync(() => sweeps.ListSweepsAsync(new ListSweepsRequest(), Bearer("worker-secret")).ResponseAsync);

@@ -19,21 +19,6 @@ public sealed class TlsTests : IDisposable
     private static GrpcChannel Channel(Uri address, string? ca, (string Certificate, string Key)? client = null) =>
         GrpcChannel.ForAddress(address, new GrpcChannelOptions { HttpHandler = TlsFiles.ClientHandler(ca, client?.Certificate, client?.Key) });
 
-    private static async Task<CoordinatorMessage> HelloAsync(GrpcChannel channel, string id)
-    {
-        using var stream = new WorkerGateway.WorkerGatewayClient(channel).Connect();
-        try
-        {
-            await stream.RequestStream.WriteAsync(new WorkerMessage { Hello = new Hello { WorkerId = id, Name = id } }).DefaultTimeout();
-        }
-        catch (RpcException)
-        {
-            // A refusal may come before the Hello is written: the read below throws it.
-        }
-        Assert.True(await stream.ResponseStream.MoveNext(CancellationToken.None).DefaultTimeout());
-        return stream.ResponseStream.Current;
-    }
-
     [Fact]
     public async Task Clients_that_trust_the_ca_talk_tls_and_workers_must_present_a_certificate_the_client_ca_signed()
     {
@@ -61,16 +46,16 @@ public sealed class TlsTests : IDisposable
         // with one another CA signed turned away in the handshake.
         using (var noCertificate = Channel(coordinator.Address, ca.CaFile))
         {
-            var e = await Assert.ThrowsAsync<RpcException>(() => HelloAsync(noCertificate, "w0"));
+            var e = await Assert.ThrowsAsync<RpcException>(() => FakeWorker.HelloAsync(noCertificate, "w0"));
             Assert.Equal(StatusCode.Unauthenticated, e.StatusCode);
             Assert.Contains("client certificate", e.Status.Detail, StringComparison.Ordinal);
         }
         using (var worker = Channel(coordinator.Address, ca.CaFile, ca.Issue("worker", server: false)))
-            Assert.NotNull((await HelloAsync(worker, "w1")).Welcome);
+            Assert.NotNull((await FakeWorker.HelloAsync(worker, "w1")).Welcome);
         using (var impostor = Channel(coordinator.Address, ca.CaFile, rogue.Issue("impostor", server: false)))
         {
             // The server ends the handshake: depending on when, the client sees a failed call or a broken connection.
-            var refused = await Record.ExceptionAsync(() => HelloAsync(impostor, "w2"));
+            var refused = await Record.ExceptionAsync(() => FakeWorker.HelloAsync(impostor, "w2"));
             Assert.True(refused is RpcException or IOException or HttpRequestException, $"expected a refused connection, got {refused?.ToString() ?? "none"}");
         }
     }
