@@ -6,7 +6,7 @@
 // checkpoint evaluates to its reported metric (Harness/ChaosChecks.cs).
 //
 //   dotnet run -c Release --project bench/Chaos -- [--kinds worker,coordinator,redis[,mixed]] [--runs 20]
-//       [--seed N] [--kills 5] [--workers 3] [--epochs 3] [--train 600] [--test 200] [--verbose]
+//       [--seed N] [--kills 3] [--workers 3] [--epochs 2] [--train 500] [--test 200] [--verbose]
 //
 // Run i of every kind uses seed N+i (printed on its line): `--kinds KIND --runs 1 --seed S`
 // replays the same targets, moments and downtimes. --verbose prints each kill. A failed run keeps

@@ -53,10 +53,16 @@ public sealed class ChaosCluster : IAsyncDisposable
     /// <summary>What every coordinator process of the run printed, in order (the current one last).</summary>
     public IReadOnlyList<string> CoordinatorOutputs => _coordinators.Select(c => c.Output).ToList();
 
-    /// <summary>Starts Redis, the coordinator and <paramref name="workers"/> workers.</summary>
-    public static async Task<ChaosCluster> StartAsync(int workers, CancellationToken ct)
+    /// <summary>
+    /// Starts Redis, the coordinator and <paramref name="workers"/> workers. The coordinator allows
+    /// <paramref name="maxTrialAttempts"/> assignments per trial (its appsettings.json in the run's
+    /// folder): with the default 3, a trial whose worker is killed three times fails by design.
+    /// </summary>
+    public static async Task<ChaosCluster> StartAsync(int workers, int maxTrialAttempts, CancellationToken ct)
     {
         var dir = System.IO.Directory.CreateTempSubdirectory("orch-chaos-").FullName;
+        await File.WriteAllTextAsync(Path.Combine(dir, "appsettings.json"),
+            $$"""{ "Coordinator": { "MaxTrialAttempts": {{maxTrialAttempts.ToString(CultureInfo.InvariantCulture)}} } }""", ct).ConfigureAwait(false);
         var redis = await RedisServer.StartAsync(ct).ConfigureAwait(false);
         var cluster = new ChaosCluster(redis, dir, workers);
         cluster.StartCoordinator();

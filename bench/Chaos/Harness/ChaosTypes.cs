@@ -38,14 +38,17 @@ public sealed record ChaosOptions
     /// <summary>Worker processes (each one slot; the data-parallel trial takes two).</summary>
     public int Workers { get; init; } = 3;
 
-    /// <summary>Most kills in a run (fewer when the sweeps finish first).</summary>
-    public int MaxKills { get; init; } = 5;
+    /// <summary>
+    /// Most kills in a run (fewer when the sweeps finish first). The coordinator allows one more
+    /// assignment per trial than this, so kills alone cannot use up a trial's attempts.
+    /// </summary>
+    public int MaxKills { get; init; } = 3;
 
     /// <summary>A target lives this long (uniformly drawn between the two) before the next kill.</summary>
     public TimeSpan MinUptime { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <inheritdoc cref="MinUptime"/>
-    public TimeSpan MaxUptime { get; init; } = TimeSpan.FromSeconds(8);
+    public TimeSpan MaxUptime { get; init; } = TimeSpan.FromSeconds(6);
 
     /// <summary>Longest allowed time without progress.</summary>
     public TimeSpan StallLimit { get; init; } = TimeSpan.FromSeconds(60);
@@ -54,10 +57,10 @@ public sealed record ChaosOptions
     public TimeSpan RunTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>Epochs per trial.</summary>
-    public int Epochs { get; init; } = 3;
+    public int Epochs { get; init; } = 2;
 
     /// <summary>Training images per trial (a Fashion-MNIST subset).</summary>
-    public int LimitTrain { get; init; } = 600;
+    public int LimitTrain { get; init; } = 500;
 
     /// <summary>Validation images per trial.</summary>
     public int LimitTest { get; init; } = 200;
