@@ -6,11 +6,12 @@
 // checkpoint evaluates to its reported metric (Harness/ChaosChecks.cs).
 //
 //   dotnet run -c Release --project bench/Chaos -- [--kinds worker,coordinator,redis[,mixed]] [--runs 20]
-//       [--seed N] [--kills 3] [--workers 3] [--epochs 2] [--train 500] [--test 200] [--verbose]
+//       [--seed N] [--kills 3] [--workers 3] [--epochs 2] [--train 500] [--test 200] [--verbose] [--keep-logs]
 //
 // Run i of every kind uses seed N+i (printed on its line): `--kinds KIND --runs 1 --seed S`
 // replays the same targets, moments and downtimes. --verbose prints each kill. A failed run keeps
-// its folder, with every process's output under logs/, and names it on its line.
+// its folder, with every process's output under logs/, and names it on its line; --keep-logs
+// keeps them for every run.
 using System.Globalization;
 using Orchestrator.Bench.Chaos;
 
@@ -34,6 +35,7 @@ for (var i = 0; i < args.Length; i++)
         case "--train": shape = shape with { LimitTrain = Int() }; break;
         case "--test": shape = shape with { LimitTest = Int() }; break;
         case "--verbose": verbose = true; break;
+        case "--keep-logs": shape = shape with { KeepLogs = true }; break;
         default: throw new ArgumentException($"unknown argument {args[i]}");
     }
 }

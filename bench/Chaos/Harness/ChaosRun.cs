@@ -72,7 +72,7 @@ public static class ChaosRun
 
             var violations = await ChaosChecks.CheckAsync(cluster, ids, options, monitor, ct).ConfigureAwait(false);
             var extra = await ChaosChecks.ExtraAttemptsAsync(cluster, ids.Select(i => i.Id), ct).ConfigureAwait(false);
-            keep = violations.Count > 0;
+            keep = violations.Count > 0 || options.KeepLogs;
             return new ChaosResult(options, kills, duration, monitor.LongestStall, extra, violations, keep ? cluster.WriteLogs() : null);
         }
         finally

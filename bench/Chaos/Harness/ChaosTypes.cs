@@ -56,6 +56,9 @@ public sealed record ChaosOptions
     /// <summary>A run that has not finished by then is stopped and counted as stalled.</summary>
     public TimeSpan RunTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>Keep the run's folder and every process's output (<c>logs/</c>) even when the run passed.</summary>
+    public bool KeepLogs { get; init; }
+
     /// <summary>Epochs per trial.</summary>
     public int Epochs { get; init; } = 2;
 
@@ -85,5 +88,6 @@ public sealed record ChaosResult(
     /// <summary>The run in one line: kind, seed, verdict, kills, time, longest stall, re-assignments.</summary>
     public string Line =>
         FormattableString.Invariant($"{Options.Kind.ToString().ToLowerInvariant(),-11} seed {Options.Seed,-6} {(Passed ? "ok  " : "FAIL")} kills {Kills}  {Duration.TotalSeconds,5:F1} s  longest stall {LongestStall.TotalSeconds,4:F1} s  extra attempts {ExtraAttempts}")
-        + (Passed ? "" : "  " + string.Join("; ", Violations.Select(v => $"{v.Invariant}: {v.Detail}")) + (LogFolder is null ? "" : $"  (logs: {LogFolder})"));
+        + (Passed ? "" : "  " + string.Join("; ", Violations.Select(v => $"{v.Invariant}: {v.Detail}")))
+        + (LogFolder is null ? "" : $"  (logs: {LogFolder})");
 }
