@@ -17,6 +17,11 @@ public sealed class TrialSpec
     public ScheduleSpec Schedule { get; set; } = new();
     public LossSpec Loss { get; set; } = new();
     public AugmentSpec Augment { get; set; } = new();
+    /// <summary>
+    /// Arithmetic of the forward and backward passes: fp32, or bf16/fp16 with fp32 master weights,
+    /// normalisation and loss (fp16 with dynamic loss scaling). Checkpoints are fp32 either way.
+    /// </summary>
+    public string Precision { get; set; } = "fp32";
     /// <summary>Clip the global gradient norm to this value; 0 turns clipping off.</summary>
     public double GradClip { get; set; }
     public CheckpointSpec Checkpoint { get; set; } = new();

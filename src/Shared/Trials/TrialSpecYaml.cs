@@ -60,6 +60,7 @@ public static class TrialSpecYaml
         Check(s.Epochs is > 0 and <= 100_000, "epochs", "must be between 1 and 100000");
         Check(s.BatchSize is > 0 and <= 65_536, "batchSize", "must be between 1 and 65536");
         Check(s.GradClip >= 0, "gradClip", "must be ≥ 0 (0 turns clipping off)");
+        Check(In(KnownNames.Precisions, s.Precision), "precision", $"unknown precision '{s.Precision}': {KnownNames.OneOf(KnownNames.Precisions)}");
 
         var o = s.Optimizer;
         Check(In(KnownNames.Optimizers, o.Name), "optimizer.name", $"unknown optimizer '{o.Name}': {KnownNames.OneOf(KnownNames.Optimizers)}");
