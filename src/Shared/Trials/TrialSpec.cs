@@ -63,6 +63,11 @@ public sealed class DataSpec
     public string? Dir { get; set; }
     /// <summary>Use only the first N training images (a seeded subset).</summary>
     public int? LimitTrain { get; set; }
+    /// <summary>
+    /// Threads that read, decode and augment training batches ahead of the model (1 by default;
+    /// more for JPEG folders feeding a GPU). The batches are the same whatever the number.
+    /// </summary>
+    public int LoaderThreads { get; set; } = 1;
     /// <summary>Use only the first N validation images.</summary>
     public int? LimitTest { get; set; }
     /// <summary>Validate on a seeded hold-out fraction of train instead of the official test split.</summary>

@@ -49,6 +49,7 @@ public static class TrialSpecYaml
         Check(In(KnownNames.Datasets, s.Data.Name), "data.name", $"unknown data set '{s.Data.Name}': {KnownNames.OneOf(KnownNames.Datasets)}");
         Check(s.Data.LimitTrain is null or > 0, "data.limitTrain", "must be > 0");
         Check(s.Data.LimitTest is null or > 0, "data.limitTest", "must be > 0");
+        Check(s.Data.LoaderThreads is >= 1 and <= 64, "data.loaderThreads", "must be between 1 and 64");
         Check(s.Data.Holdout is null or (> 0 and < 1), "data.holdout", "must be a fraction between 0 and 1");
         Check(s.Data.ImageSize is null or (>= 8 and <= 1024), "data.imageSize", "must be between 8 and 1024");
         Check(s.Data.Name != "imagefolder" || !string.IsNullOrEmpty(s.Data.Dir), "data.dir", "imagefolder data needs data.dir: a folder with one subfolder per class");

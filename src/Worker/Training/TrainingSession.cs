@@ -61,9 +61,9 @@ public sealed partial class TrainingSession : IDisposable
         Native.TorchRuntime.Seed(spec.Seed);
         var a = spec.Augment;
         var trainPlan = new BatchPlan(spec.BatchSize, Shuffle: true, DropLast: data.Train.Count > spec.BatchSize, spec.Seed,
-            CropSize: a.RandomResizedCrop ? null : a.CropSize, CropPadding: a.CropPadding, Flip: a.Flip, Rank: rank, WorldSize: world);
+            CropSize: a.RandomResizedCrop ? null : a.CropSize, CropPadding: a.CropPadding, Flip: a.Flip, Rank: rank, WorldSize: world, LoaderThreads: spec.Data.LoaderThreads);
         var valPlan = new BatchPlan(Math.Max(spec.BatchSize, 256), Shuffle: false, DropLast: false, spec.Seed,
-            CropSize: a.ResizeTo is null ? a.CropSize : null, Rank: rank, WorldSize: world, PadShards: false);
+            CropSize: a.ResizeTo is null ? a.CropSize : null, Rank: rank, WorldSize: world, PadShards: false, LoaderThreads: spec.Data.LoaderThreads);
         _trainLoader = new BatchLoader(data.Train, trainPlan);
         _valLoader = new BatchLoader(data.Validation, valPlan);
         _transform = new DeviceTransform(DeviceTransform.For(data.Info, a), device);

@@ -65,6 +65,43 @@ public class BatchLoaderTests
         Assert.Contains("broken.bin", e.Message);
     }
 
+    [Fact]
+    public void Several_loader_threads_yield_the_same_batches_in_the_same_order_as_one()
+    {
+        var data = TinyData.Quadrants(203, 5);
+        List<(long[] Labels, byte[] Images)> Batches(int threads, int epoch)
+        {
+            using var loader = new BatchLoader(data, new BatchPlan(16, Shuffle: true, DropLast: false, Seed: 9, CropPadding: 2, Flip: true, LoaderThreads: threads));
+            var batches = new List<(long[], byte[])>();
+            foreach (var b in loader.Epoch(epoch, CancellationToken.None))
+            {
+                batches.Add((b.Labels.AsSpan(0, b.Count).ToArray(), b.Images.AsSpan(0, b.Count * data.Shape.Size).ToArray()));
+                loader.Return(b);
+            }
+            return batches;
+        }
+        foreach (var epoch in new[] { 1, 2 })
+        {
+            var one = Batches(1, epoch);
+            var four = Batches(4, epoch);
+            Assert.Equal(13, one.Count);
+            Assert.Equal(one.Count, four.Count);
+            for (var i = 0; i < one.Count; i++)
+            {
+                Assert.Equal(one[i].Labels, four[i].Labels);
+                Assert.Equal(one[i].Images, four[i].Images);
+            }
+        }
+    }
+
+    [Fact]
+    public void A_data_error_on_any_loader_thread_ends_the_epoch_with_that_error()
+    {
+        using var loader = new BatchLoader(new BrokenDataset(), new BatchPlan(2, false, false, 0, LoaderThreads: 3));
+        var e = Assert.Throws<InvalidDataException>(() => loader.Epoch(1, CancellationToken.None).ToList());
+        Assert.Contains("image 3 is truncated", e.Message, StringComparison.Ordinal);
+    }
+
     private sealed class BrokenDataset : IImageDataset
     {
         public string Name => "broken";
