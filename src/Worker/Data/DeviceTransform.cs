@@ -52,8 +52,9 @@ public sealed class DeviceTransform(DeviceAugment augment, Device device) : IDis
         // tensor that outlives this call, so the array can go back to the pool afterwards.
         using var flat = torch.frombuffer(batch.Images, ScalarType.Byte, (long)n * s.Size);
         using var hostImages = flat.view(n, s.Channels, s.Height, s.Width);
-        var labels = torch.tensor(batch.Labels.AsSpan(0, n).ToArray(), [n], ScalarType.Int64).to(device);
-        using var onDevice = hostImages.to(device);
+        using var hostLabels = torch.tensor(batch.Labels.AsSpan(0, n).ToArray(), [n], ScalarType.Int64);
+        var labels = ToDevice(hostLabels);
+        using var onDevice = ToDevice(hostImages);
         var x = onDevice.to_type(ScalarType.Float32).div_(255f);
         var rng = new Random((int)((batch.AugmentSeed >> 32) & 0x7FFFFFFF));
         if (train)
@@ -72,6 +73,21 @@ public sealed class DeviceTransform(DeviceAugment augment, Device device) : IDis
         }
         if (augment.Normalize) x = Normalize(x);
         return (x, labels);
+    }
+
+    /// <summary>Whether host batches go to the device through pinned (page-locked) memory: on CUDA only.</summary>
+    internal bool PinsHostMemory => device.type == DeviceType.CUDA;
+
+    /// <summary>
+    /// The host tensor on the device. On CUDA through a pinned staging copy, so that the transfer
+    /// runs asynchronously, ordered on the stream before the kernels that read it (libtorch keeps
+    /// the pinned block until the copy is done); elsewhere an ordinary move (on the CPU, none).
+    /// </summary>
+    private Tensor ToDevice(Tensor host)
+    {
+        if (!PinsHostMemory) return host.to(device);
+        using var pinned = host.pin_memory();
+        return pinned.to(device, non_blocking: true);
     }
 
     private Tensor Normalize(Tensor x)
