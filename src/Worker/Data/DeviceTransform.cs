@@ -196,8 +196,9 @@ public sealed class DeviceTransform(DeviceAugment augment, Device device) : IDis
     }
 
     /// <summary>Builds the transform for a data set and a trial's augment settings.</summary>
-    public static DeviceAugment For(DatasetInfo info, Orchestrator.Trials.AugmentSpec a) => new(
+    /// <param name="cropsOnHost">The loader cuts the random-resized crop from each original (<see cref="ICroppingImageDataset"/>): none here.</param>
+    public static DeviceAugment For(DatasetInfo info, Orchestrator.Trials.AugmentSpec a, bool cropsOnHost = false) => new(
         info.Mean, info.Std, a.Brightness, a.Contrast, a.Saturation,
-        a.RandomResizedCrop ? a.CropSize ?? info.Shape.Height : null,
+        a.RandomResizedCrop && !cropsOnHost ? a.CropSize ?? info.Shape.Height : null,
         a.ResizeTo, a.CropSize, a.Normalize);
 }

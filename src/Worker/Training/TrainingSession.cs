@@ -60,13 +60,16 @@ public sealed partial class TrainingSession : IDisposable
 
         Native.TorchRuntime.Seed(spec.Seed);
         var a = spec.Augment;
+        // ImageNet-style crops from the decoded originals where the data set can (image folders), else on the device.
+        var cropsOnHost = a.RandomResizedCrop && data.Train is ICroppingImageDataset;
         var trainPlan = new BatchPlan(spec.BatchSize, Shuffle: true, DropLast: data.Train.Count > spec.BatchSize, spec.Seed,
-            CropSize: a.RandomResizedCrop ? null : a.CropSize, CropPadding: a.CropPadding, Flip: a.Flip, Rank: rank, WorldSize: world, LoaderThreads: spec.Data.LoaderThreads);
+            CropSize: a.RandomResizedCrop ? null : a.CropSize, CropPadding: a.CropPadding, Flip: a.Flip, Rank: rank, WorldSize: world, LoaderThreads: spec.Data.LoaderThreads,
+            RandomResizedCropSide: cropsOnHost ? a.CropSize ?? data.Info.Shape.Height : null);
         var valPlan = new BatchPlan(Math.Max(spec.BatchSize, 256), Shuffle: false, DropLast: false, spec.Seed,
             CropSize: a.ResizeTo is null ? a.CropSize : null, Rank: rank, WorldSize: world, PadShards: false, LoaderThreads: spec.Data.LoaderThreads);
         _trainLoader = new BatchLoader(data.Train, trainPlan);
         _valLoader = new BatchLoader(data.Validation, valPlan);
-        _transform = new DeviceTransform(DeviceTransform.For(data.Info, a), device);
+        _transform = new DeviceTransform(DeviceTransform.For(data.Info, a, cropsOnHost), device);
 
         var inputSide = a.CropSize ?? data.Info.Shape.Height;
         var input = new ImageShape(data.Info.Shape.Channels, inputSide, inputSide);
