@@ -1,6 +1,6 @@
 // ResNet-18 (CIFAR stem) training images/s on one pre-loaded batch, through the worker's own
 // training step (TrainingSession.Optimize) in fp32, bf16 and fp16; then a 2-rank data-parallel
-// trial with both ranks on the one device (a ring over Unix sockets), whose replicas must end
+// trial with both ranks on the one device (a ring over Unix sockets), whose weights must end
 // bit-identical. bench/gpu/run.sh runs it beside PyTorch; prints markdown rows.
 //
 //   dotnet run -c Release --project bench/GpuThroughput -- [--device cuda] [--libtorch-dir DIR] [--batch 256] [--steps 100]
@@ -71,8 +71,12 @@ double Throughput(string precision)
     var threads = Enumerable.Range(0, world).Select(rank => new Thread(() =>
     {
         var ring = RingAllReduce.ConnectAsync(new RingAllReduceOptions { Rank = rank, Endpoints = endpoints, Secret = secret, Timeout = TimeSpan.FromMinutes(2) }, CancellationToken.None).GetAwaiter().GetResult();
-        var session = new TrainingSession(Spec("fp32", batch / world, epochs: 2), data, device, Path.Combine(work, $"rank{rank}"), null,
-            new DistributedContext(rank, world, ring));
+        TrainingSession session;
+        // One at a time: a session seeds libtorch's global generator and draws its initial weights
+        // from it, and both ranks live in this one process (in a trial each is its own process).
+        lock (sessions)
+            session = new TrainingSession(Spec("fp32", batch / world, epochs: 2), data, device, Path.Combine(work, $"rank{rank}"), null,
+                new DistributedContext(rank, world, ring));
         session.Run();
         Sync();
         sessions[rank] = session;
@@ -82,10 +86,10 @@ double Throughput(string precision)
     threads.ForEach(t => t.Join());
     var seconds = clock.Elapsed.TotalSeconds;
     var identical = true;
-    var a = sessions[0].Model.state_dict();
-    var b = sessions[1].Model.state_dict();
-    foreach (var (name, tensor) in a)
-        identical &= tensor.equal(b[name]).item<bool>();
+    // The weights, not the buffers: BatchNorm statistics stay local to each rank, as in PyTorch DDP.
+    var b = sessions[1].Model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+    foreach (var (name, parameter) in sessions[0].Model.named_parameters())
+        identical &= parameter.eq(b[name]).all().item<bool>();
     foreach (var s in sessions) s.Dispose();
     return (2 * data.Train.Count / seconds, identical);
 }

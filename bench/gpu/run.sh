@@ -4,7 +4,7 @@
 #   - ResNet-18 (CIFAR stem, batch 256) training images/s on one pre-loaded batch: PyTorch fp32,
 #     PyTorch bf16 autocast + channels-last, and the worker's own step in fp32, bf16 and fp16;
 #   - the worker's data pipeline against pre-loaded batches on the GPU (target ratio ≥ 0.95);
-#   - a 2-rank data-parallel trial with both ranks on the one GPU (replicas must end identical).
+#   - a 2-rank data-parallel trial with both ranks on the one GPU (their weights must end identical).
 # The .NET programs use PyTorch's libtorch (TORCH_LIB, as `orch worker --libtorch-dir` does).
 # Where .NET is installed they are built here; otherwise run bench/gpu/pack.sh on a machine that
 # has it and copy the repository with its .gpu/ folder.
