@@ -1,0 +1,86 @@
+using System.Diagnostics;
+using System.Globalization;
+using Orchestrator.Protocol.V1;
+
+namespace Orchestrator.Cli.FunctionalTests;
+
+/// <summary>A worker's host partitioned away for longer than its lease, then reconnected.</summary>
+public sealed partial class NetworkFaultTests
+{
+    private const string PartitionYaml = """
+        name: netns-partition
+        data: { name: fashion-mnist, limitTrain: 1200, limitTest: 300 }
+        model: { name: simple-cnn }
+        trial: { epochs: 3, batchSize: 64, optimizer: { name: sgd, momentum: 0.9 } }
+        parameters:
+          optimizer.lr: { values: [0.05] }
+        search: { method: grid }
+        objective: { metric: val_accuracy, goal: maximize }
+        """;
+
+    private const string AfterwardsYaml = """
+        name: netns-afterwards
+        data: { name: fashion-mnist, limitTrain: 300, limitTest: 100 }
+        model: { name: simple-cnn }
+        trial: { epochs: 1, batchSize: 64 }
+        parameters:
+          optimizer.lr: { values: [0.05] }
+        search: { method: grid }
+        """;
+
+    [Fact]
+    public async Task A_worker_cut_off_past_its_lease_loses_its_trial_to_another_host_its_stale_writes_are_refused_and_it_rejoins()
+    {
+        var hosts = _network.Hosts;
+        var workers = new[] { StartWorker(hosts[0], "w1"), StartWorker(hosts[1], "w2") };
+        var id = await SubmitAsync("partition.yaml", PartitionYaml);
+
+        // Cut off whichever worker runs the trial once an epoch's checkpoint is stored (so it resumes, not restarts).
+        var trial = await EventuallyAsync(async () =>
+        {
+            var t = (await TrialsAsync(id)).SingleOrDefault(t => t.State == TrialState.Running);
+            return t is null ? null : await StoredTrialAsync(t.Id) is { CheckpointEpoch: >= 1, WorkerIds.Count: 1 } stored ? stored : null;
+        }, TimeSpan.FromMinutes(3), "a first epoch and its checkpoint");
+        var victim = trial.WorkerIds[0] == "w1" ? 0 : 1;
+        string victimId = $"w{victim + 1}", otherId = $"w{2 - victim}";
+        hosts[victim].Partition();
+        var cut = Stopwatch.StartNew();
+
+        // Past the lease the trial goes back to the queue and resumes on the other host, from the checkpoint.
+        var moved = await EventuallyAsync(async () => (await TrialsAsync(id))
+            .SingleOrDefault(t => t.Id == trial.Id && t.State == TrialState.Running && t.Attempt >= 2 && t.WorkerIds.Contains(otherId)),
+            TimeSpan.FromSeconds(60), $"trial {trial.Id} resuming on {otherId}");
+        var resumedAfter = cut.Elapsed;
+        // The lease ran from the last heartbeat before the cut (heartbeats come every fifth of a lease).
+        Assert.True(resumedAfter >= LeaseTimeout * 0.8, $"the trial moved {resumedAfter} after the cut, before its lease ({LeaseTimeout}) ran out");
+
+        // The cut-off worker trains on under its lost lease a little longer; then the link returns and
+        // what it sent meanwhile (heartbeats, reports, uploads) arrives under the stale token.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        hosts[victim].Reconnect();
+        var partitioned = cut.Elapsed;
+        var refused = await EventuallyAsync(async () => await StaleWritesRefusedAsync() is var n && n > 0 ? n.ToString(CultureInfo.InvariantCulture) : null,
+            TimeSpan.FromSeconds(60), "the coordinator refusing the cut-off worker's stale writes");
+        Assert.Matches($"Refused a [a-z]+ for trial {trial.Id} from {victimId}: fencing token {trial.FencingToken} is stale", _coordinator.Output);
+
+        var sweep = await EndedAsync(id, TimeSpan.FromMinutes(4));
+        Assert.True(sweep.State == SweepState.Completed, $"sweep {sweep.State}: {sweep.Message}\n{Everything()}");
+        await AssertEveryEpochRecordedOnceAsync(trial.Id, 3);
+        var stored = await StoredTrialAsync(trial.Id);
+        Assert.True(stored!.Attempt == moved.Attempt, $"trial {trial.Id} ran {stored.Attempt} times, expected {moved.Attempt}\n{Everything()}");
+
+        // It rejoined: with the other worker gone, the next trial can only run on it.
+        await workers[1 - victim].KillAsync();
+        var next = await SubmitAsync("afterwards.yaml", AfterwardsYaml);
+        var afterwards = await EndedAsync(next, TimeSpan.FromMinutes(3));
+        Assert.True(afterwards.State == SweepState.Completed, $"sweep {afterwards.State}: {afterwards.Message}\n{Everything()}");
+        var nextTrial = (await TrialsAsync(next)).Single();
+        Assert.True(workers[victim].Output.Contains(nextTrial.Id, StringComparison.Ordinal), $"{victimId} did not run {nextTrial.Id}\n{Everything()}");
+        Assert.False(workers[victim].HasExited, $"{victimId} exited\n{Everything()}");
+
+        // Whether it kept its stream through the cut or opened a new one, for the record (either is clean).
+        var streams = workers[victim].Output.Split('\n').Count(l => l.Contains($"Connected to {Address} as {victimId}", StringComparison.Ordinal));
+        Record($"partition: cut off {victimId} for {Seconds(partitioned)} s (lease {Seconds(LeaseTimeout)} s); trial resumed on {otherId} after {Seconds(resumedAfter)} s; " +
+               $"{refused} stale writes refused; epochs 1-3 recorded once; {victimId} ran the next trial ({streams} stream(s) opened)");
+    }
+}
