@@ -57,7 +57,7 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
             MaxReceiveMessageSize = 8 * 1024 * 1024,
             MaxSendMessageSize = 8 * 1024 * 1024,
             LoggerFactory = loggers,
-            HttpHandler = Orchestrator.Configuration.TlsFiles.ClientHandler(options.TlsCa, options.TlsClientCertificate, options.TlsClientKey),
+            HttpHandler = ConnectionHandler(options),
         });
         _client = new WorkerGateway.WorkerGatewayClient(_channel);
         _checkpoints = new CheckpointClient(_client, Headers, options, _logger);
