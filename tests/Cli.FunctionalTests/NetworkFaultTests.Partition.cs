@@ -28,8 +28,15 @@ public sealed partial class NetworkFaultTests
         search: { method: grid }
         """;
 
+    /// <summary>How long a worker takes at most to notice a silent link (its keep-alive ping delay and timeout).</summary>
+    private static readonly TimeSpan WorkerKeepAlive = Orchestrator.Worker.Host.WorkerAgent.KeepAlivePingDelay + Orchestrator.Worker.Host.WorkerAgent.KeepAlivePingTimeout;
+
+    /// <summary>How many times the worker was welcomed on a new stream.</summary>
+    private int Streams(OrchService worker, string id) =>
+        worker.Output.Split('\n').Count(l => l.Contains($"Connected to {Address} as {id}", StringComparison.Ordinal));
+
     [Fact]
-    public async Task A_worker_cut_off_past_its_lease_loses_its_trial_to_another_host_its_stale_writes_are_refused_and_it_rejoins()
+    public async Task A_worker_cut_off_past_its_lease_loses_its_trial_to_another_host_notices_registers_again_with_its_stale_writes_refused_and_takes_new_work()
     {
         var hosts = _network.Hosts;
         var workers = new[] { StartWorker(hosts[0], "w1"), StartWorker(hosts[1], "w2") };
@@ -54,11 +61,19 @@ public sealed partial class NetworkFaultTests
         // The lease ran from the last heartbeat before the cut (heartbeats come every fifth of a lease).
         Assert.True(resumedAfter >= LeaseTimeout * 0.8, $"the trial moved {resumedAfter} after the cut, before its lease ({LeaseTimeout}) ran out");
 
-        // The cut-off worker trains on under its lost lease a little longer; then the link returns and
-        // what it sent meanwhile (heartbeats, reports, uploads) arrives under the stale token.
-        await Task.Delay(TimeSpan.FromSeconds(2));
+        // The cut-off worker trains on under its lost lease. Its unanswered keep-alive ping tells it
+        // the link is silent: it drops the connection and tries to reconnect, in vain until the link returns.
+        await EventuallyAsync(() => Task.FromResult(workers[victim].Output.Contains("unreachable", StringComparison.Ordinal) ? "" : null),
+            WorkerKeepAlive + TimeSpan.FromSeconds(30), $"{victimId} noticing that the coordinator does not answer");
+        var noticed = cut.Elapsed;
         hosts[victim].Reconnect();
         var partitioned = cut.Elapsed;
+
+        // It registers again; its Hello claims the trial under the old token, which is refused, and
+        // so is anything else it sent under that token (a checkpoint upload, reports, the outcome).
+        await EventuallyAsync(() => Task.FromResult(Streams(workers[victim], victimId) >= 2 ? "" : null),
+            TimeSpan.FromSeconds(60), $"{victimId} connecting again");
+        var rejoinedAfter = cut.Elapsed - partitioned;
         var refused = await EventuallyAsync(async () => await StaleWritesRefusedAsync() is var n && n > 0 ? n.ToString(CultureInfo.InvariantCulture) : null,
             TimeSpan.FromSeconds(60), "the coordinator refusing the cut-off worker's stale writes");
         Assert.Matches($"Refused a [a-z]+ for trial {trial.Id} from {victimId}: fencing token {trial.FencingToken} is stale", _coordinator.Output);
@@ -78,9 +93,8 @@ public sealed partial class NetworkFaultTests
         Assert.True(workers[victim].Output.Contains(nextTrial.Id, StringComparison.Ordinal), $"{victimId} did not run {nextTrial.Id}\n{Everything()}");
         Assert.False(workers[victim].HasExited, $"{victimId} exited\n{Everything()}");
 
-        // Whether it kept its stream through the cut or opened a new one, for the record (either is clean).
-        var streams = workers[victim].Output.Split('\n').Count(l => l.Contains($"Connected to {Address} as {victimId}", StringComparison.Ordinal));
         Record($"partition: cut off {victimId} for {Seconds(partitioned)} s (lease {Seconds(LeaseTimeout)} s); trial resumed on {otherId} after {Seconds(resumedAfter)} s; " +
-               $"{refused} stale writes refused; epochs 1-3 recorded once; {victimId} ran the next trial ({streams} stream(s) opened)");
+               $"{victimId} noticed after {Seconds(noticed)} s and registered again {Seconds(rejoinedAfter)} s after the link returned; " +
+               $"{refused} stale writes refused; epochs 1-3 recorded once; {victimId} ran the next trial");
     }
 }
