@@ -46,8 +46,8 @@ public sealed partial class NetworkFaultTests
 
         // Cut only the ring (the gradient port) of one host; the coordinator link stays up, so the
         // leases hold and only the collective can notice. The step stalls and must fail, not hang.
-        hosts[1].BlockPort(RingPort);
         var cut = Stopwatch.StartNew();
+        hosts[1].BlockPort(RingPort);
         var retried = await EventuallyAsync(async () => (await TrialsAsync(id)).SingleOrDefault(t => t.Id == trial.Id && t.Attempt > trial.Attempt),
             RingTimeout + TimeSpan.FromSeconds(60), $"trial {trial.Id} failing its step and being retried");
         var failedAfter = cut.Elapsed;
