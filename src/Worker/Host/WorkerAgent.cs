@@ -58,7 +58,7 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
             MaxReceiveMessageSize = 8 * 1024 * 1024,
             MaxSendMessageSize = 8 * 1024 * 1024,
             LoggerFactory = loggers,
-            HttpHandler = Orchestrator.Configuration.TlsFiles.ClientHandler(options.TlsCa, options.TlsClientCertificate, options.TlsClientKey),
+            HttpHandler = ConnectionHandler(options),
         });
         _client = new WorkerGateway.WorkerGatewayClient(_channel);
         // An https:// coordinator: its gradient socket and gradient stream are TLS too, checked the same way.
