@@ -208,7 +208,7 @@ public sealed class BatchLoader : IDisposable
     }
 
     /// <summary>Copies the window at (oy, ox) of <paramref name="src"/> (zero outside) into <paramref name="dst"/>, mirrored if asked.</summary>
-    internal static void CropFlip(ReadOnlySpan<byte> src, ImageShape s, Span<byte> dst, ImageShape d, int oy, int ox, bool flip)
+    public static void CropFlip(ReadOnlySpan<byte> src, ImageShape s, Span<byte> dst, ImageShape d, int oy, int ox, bool flip)
     {
         dst.Clear();
         for (var c = 0; c < d.Channels; c++)

@@ -23,6 +23,7 @@ public sealed class ImageFolderDataset : ICroppingImageDataset
     // Mipmapped linear sampling averages over the source footprint when shrinking, which avoids
     // the aliasing plain bilinear gives on large downscales (a 4000 px photo to 224 px).
     private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+    private static readonly SKSamplingOptions WindowSampling = new(SKFilterMode.Linear, SKMipmapMode.None);
 
     private readonly string[] _files;
     private readonly int[] _labels;
@@ -163,22 +164,48 @@ public sealed class ImageFolderDataset : ICroppingImageDataset
         using var codec = OpenCodec(path);
         var full = codec.Info;
         var window = RandomResizedCrop.Sample(full.Width, full.Height, rng);
-        var dims = codec.GetScaledDimensions(Math.Min(1f, (float)side / Math.Min(window.Width, window.Height)));
+        var dims = DecodeSize(codec, window, side);
         var f = (float)dims.Width / full.Width;
-        if (dims.Width > full.Width || Math.Min(window.Width, window.Height) * f < side) (dims, f) = (new SKSizeI(full.Width, full.Height), 1f);
-        var info = new SKImageInfo(dims.Width, dims.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        // Opaque images (every JPEG) draw on Skia's fast path; with alpha, unpremultiplied colours
+        // are kept, so that dropping alpha gives what torchvision's convert("RGB") gives.
+        var alpha = full.AlphaType == SKAlphaType.Opaque ? SKAlphaType.Opaque : SKAlphaType.Unpremul;
+        var info = new SKImageInfo(dims.Width, dims.Height, SKColorType.Rgba8888, alpha);
         using var decoded = new SKBitmap(info);
         var result = codec.GetPixels(info, decoded.GetPixels());
         if (result != SKCodecResult.Success)
             throw new DataFormatException(path, $"image data is corrupt or incomplete (decoder: {result})");
+        // Immutable, the image shares the decoded pixels instead of copying them.
+        decoded.SetImmutable();
         using var image = SKImage.FromBitmap(decoded);
-        using var target = new SKBitmap(new SKImageInfo(side, side, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        using var target = new SKBitmap(new SKImageInfo(side, side, SKColorType.Rgba8888, alpha));
         using (var canvas = new SKCanvas(target))
         {
             var source = SKRect.Create(window.X * f, window.Y * f, window.Width * f, window.Height * f);
-            canvas.DrawImage(image, source, SKRect.Create(0, 0, side, side), Sampling);
+            // The decoder did most of the shrinking; mipmaps (built over the whole image) only pay
+            // for a window still more than twice the output side.
+            var sampling = Math.Min(source.Width, source.Height) > 2 * side ? Sampling : WindowSampling;
+            canvas.DrawImage(image, source, SKRect.Create(0, 0, side, side), sampling);
         }
         WritePlanes(target.GetPixelSpan(), destination, side * side);
+    }
+
+    /// <summary>
+    /// The smallest size the decoder can produce (JPEG: n/8 of the original) at which
+    /// <paramref name="window"/> still covers <paramref name="side"/> pixels; the full size when none
+    /// smaller does. A scale the decoder rounds below what is needed is passed over, not used.
+    /// </summary>
+    public static SKSizeI DecodeSize(SKCodec codec, CropWindow window, int side)
+    {
+        ArgumentNullException.ThrowIfNull(codec);
+        var full = codec.Info;
+        var shorter = Math.Min(window.Width, window.Height);
+        for (var eighths = 1; eighths < 8; eighths++)
+        {
+            var dims = codec.GetScaledDimensions(eighths / 8f);
+            if (dims.Width >= full.Width) break;
+            if (shorter * ((float)dims.Width / full.Width) >= side) return dims;
+        }
+        return new SKSizeI(full.Width, full.Height);
     }
 
     /// <summary>RGBA rows to three planes; alpha is dropped, as torchvision's convert("RGB") does.</summary>
