@@ -3,7 +3,9 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using Orchestrator.Data;
 using Orchestrator.Worker.Data;
+using Orchestrator.Trials;
 using Orchestrator.Worker.Native;
+using Orchestrator.Worker.Plugins;
 using Orchestrator.Worker.Training;
 using Spectre.Console;
 
@@ -33,11 +35,18 @@ internal static class EvalCommand
             var path = parse.GetValue(checkpoint)!;
             var (model, header, spec) = TrainingSession.LoadModel(path, dev);
             using var _ = model;
-            if (parse.GetValue(dataset) is { } name) spec.Data.Name = name;
+            if (parse.GetValue(dataset) is { } name)
+            {
+                // A built-in data set named on the command line replaces a plug-in's.
+                spec.Data.Name = name;
+                spec.Data.Plugin = null;
+                spec.Data.Args = null;
+            }
             if (parse.GetValue(dataDir) is { } dir) spec.Data.Dir = dir;
             spec.Data.LimitTest = parse.GetValue(limit) ?? spec.Data.LimitTest;
             spec.Data.LimitTrain = 1; // only the validation split is needed
-            var data = DatasetLoader.Load(spec.Data, spec.Seed, null, ct);
+            using var plugins = TrialPlugins.Load(new TrialSpec { Data = spec.Data });
+            var data = plugins.LoadData(spec.Data, spec.Seed, null, ct);
             if (data.Info.NumClasses != header.Classes.Length)
                 throw new InvalidOperationException($"{path}: the model has {header.Classes.Length} classes, data set {data.Info.Name} has {data.Info.NumClasses}");
             if (data.Info.Shape.Channels != header.InputShape[0])

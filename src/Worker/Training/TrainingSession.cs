@@ -5,6 +5,7 @@ using Orchestrator.Trials;
 using Orchestrator.Worker.Checkpoints;
 using Orchestrator.Worker.Data;
 using Orchestrator.Worker.Models;
+using Orchestrator.Worker.Plugins;
 using Orchestrator.Worker.Pruning;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -44,8 +45,9 @@ public sealed partial class TrainingSession : IDisposable
     private readonly DistributedContext? _dist;
     private CancellationToken _runToken;
 
+    /// <param name="plugins">The trial's plug-ins (<see cref="TrialPlugins.Load"/>), where its model comes from one; the caller disposes them after the session.</param>
     public TrainingSession(TrialSpec spec, DatasetSplits data, Device device, string runDir, ITrainingObserver? observer = null,
-        DistributedContext? distributed = null)
+        DistributedContext? distributed = null, TrialPlugins? plugins = null)
     {
         _dist = distributed;
         int rank = distributed?.Rank ?? 0, world = distributed?.WorldSize ?? 1;
@@ -68,7 +70,7 @@ public sealed partial class TrainingSession : IDisposable
 
         var inputSide = a.CropSize ?? data.Info.Shape.Height;
         var input = new ImageShape(data.Info.Shape.Channels, inputSide, inputSide);
-        _model = ModelRegistry.Create(spec.Model, input, data.Info.NumClasses);
+        _model = ModelRegistry.Create(spec.Model, input, data.Info.NumClasses, plugins);
         if (spec.Pretrained is { } pretrained) PretrainedReport = LoadPretrained(_model, pretrained);
         _model.to(device);
         // After the move: to(device) replaces the Parameter objects.

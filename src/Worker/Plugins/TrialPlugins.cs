@@ -1,0 +1,94 @@
+using Orchestrator.Data;
+using Orchestrator.Sdk;
+using Orchestrator.Trials;
+
+namespace Orchestrator.Worker.Plugins;
+
+/// <summary>
+/// The plug-ins one trial uses (its <c>model.plugin</c> and <c>data.plugin</c>), each loaded into its own
+/// collectible context for the trial's lifetime; disposing unloads them. Every call into plug-in code
+/// goes through a guard: an exception becomes a <see cref="PluginException"/> naming the plug-in, and
+/// a factory or data set that does not return within <see cref="CallTimeout"/> fails the trial.
+/// </summary>
+public sealed class TrialPlugins : IDisposable
+{
+    /// <summary>The longest a plug-in may take to build a model or open a data set.</summary>
+    public static readonly TimeSpan DefaultCallTimeout = TimeSpan.FromMinutes(10);
+
+    private readonly List<PluginAssembly> _assemblies;
+
+    private TrialPlugins(List<PluginAssembly> assemblies, IModelFactory? model, IDatasetProvider? dataset, TimeSpan timeout)
+    {
+        _assemblies = assemblies;
+        Model = model;
+        Dataset = dataset;
+        CallTimeout = timeout;
+    }
+
+    /// <summary>No plug-ins: the built-in models and data sets only.</summary>
+    public static TrialPlugins None { get; } = new([], null, null, DefaultCallTimeout);
+
+    /// <summary>The plug-in's model factory (guarded), or null for a built-in model.</summary>
+    public IModelFactory? Model { get; }
+
+    /// <summary>The plug-in's data set provider (guarded), or null for a built-in data set.</summary>
+    public IDatasetProvider? Dataset { get; }
+
+    /// <summary>The longest one call into plug-in code may take.</summary>
+    public TimeSpan CallTimeout { get; }
+
+    /// <summary>
+    /// Loads the plug-ins <paramref name="spec"/> names and creates its exports (so a bad plug-in is
+    /// refused here, before any data is read). Throws <see cref="PluginException"/>.
+    /// </summary>
+    public static TrialPlugins Load(TrialSpec spec, TimeSpan? callTimeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        if (spec.Model.Plugin is null && spec.Data.Plugin is null) return None;
+        var timeout = callTimeout ?? DefaultCallTimeout;
+        var assemblies = new List<PluginAssembly>();
+        try
+        {
+            PluginAssembly Open(string path)
+            {
+                var full = Path.GetFullPath(path);
+                var open = assemblies.Find(a => a.Path == full);
+                if (open is null) assemblies.Add(open = PluginAssembly.Open(full, path));
+                return open;
+            }
+
+            IModelFactory? model = null;
+            IDatasetProvider? dataset = null;
+            if (spec.Model.Plugin is { } modelPlugin)
+            {
+                var assembly = Open(modelPlugin);
+                model = new GuardedModelFactory(assembly.Create<IModelFactory>(spec.Model.Name, "model"), modelPlugin, spec.Model.Name, timeout);
+            }
+            if (spec.Data.Plugin is { } dataPlugin)
+            {
+                var assembly = Open(dataPlugin);
+                dataset = new GuardedDatasetProvider(assembly.Create<IDatasetProvider>(spec.Data.Name, "data set"), dataPlugin, spec.Data.Name, timeout);
+            }
+            return new TrialPlugins(assemblies, model, dataset, timeout);
+        }
+        catch
+        {
+            foreach (var a in assemblies) a.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The trial's data: through the plug-in's provider, or the built-in loader (downloads included).</summary>
+    public DatasetSplits LoadData(DataSpec spec, int seed, IProgress<DownloadProgress>? progress, CancellationToken ct) =>
+        Dataset is null
+            ? DatasetLoader.Load(spec, seed, progress, ct)
+            // Trials load data on their own thread, outside any synchronisation context: blocking cannot deadlock.
+            : DatasetLoader.LoadAsync(Dataset, spec, seed, ct).GetAwaiter().GetResult();
+
+    /// <summary>Unloads the plug-ins' contexts; the trial's model and data must be disposed first.</summary>
+    public void Dispose()
+    {
+        foreach (var a in _assemblies) a.Dispose();
+        _assemblies.Clear();
+    }
+}
