@@ -26,6 +26,9 @@ public sealed class PluginAssembly : IDisposable
     /// <summary>The plug-in as the spec writes it (used in every message).</summary>
     public string DisplayName { get; }
 
+    /// <summary>The context the plug-in lives in (tests watch it being collected).</summary>
+    internal System.Runtime.Loader.AssemblyLoadContext LoadContext => _context;
+
     /// <summary>The full path of the assembly file.</summary>
     public string Path { get; }
 

@@ -34,6 +34,9 @@ public sealed class TrialPlugins : IDisposable
     /// <summary>The plug-in's data set provider (guarded), or null for a built-in data set.</summary>
     public IDatasetProvider? Dataset { get; }
 
+    /// <summary>The plug-in assemblies loaded for the trial.</summary>
+    internal IReadOnlyList<PluginAssembly> Assemblies => _assemblies;
+
     /// <summary>The longest one call into plug-in code may take.</summary>
     public TimeSpan CallTimeout { get; }
 
