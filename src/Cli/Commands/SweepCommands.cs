@@ -42,6 +42,8 @@ internal static class SweepCommands
             // The coordinator never loads user code: what a plug-in holds is checked here.
             Worker.Plugins.PluginCheck.Sweep(yaml, path.Name);
             using var c = Connect(parse, coordinator);
+            // Workers never see the user's files: the plug-ins travel through the coordinator.
+            yaml = await Remote.PluginShipping.ShipAsync(yaml, path.Name, c, ct);
             var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = yaml, FileName = path.Name }, c.Call(ct));
             if (parse.GetValue(json)) Console.Out.WriteLine(SweepView.Json(sweep).ToJsonString());
             else AnsiConsole.MarkupLine($"submitted [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}): {sweep.TrialsTotal} trials");

@@ -131,7 +131,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
             else if (_host.Options.FetchData && RemoteDatasetCache.CanFetch(spec.Data))
                 spec.Data.Dir = FetchData(spec.Data, setupToken);
             // The trial's own load context: unloaded when the trial ends, after its session (declared later, disposed first).
-            using var plugins = TrialPlugins.Load(spec);
+            using var plugins = TrialPlugins.Load(spec, locate: plugin => LocatePlugin(plugin, setupToken));
             var data = plugins.LoadData(spec.Data, spec.Seed, null, setupToken);
             var device = Native.TorchRuntime.ResolveDevice(DeviceInventory.TrainingDevice(_host.Options.Device, _assignment.Device));
             var runDir = Path.Combine(_host.Options.WorkDir, _assignment.Rank == 0 ? TrialId : $"{TrialId}-rank{_assignment.Rank}");
@@ -218,6 +218,10 @@ internal sealed partial class TrialRunner : ITrainingObserver
     };
 
     /// <summary>Brings the trial's data set from the coordinator into the worker's cache and returns its folder.</summary>
+    /// <summary>A shipped plug-in (bundle:…) comes from the coordinator, verified; a path is used as it is (a shared folder, orch local).</summary>
+    private string LocatePlugin(string plugin, CancellationToken ct) =>
+        Orchestrator.Plugins.PluginBundle.TryParse(plugin, out _, out _) ? _host.FetchPluginAsync(plugin, ct).GetAwaiter().GetResult() : plugin;
+
     private string FetchData(DataSpec data, CancellationToken ct)
     {
         // The trial thread waits for its data anyway; nothing else runs on it.

@@ -27,6 +27,9 @@ internal sealed class PluginLoadContext : AssemblyLoadContext
         _folder = Path.GetDirectoryName(assemblyPath)!;
     }
 
+    /// <summary>Whether the worker provides the assembly named <paramref name="name"/> to every plug-in.</summary>
+    public static bool IsShared(string name) => Shared.Contains(name);
+
     protected override Assembly? Load(AssemblyName assemblyName)
     {
         if (assemblyName.Name is null || Shared.Contains(assemblyName.Name)) return null;

@@ -44,7 +44,13 @@ public sealed class TrialPlugins : IDisposable
     /// Loads the plug-ins <paramref name="spec"/> names and creates its exports (so a bad plug-in is
     /// refused here, before any data is read). Throws <see cref="PluginException"/>.
     /// </summary>
-    public static TrialPlugins Load(TrialSpec spec, TimeSpan? callTimeout = null)
+    /// <param name="spec">The trial.</param>
+    /// <param name="callTimeout">The longest one call into plug-in code may take (default <see cref="DefaultCallTimeout"/>).</param>
+    /// <param name="locate">
+    /// Where the file a spec's <c>plugin</c> names is on this machine (a worker fetches shipped
+    /// <c>bundle:</c> references); by default the path itself. Messages keep the spec's wording.
+    /// </param>
+    public static TrialPlugins Load(TrialSpec spec, TimeSpan? callTimeout = null, Func<string, string>? locate = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
         if (spec.Model.Plugin is null && spec.Data.Plugin is null) return None;
@@ -52,11 +58,11 @@ public sealed class TrialPlugins : IDisposable
         var assemblies = new List<PluginAssembly>();
         try
         {
-            PluginAssembly Open(string path)
+            PluginAssembly Open(string plugin)
             {
-                var full = Path.GetFullPath(path);
+                var full = Path.GetFullPath(locate?.Invoke(plugin) ?? plugin);
                 var open = assemblies.Find(a => a.Path == full);
-                if (open is null) assemblies.Add(open = PluginAssembly.Open(full, path));
+                if (open is null) assemblies.Add(open = PluginAssembly.Open(full, plugin));
                 return open;
             }
 

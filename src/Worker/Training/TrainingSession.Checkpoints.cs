@@ -110,8 +110,9 @@ public sealed partial class TrainingSession
     /// </param>
     /// <exception cref="CheckpointFormatException">The checkpoint is damaged, or its weights do not fit its model.</exception>
     /// <exception cref="PluginException">The trial's model plug-in cannot be loaded.</exception>
+    /// <param name="locate">Where the plug-in the trial names is on this machine (see <see cref="TrialPlugins.Load"/>), when not given by <paramref name="plugins"/>.</param>
     public static (ImageClassifier Model, CheckpointHeader Header, TrialSpec Spec) LoadModel(string checkpoint, Device device, string? name = null,
-        TrialPlugins? plugins = null)
+        TrialPlugins? plugins = null, Func<string, string>? locate = null)
     {
         name ??= checkpoint;
         var (header, sections) = CheckpointFile.Read(checkpoint, name);
@@ -121,7 +122,7 @@ public sealed partial class TrainingSession
         try
         {
             // Only the model's plug-in: evaluation brings its own data.
-            plugins ??= spec.Model.Plugin is null ? null : TrialPlugins.Load(new TrialSpec { Model = spec.Model });
+            plugins ??= spec.Model.Plugin is null ? null : TrialPlugins.Load(new TrialSpec { Model = spec.Model }, locate: locate);
             model = ModelRegistry.Create(spec.Model, input, header.Classes.Length, plugins);
         }
         catch (ArgumentException e)
