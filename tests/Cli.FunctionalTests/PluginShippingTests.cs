@@ -72,4 +72,20 @@ public sealed class PluginShippingTests : IDisposable
             foreach (var w in workers) await w.DisposeAsync();
         }
     }
+
+    [Fact]
+    public void Submit_rewrites_only_the_plugin_paths_and_keeps_the_rest_of_the_file_as_written()
+    {
+        const string yaml = """
+            name: s   # a comment
+            data:
+              plugin: plugins/MyModels.dll
+              name: csv-images
+            model: { plugin: 'plugins/MyModels.dll', name: tiny-net }
+            """;
+        var reference = "bundle:" + new string('c', 64) + "/MyModels.dll";
+        var rewritten = Remote.PluginShipping.Rewrite(yaml, new Dictionary<string, string> { ["plugins/MyModels.dll"] = reference });
+        Assert.Equal(yaml.Replace("plugins/MyModels.dll", "@", StringComparison.Ordinal).Replace("'@'", "@", StringComparison.Ordinal)
+            .Replace("@", $"\"{reference}\"", StringComparison.Ordinal), rewritten);
+    }
 }
