@@ -25,6 +25,8 @@ public sealed class TrialSpec
     public PruningSpec? Pruning { get; set; }
     /// <summary>Stop before <see cref="Epochs"/> when checkpoint.bestMetric has not improved for a while (omit: train every epoch).</summary>
     public EarlyStoppingSpec? EarlyStopping { get; set; }
+    /// <summary>Extra validation metrics from plug-ins, reported as val_&lt;name&gt; after each epoch (docs/plugins.md).</summary>
+    public List<MetricPluginSpec>? Metrics { get; set; }
 
     /// <summary>
     /// A deep copy. Sections hold only values and strings (plus one list), so a member-wise copy
@@ -44,6 +46,7 @@ public sealed class TrialSpec
         copy.Pretrained = Pretrained?.Copy();
         copy.Pruning = Pruning?.Copy();
         copy.EarlyStopping = EarlyStopping?.Copy();
+        copy.Metrics = Metrics?.Select(m => m.Copy()).ToList();
         return copy;
     }
 }
@@ -176,6 +179,17 @@ public sealed class AugmentSpec
     public int? ResizeTo { get; set; }
     /// <summary>Normalise with the data set's mean and standard deviation.</summary>
     public bool Normalize { get; set; } = true;
+}
+
+/// <summary>An extra validation metric a plug-in exports (an <c>IEvaluationMetric</c>).</summary>
+public sealed class MetricPluginSpec
+{
+    internal MetricPluginSpec Copy() => (MetricPluginSpec)MemberwiseClone();
+
+    /// <summary>The plug-in assembly (.dll).</summary>
+    public string Plugin { get; set; } = "";
+    /// <summary>The name it exports; reported as val_&lt;name&gt;.</summary>
+    public string Name { get; set; } = "";
 }
 
 /// <summary>Per-trial patience: the run ends once checkpoint.bestMetric has gone <see cref="Patience"/> epochs without improving by more than <see cref="MinDelta"/>.</summary>

@@ -124,6 +124,15 @@ public static class TrialSpecYaml
             Check(In(KnownNames.WeightFormats, p.Format), "pretrained.format", KnownNames.OneOf(KnownNames.WeightFormats));
         }
         if (s.Pruning is { } pr) ValidatePruning(pr, s.Epochs, Check);
+        for (var i = 0; i < (s.Metrics?.Count ?? 0); i++)
+        {
+            var m = s.Metrics![i];
+            var item = $"metrics[{i.ToString(CultureInfo.InvariantCulture)}]";
+            Check(m is not null, item, "needs plugin and name");
+            ValidatePlugin(item, m!.Plugin, m.Name, null, Check);
+            Check(!MetricNames.Objectives.Contains("val_" + m.Name) && s.Metrics.Take(i).All(o => o?.Name != m.Name), item + ".name",
+                $"val_{m.Name} is reported already: give each metric its own name");
+        }
     }
 
     /// <summary>The plug-in fields of a <c>model</c> or <c>data</c> section; what the assembly holds is checked when it is loaded.</summary>

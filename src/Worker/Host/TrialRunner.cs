@@ -300,6 +300,7 @@ internal sealed partial class TrialRunner : ITrainingObserver
             [MetricNames.WorldSize] = _assignment.WorldSize,
             [MetricNames.Sparsity] = m.Sparsity,
         }.Where(kv => double.IsFinite(kv.Value)).ToDictionary());
+        foreach (var (name, value) in m.PluginMetrics ?? []) point.Values["val_" + name] = value;
         var report = new WorkerMessage { Metric = new MetricReport { Lease = Lease, Point = point } };
         _reports.Enqueue(report);
         _host.Send(report);

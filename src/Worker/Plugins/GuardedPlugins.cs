@@ -37,6 +37,22 @@ internal sealed class GuardedDatasetProvider(IDatasetProvider inner, string plug
     }
 }
 
+/// <summary>A plug-in's metric whose failures name the plug-in.</summary>
+internal sealed class GuardedMetric(IEvaluationMetric inner, string plugin, string name) : IEvaluationMetric
+{
+    public double Compute(EvaluationResult result)
+    {
+        try
+        {
+            return inner.Compute(result);
+        }
+        catch (Exception e)
+        {
+            throw PluginException.Failed(plugin, $"metric '{name}'", e);
+        }
+    }
+}
+
 /// <summary>A plug-in's data set whose failures name the plug-in (loader threads rethrow them to the trial).</summary>
 internal sealed class GuardedDataset(IImageDataset inner, string plugin, string what) : IImageDataset
 {

@@ -33,6 +33,7 @@ public static class PluginCheck
         ArgumentNullException.ThrowIfNull(trial);
         if (trial.Model.Plugin is not null) Load(new TrialSpec { Model = trial.Model }, "model.plugin", fileName);
         if (trial.Data.Plugin is not null) Load(new TrialSpec { Data = trial.Data }, "data.plugin", fileName);
+        if (trial.Metrics is { Count: > 0 }) Load(new TrialSpec { Metrics = trial.Metrics }, "trial.metrics", fileName);
     }
 
     private static void Load(TrialSpec only, string field, string? fileName)

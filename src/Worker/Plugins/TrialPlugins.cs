@@ -17,16 +17,21 @@ public sealed class TrialPlugins : IDisposable
 
     private readonly List<PluginAssembly> _assemblies;
 
-    private TrialPlugins(List<PluginAssembly> assemblies, IModelFactory? model, IDatasetProvider? dataset, TimeSpan timeout)
+    private TrialPlugins(List<PluginAssembly> assemblies, IModelFactory? model, IDatasetProvider? dataset,
+        IReadOnlyList<KeyValuePair<string, IEvaluationMetric>> metrics, TimeSpan timeout)
     {
         _assemblies = assemblies;
         Model = model;
         Dataset = dataset;
+        Metrics = metrics;
         CallTimeout = timeout;
     }
 
     /// <summary>No plug-ins: the built-in models and data sets only.</summary>
-    public static TrialPlugins None { get; } = new([], null, null, DefaultCallTimeout);
+    public static TrialPlugins None { get; } = new([], null, null, [], DefaultCallTimeout);
+
+    /// <summary>The extra validation metrics (guarded), by the name they are reported under (without "val_").</summary>
+    public IReadOnlyList<KeyValuePair<string, IEvaluationMetric>> Metrics { get; }
 
     /// <summary>The plug-in's model factory (guarded), or null for a built-in model.</summary>
     public IModelFactory? Model { get; }
@@ -53,7 +58,7 @@ public sealed class TrialPlugins : IDisposable
     public static TrialPlugins Load(TrialSpec spec, TimeSpan? callTimeout = null, Func<string, string>? locate = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        if (spec.Model.Plugin is null && spec.Data.Plugin is null) return None;
+        if (spec.Model.Plugin is null && spec.Data.Plugin is null && spec.Metrics is not { Count: > 0 }) return None;
         var timeout = callTimeout ?? DefaultCallTimeout;
         var assemblies = new List<PluginAssembly>();
         try
@@ -78,7 +83,13 @@ public sealed class TrialPlugins : IDisposable
                 var assembly = Open(dataPlugin);
                 dataset = new GuardedDatasetProvider(assembly.Create<IDatasetProvider>(spec.Data.Name, "data set"), dataPlugin, spec.Data.Name, timeout);
             }
-            return new TrialPlugins(assemblies, model, dataset, timeout);
+            var metrics = new List<KeyValuePair<string, IEvaluationMetric>>();
+            foreach (var m in spec.Metrics ?? [])
+            {
+                var assembly = Open(m.Plugin);
+                metrics.Add(new(m.Name, new GuardedMetric(assembly.Create<IEvaluationMetric>(m.Name, "metric"), m.Plugin, m.Name)));
+            }
+            return new TrialPlugins(assemblies, model, dataset, metrics, timeout);
         }
         catch
         {

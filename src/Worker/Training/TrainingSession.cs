@@ -43,6 +43,7 @@ public sealed partial class TrainingSession : IDisposable
     private int _bestEpoch;
 
     private readonly DistributedContext? _dist;
+    private readonly IReadOnlyList<KeyValuePair<string, Sdk.IEvaluationMetric>> _metrics;
     private CancellationToken _runToken;
 
     /// <param name="plugins">The trial's plug-ins (<see cref="TrialPlugins.Load"/>), where its model comes from one; the caller disposes them after the session.</param>
@@ -71,6 +72,7 @@ public sealed partial class TrainingSession : IDisposable
         var inputSide = a.CropSize ?? data.Info.Shape.Height;
         var input = new ImageShape(data.Info.Shape.Channels, inputSide, inputSide);
         _model = ModelRegistry.Create(spec.Model, input, data.Info.NumClasses, plugins);
+        _metrics = plugins?.Metrics ?? [];
         if (spec.Pretrained is { } pretrained) PretrainedReport = LoadPretrained(_model, pretrained);
         _model.to(device);
         // After the move: to(device) replaces the Parameter objects.
@@ -270,7 +272,16 @@ public sealed partial class TrainingSession : IDisposable
         var eval = Evaluate(ct);
         return new EpochMetrics(epoch, _step, lr, trainLoss, trainAcc, eval.Loss, eval.Top1, eval.Top5, eval.PerClassAccuracy,
             _data.Info.NumClasses <= 100 ? eval.ConfusionMatrix : null, clock.Elapsed.TotalSeconds, seenTotal / trainSeconds, wait,
-            trainSeconds / Math.Max(1, b), aggregationSeconds, aggregationBytes, _pruner?.Sparsity ?? double.NaN);
+            trainSeconds / Math.Max(1, b), aggregationSeconds, aggregationBytes, _pruner?.Sparsity ?? double.NaN, PluginMetrics(eval));
+    }
+
+    /// <summary>The plug-ins' extra metrics of an evaluation (NaN ones left out); null when the trial has none.</summary>
+    private Dictionary<string, double>? PluginMetrics(EvalResult eval)
+    {
+        if (_metrics.Count == 0) return null;
+        var result = new Sdk.EvaluationResult(_data.Info.Classes, eval.ConfusionMatrix, eval.Loss, eval.Count);
+        return _metrics.Select(m => KeyValuePair.Create(m.Key, m.Value.Compute(result)))
+            .Where(kv => double.IsFinite(kv.Value)).ToDictionary(StringComparer.Ordinal);
     }
 
     /// <summary>One optimiser step. Every tensor it makes dies with its scope.</summary>

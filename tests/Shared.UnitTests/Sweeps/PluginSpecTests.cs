@@ -64,6 +64,9 @@ public class PluginSpecTests
     [InlineData("model: { plugin: a.dll, name: 'my net' }\n", "model.name", "'my net' is not a plug-in export name")]
     [InlineData("data: { plugin: a.dll, name: csv, args: { 'a.b': 1 } }\n", "data.args", "'a.b' is not an argument name")]
     [InlineData("model: { plugin: a.dll, name: net }\ntrial:\n  pretrained: { path: w.pt }\n", "trial.pretrained", "transfer learning needs a built-in model")]
+    [InlineData("trial:\n  metrics: [{ plugin: m.dll, name: f1 }, { plugin: n.dll, name: f1 }]\n", "trial.metrics[1].name", "val_f1 is reported already")]
+    [InlineData("trial:\n  metrics: [{ plugin: m.dll, name: accuracy }]\n", "trial.metrics[0].name", "val_accuracy is reported already")]
+    [InlineData("trial:\n  metrics: [{ name: f1 }]\n", "trial.metrics[0].plugin", "is empty")]
     public void Bad_plugin_fields_are_refused_with_the_field(string body, string field, string problem)
     {
         var e = SweepYaml.Fails("name: s\n" + body);

@@ -104,6 +104,23 @@ internal static class PluginCompiler
                 public nn.Module<Tensor, Tensor> Create(ModelRequest r) { Thread.Sleep(20_000); return null; }
             }
 
+            [PluginExport("error-rate")]
+            public sealed class ErrorRate : IEvaluationMetric
+            {
+                public double Compute(EvaluationResult r)
+                {
+                    long right = 0;
+                    for (var i = 0; i < r.Confusion.Length; i++) right += r.Confusion[i][i];
+                    return 1 - (double)right / r.Count;
+                }
+            }
+
+            [PluginExport("broken-metric")]
+            public sealed class BrokenMetric : IEvaluationMetric
+            {
+                public double Compute(EvaluationResult r) => throw new DivideByZeroException("no positives");
+            }
+
             [PluginExport("not-a-factory")]
             public sealed class NotAFactory { }
 
