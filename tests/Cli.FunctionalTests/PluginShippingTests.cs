@@ -82,6 +82,8 @@ public sealed class PluginShippingTests : IDisposable
               plugin: plugins/MyModels.dll
               name: csv-images
             model: { plugin: 'plugins/MyModels.dll', name: tiny-net }
+            trial:
+              metrics: [{ plugin: plugins/MyModels.dll, name: macro-f1 }]
             """;
         var reference = "bundle:" + new string('c', 64) + "/MyModels.dll";
         var rewritten = Remote.PluginShipping.Rewrite(yaml, new Dictionary<string, string> { ["plugins/MyModels.dll"] = reference });

@@ -23,6 +23,11 @@ public sealed class PluginSweepTests : IDisposable
         Assert.Contains("\"model.args.width\":\"8\"", r.StdOut, StringComparison.Ordinal);
         Assert.Contains("\"model.args.width\":\"16\"", r.StdOut, StringComparison.Ordinal);
 
+        // The plug-in's metric was computed with every evaluation (the worker's metrics.jsonl; reported as val_macro-f1).
+        var metricLines = Directory.GetFiles(Path.Combine(_dir, "state"), "metrics.jsonl", SearchOption.AllDirectories);
+        Assert.NotEmpty(metricLines);
+        Assert.All(metricLines, f => Assert.Contains("\"macro-f1\":", File.ReadAllText(f), StringComparison.Ordinal));
+
         // orch eval rebuilds the model and the data set through the plug-in the checkpoint's trial names.
         var eval = OrchProcess.Run(_dir, "eval", "--checkpoint", summary.GetProperty("checkpoint").GetString()!, "--json");
         Assert.True(eval.ExitCode == 0, eval.ToString());

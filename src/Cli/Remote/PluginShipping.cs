@@ -17,7 +17,7 @@ namespace Orchestrator.Cli.Remote;
 /// </summary>
 internal static class PluginShipping
 {
-    /// <summary>The sweep text with each top-level model/data plug-in path replaced by its uploaded bundle's reference.</summary>
+    /// <summary>The sweep text with each plug-in path (model, data, trial.metrics) replaced by its uploaded bundle's reference.</summary>
     public static async Task<string> ShipAsync(string yaml, string? fileName, CoordinatorConnection c, CancellationToken ct)
     {
         Orchestrator.Trials.TrialSpec trial;
@@ -31,7 +31,7 @@ internal static class PluginShipping
             return yaml;
         }
         var references = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var path in new[] { trial.Model.Plugin, trial.Data.Plugin })
+        foreach (var path in new[] { trial.Model.Plugin, trial.Data.Plugin }.Concat(trial.Metrics?.Select(m => m.Plugin) ?? []))
             if (path is not null && !references.ContainsKey(path) && !PluginBundle.TryParse(path, out _, out _))
                 references[path] = await UploadBundleAsync(path, c, ct).ConfigureAwait(false);
         return references.Count == 0 ? yaml : Rewrite(yaml, references);
@@ -76,21 +76,27 @@ internal static class PluginShipping
         await call.ResponseAsync.ConfigureAwait(false);
     }
 
-    /// <summary>Replaces the <c>plugin:</c> scalars of the top-level model and data sections in place, keeping the rest of the text as written.</summary>
+    /// <summary>Replaces the <c>plugin:</c> scalars of the model and data sections and of trial.metrics in place, keeping the rest of the text as written.</summary>
     internal static string Rewrite(string yaml, IReadOnlyDictionary<string, string> references)
     {
         var stream = new YamlStream();
         stream.Load(new StringReader(yaml));
         var edits = new List<(int Start, int End, string Text)>();
+        void Edit(YamlNode? node)
+        {
+            if (node is YamlMappingNode mapping && mapping.Children.TryGetValue(new YamlScalarNode("plugin"), out var value)
+                && value is YamlScalarNode { Value: { } path } scalar && references.TryGetValue(path, out var reference))
+                edits.Add(((int)scalar.Start.Index, (int)scalar.End.Index, $"\"{reference}\""));
+        }
+        static YamlNode? Child(YamlNode? node, string key) =>
+            node is YamlMappingNode m && m.Children.TryGetValue(new YamlScalarNode(key), out var child) ? child : null;
+
         if (stream.Documents.Count > 0 && stream.Documents[0].RootNode is YamlMappingNode root)
         {
-            foreach (var section in new[] { "model", "data" })
-            {
-                if (!root.Children.TryGetValue(new YamlScalarNode(section), out var node) || node is not YamlMappingNode mapping) continue;
-                if (mapping.Children.TryGetValue(new YamlScalarNode("plugin"), out var value) && value is YamlScalarNode { Value: { } path } scalar
-                    && references.TryGetValue(path, out var reference))
-                    edits.Add(((int)scalar.Start.Index, (int)scalar.End.Index, $"\"{reference}\""));
-            }
+            Edit(Child(root, "model"));
+            Edit(Child(root, "data"));
+            if (Child(Child(root, "trial"), "metrics") is YamlSequenceNode metrics)
+                foreach (var metric in metrics) Edit(metric);
         }
         var text = new StringBuilder(yaml);
         foreach (var (start, end, replacement) in edits.OrderByDescending(e => e.Start))
