@@ -5,11 +5,10 @@ namespace Orchestrator.Cli.FunctionalTests;
 /// <summary>A Redis outage in the middle of a sweep, with real worker processes training through it.</summary>
 public sealed partial class SweepEndToEndTests
 {
-    // Known defect (issue 12, point 4): in one CI run the coordinator closed a worker's stream
-    // during the outage; the worker reconnected and re-attached its trial, whose thread then never
-    // finished (no further line in 4 minutes, no upload retry logged). Until that is found and
-    // fixed this test cannot pass reliably; StoreOutageTests covers the coordinator's side.
-    [Fact(Skip = "a worker whose stream closes during a Redis outage can hang its trial after reconnecting (issue 12, point 4)")]
+    // This test found a hang: an upload the coordinator ended with UNAVAILABLE while its chunks were
+    // still coming killed the worker's connection, and the upload's write then waited forever. Now
+    // the coordinator holds uploads through an outage, and every checkpoint transfer has a deadline.
+    [Fact]
     public async Task A_Redis_outage_mid_sweep_is_ridden_out_every_trial_completes_once_on_its_first_attempt_with_every_epoch_recorded_once()
     {
         StartWorker("w1");

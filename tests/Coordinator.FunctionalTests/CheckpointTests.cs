@@ -9,7 +9,7 @@ namespace Orchestrator.Coordinator.FunctionalTests;
 /// <summary>Checkpoint upload and download through the worker gateway, checked by token and SHA-256.</summary>
 public sealed class CheckpointTests
 {
-    private static async Task<UploadCheckpointResponse> UploadAsync(TestCoordinator coordinator, TrialLease lease, byte[] bytes, string sha256, MetricPoint? point = null)
+    internal static async Task<UploadCheckpointResponse> UploadAsync(TestCoordinator coordinator, TrialLease lease, byte[] bytes, string sha256, MetricPoint? point = null)
     {
         using var call = coordinator.Gateway().UploadCheckpoint();
         try
@@ -28,7 +28,7 @@ public sealed class CheckpointTests
         return await call.ResponseAsync.DefaultTimeout();
     }
 
-    private static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+    internal static string Sha(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
     [Fact]
     public async Task A_checkpoint_uploaded_with_the_current_token_and_checksum_downloads_byte_for_byte()

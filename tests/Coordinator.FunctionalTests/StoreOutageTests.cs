@@ -59,4 +59,35 @@ public sealed class StoreOutageTests
         Assert.DoesNotContain(await w1.SyncAsync(), m => m.KindCase == CoordinatorMessage.KindOneofCase.Stop);
         Assert.DoesNotContain(await w2.SyncAsync(), m => m.KindCase == CoordinatorMessage.KindOneofCase.Stop);
     }
+
+    [Fact]
+    public async Task A_checkpoint_upload_that_starts_while_Redis_is_down_is_held_and_stored_when_it_returns()
+    {
+        await using var redis = await RedisServer.StartAsync(CancellationToken.None).DefaultTimeout();
+        await using var coordinator = await TestCoordinator.StartAsync(redis: redis.Configuration, redisPrefix: $"outage:{Guid.NewGuid():N}:");
+        await using var worker = await coordinator.ConnectWorkerAsync("w1");
+        var sweep = await coordinator.SubmitAsync(Specs.Grid("outage-upload", [0.01]));
+        var assign = await worker.NextAssignmentAsync();
+        // Larger than an HTTP/2 stream's flow-control window: the upload's writes wait on the
+        // coordinator, which must hold the upload open rather than end it while chunks still come.
+        var bytes = new byte[3_000_000];
+        new Random(11).NextBytes(bytes);
+        var point = new MetricPoint { TrialId = assign.Lease.TrialId, Step = 1, Epoch = 1 };
+        point.Values.Add("val_accuracy", 0.5);
+
+        await redis.KillAsync(CancellationToken.None).DefaultTimeout();
+        var upload = CheckpointTests.UploadAsync(coordinator, assign.Lease, bytes, CheckpointTests.Sha(bytes), point);
+        // Longer than the Redis client's 5 s command timeout: the coordinator's store calls fail and are retried.
+        await Task.Delay(TimeSpan.FromSeconds(7));
+        Assert.False(upload.IsCompleted, "the upload ended while Redis was down");
+        await redis.RestartAsync(CancellationToken.None).DefaultTimeout();
+
+        var response = await upload;
+        Assert.Equal(bytes.Length, response.Size);
+        var trial = await coordinator.TrialAsync(sweep.Id, assign.Lease.TrialId);
+        Assert.True(trial.HasCheckpoint);
+        // The epoch's metric point, carried by the checkpoint, was stored too.
+        var points = await coordinator.Store.GetMetricsAsync(assign.Lease.TrialId, CancellationToken.None).DefaultTimeout();
+        Assert.Equal([1L], points.Select(p => p.Step));
+    }
 }

@@ -186,8 +186,13 @@ public sealed partial class WorkerGatewayService(
         if (!await requestStream.MoveNext(ct).ConfigureAwait(false) || requestStream.Current.PartCase != CheckpointUpload.PartOneofCase.Header)
             throw new RpcException(new Status(StatusCode.InvalidArgument, "a checkpoint upload starts with its header"));
         var header = requestStream.Current.Header;
-        var trial = await sweeps.AcceptsCheckpointAsync(header.Lease.TrialId, header.Lease.FencingToken, header.Epoch, ct).ConfigureAwait(false)
-                    ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {header.Lease.TrialId}: stale fencing token or trial not running"));
+        // The store calls of an upload are ridden out in place like a stream's messages (all are safe
+        // to repeat): an upload that ended early while the worker still sends chunks would cost it
+        // the whole transfer, and its connection with it when frames reach a stream already closed.
+        Domain.TrialRecord? accepted = null;
+        await StoreResilience.ExecuteAsync(resilience.WorkerMessages,
+            async token => accepted = await sweeps.AcceptsCheckpointAsync(header.Lease.TrialId, header.Lease.FencingToken, header.Epoch, token).ConfigureAwait(false), ct).ConfigureAwait(false);
+        var trial = accepted ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {header.Lease.TrialId}: stale fencing token or trial not running"));
         if (header.Size < 0) throw new RpcException(new Status(StatusCode.InvalidArgument, $"a checkpoint upload announces a negative size ({header.Size})"));
         var slot = header.Best ? CheckpointSlot.Best : CheckpointSlot.Latest;
         var started = clock.GetTimestamp();
@@ -223,8 +228,13 @@ public sealed partial class WorkerGatewayService(
             // The epoch's metrics first (idempotent by step): once the checkpoint's epoch is recorded,
             // a resumed trial skips that epoch, so its metric point must already be stored.
             if (header.Point is { } point && point.Epoch == header.Epoch)
-                await sweeps.ReportMetricAsync(trial.Id, header.Lease.FencingToken, Mapping.FromProto(point, clock.GetUtcNow()), ct).ConfigureAwait(false);
-            await sweeps.CheckpointStoredAsync(trial.Id, header.Lease.FencingToken, header.Epoch, ct).ConfigureAwait(false);
+            {
+                var record = Mapping.FromProto(point, clock.GetUtcNow());
+                await StoreResilience.ExecuteAsync(resilience.WorkerMessages,
+                    token => sweeps.ReportMetricAsync(trial.Id, header.Lease.FencingToken, record, token), ct).ConfigureAwait(false);
+            }
+            await StoreResilience.ExecuteAsync(resilience.WorkerMessages,
+                token => sweeps.CheckpointStoredAsync(trial.Id, header.Lease.FencingToken, header.Epoch, token), ct).ConfigureAwait(false);
         }
         metrics.CheckpointUploaded(header.Size, clock.GetElapsedTime(started));
         return new UploadCheckpointResponse { Size = header.Size };

@@ -41,8 +41,15 @@ public sealed class InMemoryImageDataset : IImageDataset
 }
 
 /// <summary>A view of some items of another data set, in the order of <c>indices</c>.</summary>
-public sealed class SubsetDataset(IImageDataset source, int[] indices, string? name = null) : IImageDataset
+public class SubsetDataset(IImageDataset source, int[] indices, string? name = null) : IImageDataset
 {
+    /// <summary>A subset that keeps its source's abilities: it crops from originals when the source does.</summary>
+    public static SubsetDataset Of(IImageDataset source, int[] indices, string? name = null) =>
+        source is ICroppingImageDataset cropping ? new CroppingSubsetDataset(cropping, indices, name) : new SubsetDataset(source, indices, name);
+
+    /// <summary>The source index of item <paramref name="index"/>.</summary>
+    protected int SourceIndex(int index) => indices[index];
+
     public string Name { get; } = name ?? source.Name;
     public int Count => indices.Length;
     public ImageShape Shape => source.Shape;
@@ -50,6 +57,14 @@ public sealed class SubsetDataset(IImageDataset source, int[] indices, string? n
     public IImageDataset Source => source;
     public int GetLabel(int index) => source.GetLabel(indices[index]);
     public void CopyImage(int index, Span<byte> destination) => source.CopyImage(indices[index], destination);
+}
+
+/// <summary>A <see cref="SubsetDataset"/> of a data set that crops from its originals (a held-out split of an image folder).</summary>
+public sealed class CroppingSubsetDataset(ICroppingImageDataset source, int[] indices, string? name = null)
+    : SubsetDataset(source, indices, name), ICroppingImageDataset
+{
+    public void CopyRandomResizedCrop(int index, Span<byte> destination, int side, Random rng) =>
+        source.CopyRandomResizedCrop(SourceIndex(index), destination, side, rng);
 }
 
 /// <summary>A data file is corrupt, truncated or not in the expected format.</summary>

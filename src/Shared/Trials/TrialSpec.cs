@@ -17,6 +17,11 @@ public sealed class TrialSpec
     public ScheduleSpec Schedule { get; set; } = new();
     public LossSpec Loss { get; set; } = new();
     public AugmentSpec Augment { get; set; } = new();
+    /// <summary>
+    /// Arithmetic of the forward and backward passes: fp32, or bf16/fp16 with fp32 master weights,
+    /// normalisation and loss (fp16 with dynamic loss scaling). Checkpoints are fp32 either way.
+    /// </summary>
+    public string Precision { get; set; } = "fp32";
     /// <summary>Clip the global gradient norm to this value; 0 turns clipping off.</summary>
     public double GradClip { get; set; }
     public CheckpointSpec Checkpoint { get; set; } = new();
@@ -70,6 +75,11 @@ public sealed class DataSpec
     public string? Dir { get; set; }
     /// <summary>Use only the first N training images (a seeded subset).</summary>
     public int? LimitTrain { get; set; }
+    /// <summary>
+    /// Threads that read, decode and augment training batches ahead of the model (1 by default;
+    /// more for JPEG folders feeding a GPU). The batches are the same whatever the number.
+    /// </summary>
+    public int LoaderThreads { get; set; } = 1;
     /// <summary>Use only the first N validation images.</summary>
     public int? LimitTest { get; set; }
     /// <summary>Validate on a seeded hold-out fraction of train instead of the official test split.</summary>

@@ -51,6 +51,7 @@ public static class TrialSpecYaml
         ValidatePlugin("data", s.Data.Plugin, s.Data.Name, s.Data.Args, Check);
         Check(s.Data.LimitTrain is null or > 0, "data.limitTrain", "must be > 0");
         Check(s.Data.LimitTest is null or > 0, "data.limitTest", "must be > 0");
+        Check(s.Data.LoaderThreads is >= 1 and <= 64, "data.loaderThreads", "must be between 1 and 64");
         Check(s.Data.Holdout is null or (> 0 and < 1), "data.holdout", "must be a fraction between 0 and 1");
         Check(s.Data.ImageSize is null or (>= 8 and <= 1024), "data.imageSize", "must be between 8 and 1024");
         Check(s.Data.Name != "imagefolder" || s.Data.Plugin is not null || !string.IsNullOrEmpty(s.Data.Dir), "data.dir", "imagefolder data needs data.dir: a folder with one subfolder per class");
@@ -64,6 +65,7 @@ public static class TrialSpecYaml
         Check(s.Epochs is > 0 and <= 100_000, "epochs", "must be between 1 and 100000");
         Check(s.BatchSize is > 0 and <= 65_536, "batchSize", "must be between 1 and 65536");
         Check(s.GradClip >= 0, "gradClip", "must be ≥ 0 (0 turns clipping off)");
+        Check(In(KnownNames.Precisions, s.Precision), "precision", $"unknown precision '{s.Precision}': {KnownNames.OneOf(KnownNames.Precisions)}");
 
         var o = s.Optimizer;
         Check(In(KnownNames.Optimizers, o.Name), "optimizer.name", $"unknown optimizer '{o.Name}': {KnownNames.OneOf(KnownNames.Optimizers)}");

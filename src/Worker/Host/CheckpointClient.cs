@@ -23,8 +23,10 @@ internal sealed class CheckpointClient(WorkerGateway.WorkerGatewayClient client,
         var retry = WorkerResilience.CheckpointUpload(options, logger, () => header.Lease.TrialId);
         await retry.ExecuteAsync(async token =>
         {
-            using var call = client.UploadCheckpoint(headers, cancellationToken: token);
             header.Size = new FileInfo(path).Length;
+            // A deadline per attempt: a transfer that stalls (a connection that died under a write
+            // waiting for flow control) fails and is retried instead of holding the trial forever.
+            using var call = client.UploadCheckpoint(headers, DateTime.UtcNow + WorkerResilience.CheckpointTransferDeadline(header.Size), token);
             try
             {
                 await call.RequestStream.WriteAsync(new CheckpointUpload { Header = header }, token).ConfigureAwait(false);
@@ -50,7 +52,9 @@ internal sealed class CheckpointClient(WorkerGateway.WorkerGatewayClient client,
     /// <summary>Downloads the stored checkpoint of the trial <paramref name="lease"/> holds to <paramref name="path"/>, verified.</summary>
     public async Task DownloadAsync(TrialLease lease, string path, CancellationToken ct)
     {
-        using var call = client.DownloadTrialCheckpoint(new DownloadTrialCheckpointRequest { Lease = lease }, headers, cancellationToken: ct);
+        // The size is not known before the first chunk: the deadline allows for a large checkpoint.
+        using var call = client.DownloadTrialCheckpoint(new DownloadTrialCheckpointRequest { Lease = lease }, headers,
+            DateTime.UtcNow + WorkerResilience.CheckpointTransferDeadline(WorkerResilience.LargeCheckpointBytes), ct);
         await CheckpointChunks.ReceiveAsync(call.ResponseStream, path, $"the checkpoint of {lease.TrialId}", ct).ConfigureAwait(false);
     }
 }

@@ -299,6 +299,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
             [MetricNames.AggregationBytes] = m.AggregationBytes,
             [MetricNames.WorldSize] = _assignment.WorldSize,
             [MetricNames.Sparsity] = m.Sparsity,
+            [MetricNames.SkippedSteps] = m.SkippedSteps,
+            [MetricNames.LossScale] = m.LossScale,
         }.Where(kv => double.IsFinite(kv.Value)).ToDictionary());
         foreach (var (name, value) in m.PluginMetrics ?? []) point.Values["val_" + name] = value;
         var report = new WorkerMessage { Metric = new MetricReport { Lease = Lease, Point = point } };

@@ -15,6 +15,17 @@ internal static partial class WorkerResilience
     /// <summary>The first wait after a failure; waits double, with jitter, up to the worker's MaxBackoff.</summary>
     public static readonly TimeSpan FirstDelay = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>The size a checkpoint transfer of unknown size is allowed for (ResNet-50 with its optimizer state is about 300 MB).</summary>
+    public const long LargeCheckpointBytes = 1L << 30;
+
+    /// <summary>
+    /// The deadline of one checkpoint transfer attempt of <paramref name="bytes"/>: the coordinator
+    /// may hold a transfer for up to two minutes while its state store does not answer, and the
+    /// bytes get a slow link's time (4 MB/s). A transfer that takes longer is cut and retried.
+    /// </summary>
+    public static TimeSpan CheckpointTransferDeadline(long bytes) =>
+        TimeSpan.FromMinutes(3) + TimeSpan.FromSeconds(Math.Max(0, bytes) / (4.0 * 1024 * 1024));
+
     /// <summary>The Connect stream: reconnects for as long as the worker runs.</summary>
     public static ResiliencePipeline Reconnect(WorkerAgentOptions options, ILogger logger) => Forever(
         new PredicateBuilder()

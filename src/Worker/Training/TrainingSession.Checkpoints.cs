@@ -14,10 +14,13 @@ public sealed partial class TrainingSession
     private const string OptimizerSection = CheckpointFile.OptimizerSection;
     private const string RngSection = CheckpointFile.RngSection;
     private const string PruningSection = CheckpointFile.PruningSection;
+    private const string LossScaleSection = CheckpointFile.LossScaleSection;
 
     /// <summary>Writes weights, optimiser state, schedule position, epoch/step, RNG state, pruning masks, the trial and its metrics.</summary>
     public void SaveCheckpoint(string path)
     {
+        // The fp32 master, with the normalisation statistics training updated in the compute copy.
+        _mixed?.BuffersToMaster();
         var sections = new Dictionary<string, byte[]>(StringComparer.Ordinal)
         {
             [ModelSection] = Serialize(w => _model.save(w)),
@@ -26,6 +29,7 @@ public sealed partial class TrainingSession
         using (var rng = torch.get_rng_state())
             sections[RngSection] = rng.data<byte>().ToArray();
         if (_pruner is not null) sections[PruningSection] = _pruner.Save();
+        if (_mixed?.Scaler is { } scaler) sections[LossScaleSection] = scaler.Save();
         var s = _data.Info;
         var inputSide = _spec.Augment.CropSize ?? s.Shape.Height;
         var header = new CheckpointHeader(CheckpointFile.FormatVersion, TrialSpecYaml.Serialize(_spec), _spec.Model.Name, s.Name,
@@ -85,6 +89,23 @@ public sealed partial class TrainingSession
                 catch (Exception bad) when (bad is EndOfStreamException or InvalidDataException)
                 {
                     throw new CheckpointFormatException(name, $"damaged pruning masks: {QuotedText.Printable(bad.Message)}", null, bad);
+                }
+            }
+            if (session._mixed is { } mixed)
+            {
+                // The compute copy follows the loaded master; fp16 goes on with the saved loss scale.
+                mixed.WeightsToCompute();
+                mixed.BuffersToCompute();
+                if (mixed.Scaler is { } scaler && sections.TryGetValue(LossScaleSection, out var scale))
+                {
+                    try
+                    {
+                        scaler.Load(scale);
+                    }
+                    catch (InvalidDataException bad)
+                    {
+                        throw new CheckpointFormatException(name, $"damaged loss-scale state: {bad.Message}", null, bad);
+                    }
                 }
             }
             session._epochsCompleted = header.EpochsCompleted;

@@ -10,7 +10,7 @@ namespace Orchestrator.Data.Readers;
 /// Only the file list is held in memory, so data sets larger than RAM work; every call decodes
 /// into its own buffers, so any number of threads may call <see cref="CopyImage"/> at once.
 /// </summary>
-public sealed class ImageFolderDataset : IImageDataset
+public sealed class ImageFolderDataset : ICroppingImageDataset
 {
     private static readonly string[] Extensions = [".jpg", ".jpeg", ".png"];
 
@@ -144,9 +144,46 @@ public sealed class ImageFolderDataset : IImageDataset
             canvas.DrawImage(image, SKRect.Create(left, top, width, height), Sampling);
         }
 
-        // RGBA rows to three planes; alpha is dropped, as torchvision's convert("RGB") does.
-        var rgba = target.GetPixelSpan();
-        var plane = size * size;
+        WritePlanes(target.GetPixelSpan(), destination, size * size);
+    }
+
+    /// <summary>
+    /// The random-resized crop from the decoded original: the window is chosen on the image as
+    /// stored (its header gives the size), the decoder downscales (JPEG: 1/2, 1/4, 1/8) as far as the
+    /// window still covers <paramref name="side"/> pixels, and the window is drawn at
+    /// <paramref name="side"/> × <paramref name="side"/> with mipmapped linear filtering.
+    /// </summary>
+    /// <exception cref="DataFormatException">The file is not a readable JPEG or PNG image.</exception>
+    public void CopyRandomResizedCrop(int index, Span<byte> destination, int side, Random rng)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(side, 1);
+        if (destination.Length < 3 * side * side)
+            throw new ArgumentException($"destination holds {destination.Length} bytes, a {side}x{side} crop needs {3 * side * side}", nameof(destination));
+        var path = _files[index];
+        using var codec = OpenCodec(path);
+        var full = codec.Info;
+        var window = RandomResizedCrop.Sample(full.Width, full.Height, rng);
+        var dims = codec.GetScaledDimensions(Math.Min(1f, (float)side / Math.Min(window.Width, window.Height)));
+        var f = (float)dims.Width / full.Width;
+        if (dims.Width > full.Width || Math.Min(window.Width, window.Height) * f < side) (dims, f) = (new SKSizeI(full.Width, full.Height), 1f);
+        var info = new SKImageInfo(dims.Width, dims.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        using var decoded = new SKBitmap(info);
+        var result = codec.GetPixels(info, decoded.GetPixels());
+        if (result != SKCodecResult.Success)
+            throw new DataFormatException(path, $"image data is corrupt or incomplete (decoder: {result})");
+        using var image = SKImage.FromBitmap(decoded);
+        using var target = new SKBitmap(new SKImageInfo(side, side, SKColorType.Rgba8888, SKAlphaType.Unpremul));
+        using (var canvas = new SKCanvas(target))
+        {
+            var source = SKRect.Create(window.X * f, window.Y * f, window.Width * f, window.Height * f);
+            canvas.DrawImage(image, source, SKRect.Create(0, 0, side, side), Sampling);
+        }
+        WritePlanes(target.GetPixelSpan(), destination, side * side);
+    }
+
+    /// <summary>RGBA rows to three planes; alpha is dropped, as torchvision's convert("RGB") does.</summary>
+    private static void WritePlanes(ReadOnlySpan<byte> rgba, Span<byte> destination, int plane)
+    {
         var r = destination[..plane];
         var g = destination.Slice(plane, plane);
         var b = destination.Slice(2 * plane, plane);
