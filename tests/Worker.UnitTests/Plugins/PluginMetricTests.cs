@@ -40,6 +40,19 @@ public sealed class PluginMetricTests : IDisposable
     }
 
     [Fact]
+    public void A_plugins_model_trains_with_a_mixed_precision_compute_copy_built_through_the_plugin()
+    {
+        var spec = Spec("error-rate");
+        spec.Model = new ModelSpec { Plugin = _plugin, Name = "good-net", Args = new() { ["hidden"] = "16" } };
+        spec.Precision = "bf16";
+        using var plugins = TrialPlugins.Load(spec);
+        using var session = new TrainingSession(spec, TinyData.Splits(128, 64), torch.CPU, Path.Combine(_dir, "bf16"), plugins: plugins);
+        var epoch = session.Run().Last;
+        Assert.True(double.IsFinite(epoch.TrainLoss) && epoch.ValAccuracy > 0, $"loss {epoch.TrainLoss}, accuracy {epoch.ValAccuracy}");
+        Assert.Equal(1 - epoch.ValAccuracy, epoch.PluginMetrics!["error-rate"], 9);
+    }
+
+    [Fact]
     public void A_metric_that_throws_fails_the_run_with_the_plugins_message()
     {
         var spec = Spec("broken-metric");
