@@ -30,6 +30,8 @@ public sealed class TrialSpec
     public PruningSpec? Pruning { get; set; }
     /// <summary>Stop before <see cref="Epochs"/> when checkpoint.bestMetric has not improved for a while (omit: train every epoch).</summary>
     public EarlyStoppingSpec? EarlyStopping { get; set; }
+    /// <summary>Extra validation metrics from plug-ins, reported as val_&lt;name&gt; after each epoch (docs/plugins.md).</summary>
+    public List<MetricPluginSpec>? Metrics { get; set; }
 
     /// <summary>
     /// A deep copy. Sections hold only values and strings (plus one list), so a member-wise copy
@@ -49,16 +51,26 @@ public sealed class TrialSpec
         copy.Pretrained = Pretrained?.Copy();
         copy.Pruning = Pruning?.Copy();
         copy.EarlyStopping = EarlyStopping?.Copy();
+        copy.Metrics = Metrics?.Select(m => m.Copy()).ToList();
         return copy;
     }
 }
 
 public sealed class DataSpec
 {
-    internal DataSpec Copy() => (DataSpec)MemberwiseClone();
+    internal DataSpec Copy()
+    {
+        var copy = (DataSpec)MemberwiseClone();
+        copy.Args = Args is null ? null : new(Args, StringComparer.Ordinal);
+        return copy;
+    }
 
-    /// <summary>fashion-mnist, mnist, cifar10, cifar100, imagefolder or synthetic.</summary>
+    /// <summary>fashion-mnist, mnist, cifar10, cifar100, imagefolder or synthetic; with <see cref="Plugin"/>, a name the plug-in exports.</summary>
     public string Name { get; set; } = "fashion-mnist";
+    /// <summary>A plug-in assembly (.dll) whose exported data set <see cref="Name"/> is (docs/plugins.md); absent for built-in data sets.</summary>
+    public string? Plugin { get; set; }
+    /// <summary>Arguments for a plug-in's data set, as text (searchable as <c>data.args.NAME</c>).</summary>
+    public Dictionary<string, string>? Args { get; set; }
     /// <summary>Where the files are; when empty the usual places are searched (see docs/data.md).</summary>
     public string? Dir { get; set; }
     /// <summary>Use only the first N training images (a seeded subset).</summary>
@@ -80,10 +92,19 @@ public sealed class DataSpec
 
 public sealed class ModelSpec
 {
-    internal ModelSpec Copy() => (ModelSpec)MemberwiseClone();
+    internal ModelSpec Copy()
+    {
+        var copy = (ModelSpec)MemberwiseClone();
+        copy.Args = Args is null ? null : new(Args, StringComparer.Ordinal);
+        return copy;
+    }
 
-    /// <summary>simple-cnn, resnet18, resnet34, resnet50.</summary>
+    /// <summary>simple-cnn, resnet18, resnet34, resnet50; with <see cref="Plugin"/>, a name the plug-in exports.</summary>
     public string Name { get; set; } = "simple-cnn";
+    /// <summary>A plug-in assembly (.dll) whose exported model factory <see cref="Name"/> is (docs/plugins.md); absent for built-in models.</summary>
+    public string? Plugin { get; set; }
+    /// <summary>Arguments for the model factory, as text (searchable as <c>model.args.NAME</c>).</summary>
+    public Dictionary<string, string>? Args { get; set; }
     /// <summary>Dropout probability before the classifier (0 = off).</summary>
     public double Dropout { get; set; }
     /// <summary>cifar (3×3 conv, no max-pool: for 28–64 px inputs) or imagenet (7×7/2 conv + max-pool). Default: by image size.</summary>
@@ -168,6 +189,17 @@ public sealed class AugmentSpec
     public int? ResizeTo { get; set; }
     /// <summary>Normalise with the data set's mean and standard deviation.</summary>
     public bool Normalize { get; set; } = true;
+}
+
+/// <summary>An extra validation metric a plug-in exports (an <c>IEvaluationMetric</c>).</summary>
+public sealed class MetricPluginSpec
+{
+    internal MetricPluginSpec Copy() => (MetricPluginSpec)MemberwiseClone();
+
+    /// <summary>The plug-in assembly (.dll).</summary>
+    public string Plugin { get; set; } = "";
+    /// <summary>The name it exports; reported as val_&lt;name&gt;.</summary>
+    public string Name { get; set; } = "";
 }
 
 /// <summary>Per-trial patience: the run ends once checkpoint.bestMetric has gone <see cref="Patience"/> epochs without improving by more than <see cref="MinDelta"/>.</summary>

@@ -27,6 +27,7 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
     private readonly GrpcChannel _channel;
     private readonly WorkerGateway.WorkerGatewayClient _client;
     private readonly CheckpointClient _checkpoints;
+    private readonly Plugins.PluginCache _plugins;
     private readonly System.Net.Security.SslClientAuthenticationOptions? _tls;
     private readonly ConcurrentDictionary<string, TrialRunner> _trials = new(StringComparer.Ordinal);
     private readonly Channel<WorkerMessage> _outbox = Channel.CreateUnbounded<WorkerMessage>(new UnboundedChannelOptions { SingleReader = true });
@@ -67,6 +68,7 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
             : null;
         _checkpoints = new CheckpointClient(_client, Headers, options, _logger);
         Datasets = new Orchestrator.Data.RemoteDatasetCache(new DataSets.DataSetsClient(_channel), Path.Combine(options.WorkDir, "datasets"), Headers);
+        _plugins = new Plugins.PluginCache(new Protocol.V1.Plugins.PluginsClient(_channel), Path.Combine(options.WorkDir, "plugins"), Headers);
         _reconnect = WorkerResilience.Reconnect(options, _logger);
         Directory.CreateDirectory(options.WorkDir);
         DataPort = options.DataPort != 0 ? options.DataPort : FreePort();
@@ -206,6 +208,8 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
     void ITrialHost.Send(WorkerMessage message) => Send(message);
 
     Task<Orchestrator.Data.FetchResult> ITrialHost.FetchDataAsync(Orchestrator.Trials.DataSpec data, CancellationToken ct) => Datasets.FetchAsync(data, null, ct);
+
+    Task<string> ITrialHost.FetchPluginAsync(string reference, CancellationToken ct) => _plugins.FetchAsync(reference, ct);
 
     Task ITrialHost.UploadCheckpointAsync(CheckpointHeader header, string path, CancellationToken ct) => _checkpoints.UploadAsync(header, path, ct);
 

@@ -5,6 +5,7 @@ using Orchestrator.Trials;
 using Orchestrator.Worker.Checkpoints;
 using Orchestrator.Worker.Data;
 using Orchestrator.Worker.Models;
+using Orchestrator.Worker.Plugins;
 using Orchestrator.Worker.Pruning;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -44,10 +45,12 @@ public sealed partial class TrainingSession : IDisposable
     private int _bestEpoch;
 
     private readonly DistributedContext? _dist;
+    private readonly IReadOnlyList<KeyValuePair<string, Sdk.IEvaluationMetric>> _metrics;
     private CancellationToken _runToken;
 
+    /// <param name="plugins">The trial's plug-ins (<see cref="TrialPlugins.Load"/>), where its model comes from one; the caller disposes them after the session.</param>
     public TrainingSession(TrialSpec spec, DatasetSplits data, Device device, string runDir, ITrainingObserver? observer = null,
-        DistributedContext? distributed = null)
+        DistributedContext? distributed = null, TrialPlugins? plugins = null)
     {
         _dist = distributed;
         int rank = distributed?.Rank ?? 0, world = distributed?.WorldSize ?? 1;
@@ -73,13 +76,14 @@ public sealed partial class TrainingSession : IDisposable
 
         var inputSide = a.CropSize ?? data.Info.Shape.Height;
         var input = new ImageShape(data.Info.Shape.Channels, inputSide, inputSide);
-        _model = ModelRegistry.Create(spec.Model, input, data.Info.NumClasses);
+        _model = ModelRegistry.Create(spec.Model, input, data.Info.NumClasses, plugins);
+        _metrics = plugins?.Metrics ?? [];
         if (spec.Pretrained is { } pretrained) PretrainedReport = LoadPretrained(_model, pretrained);
         _model.to(device);
         // After the move: to(device) replaces the Parameter objects.
         _trainable = _model.parameters().Where(p => p.requires_grad).ToList();
         if (MixedPrecision.DtypeOf(spec.Precision) is { } dtype)
-            _mixed = MixedPrecision.Create(_model, () => ModelRegistry.Create(spec.Model, input, data.Info.NumClasses), device, dtype);
+            _mixed = MixedPrecision.Create(_model, () => ModelRegistry.Create(spec.Model, input, data.Info.NumClasses, plugins), device, dtype);
         _optimizer = OptimizerFactory.Create(spec.Optimizer, _trainable);
         _loss = new LossFunction(spec.Loss, LossFunction.ResolveClassWeights(spec.Loss, data.Train, data.Info.NumClasses), device);
         _schedule = new LrSchedule(spec.Schedule, spec.Optimizer.Lr, _trainLoader.BatchesPerEpoch, spec.Epochs);
@@ -279,7 +283,16 @@ public sealed partial class TrainingSession : IDisposable
         return new EpochMetrics(epoch, _step, lr, trainLoss, trainAcc, eval.Loss, eval.Top1, eval.Top5, eval.PerClassAccuracy,
             _data.Info.NumClasses <= 100 ? eval.ConfusionMatrix : null, clock.Elapsed.TotalSeconds, seenTotal / trainSeconds, wait,
             trainSeconds / Math.Max(1, b), aggregationSeconds, aggregationBytes, _pruner?.Sparsity ?? double.NaN,
-            _mixed?.Scaler is { } scaler ? scaler.Skipped - skippedBefore : double.NaN, _mixed?.Scaler?.Scale ?? double.NaN);
+            _mixed?.Scaler is { } scaler ? scaler.Skipped - skippedBefore : double.NaN, _mixed?.Scaler?.Scale ?? double.NaN, PluginMetrics(eval));
+    }
+
+    /// <summary>The plug-ins' extra metrics of an evaluation (NaN ones left out); null when the trial has none.</summary>
+    private Dictionary<string, double>? PluginMetrics(EvalResult eval)
+    {
+        if (_metrics.Count == 0) return null;
+        var result = new Sdk.EvaluationResult(_data.Info.Classes, eval.ConfusionMatrix, eval.Loss, eval.Count);
+        return _metrics.Select(m => KeyValuePair.Create(m.Key, m.Value.Compute(result)))
+            .Where(kv => double.IsFinite(kv.Value)).ToDictionary(StringComparer.Ordinal);
     }
 
     /// <summary>One optimiser step. Every tensor it makes dies with its scope.</summary>
