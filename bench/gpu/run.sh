@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for a machine with an NVIDIA GPU and PyTorch (bench/README.md, section (m)). Prints one
+# One command for a machine with an NVIDIA GPU and PyTorch (bench/README.md, section (p)). Prints one
 # table, measured side by side in one run:
 #   - ResNet-18 (CIFAR stem, batch 256) training images/s on one pre-loaded batch: PyTorch fp32,
 #     PyTorch bf16 autocast + channels-last, and the worker's own step in fp32, bf16 and fp16;
