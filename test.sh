@@ -3,7 +3,8 @@
 # Needs the Debian packages dataset-fashion-mnist (real data for the training tests), redis-server
 # and prometheus (the tests start their own servers on free ports), python3-torch and python3-onnx (exported
 # models are loaded in Debian's PyTorch and ONNX checker), and podman with buildah, runc,
-# uidmap and mmdebstrap (the container test runs the images it builds here); .ci/run installs them.
+# uidmap and mmdebstrap (the container test runs the images it builds here), iproute2 and nftables (the
+# network-fault tests put workers in network namespaces; they need root, as CI has); .ci/run installs them.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
@@ -19,6 +20,12 @@ fi
 for tool in redis-server prometheus podman mmdebstrap; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "test.sh: $tool is missing (the tests start their own): apt-get install $tool (or run .ci/run)" >&2
+    exit 1
+  fi
+done
+for tool in ip:iproute2 tc:iproute2 nft:nftables; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    echo "test.sh: ${tool%%:*} is missing (the network-fault tests need it): apt-get install ${tool#*:} (or run .ci/run)" >&2
     exit 1
   fi
 done

@@ -3,6 +3,7 @@
 // process, alternating, so machine noise hits both; the ratio is what matters (target ≥ 0.95).
 //
 //   dotnet run -c Release --project bench/DataPipeline -- [--batches N] [--rounds R] [--device cpu|cuda] [--libtorch-dir DIR]
+//     [--resnet] [--imagefolder --loader-threads N --images M]: the last, ResNet-18 at 224 on generated JPEGs
 using System.Diagnostics;
 using System.Globalization;
 using Orchestrator.Data;
@@ -35,25 +36,36 @@ try
     Measure("cifar10 format, crop+flip+normalize", cifar, "simple-cnn", new AugmentSpec { CropPadding = 4, Flip = true }, options.BatchSize);
     if (options.ResNet)
         Measure("cifar10 format, crop+flip+normalize", cifar, "resnet18", new AugmentSpec { CropPadding = 4, Flip = true }, options.BatchSize);
+    if (options.ImageFolder)
+    {
+        // ImageNet-style: JPEG photos decoded, random-resized crop (224) from each original and flip
+        // on the loader threads, ResNet-18 with the ImageNet stem.
+        var photos = GeneratedPhotos.Write(Path.Combine(workDir, "photos"), options.Images);
+        var folder = DatasetLoader.Load(new DataSpec { Name = "imagefolder", Dir = photos, ImageSize = 256 }, 0, null, CancellationToken.None);
+        Measure($"JPEG folder, random-resized crop 224 + flip, {options.LoaderThreads} loader threads", folder, "resnet18",
+            new AugmentSpec { RandomResizedCrop = true, CropSize = 224, Flip = true }, options.BatchSize, options.LoaderThreads);
+    }
 }
 finally
 {
     Directory.Delete(workDir, recursive: true);
 }
 
-void Measure(string name, DatasetSplits data, string model, AugmentSpec augment, int batchSize)
+void Measure(string name, DatasetSplits data, string model, AugmentSpec augment, int batchSize, int loaderThreads = 1)
 {
     var spec = new TrialSpec
     {
         Data = new DataSpec { Name = data.Info.Name },
-        Model = new ModelSpec { Name = model },
+        Model = new ModelSpec { Name = model, Stem = augment.RandomResizedCrop ? "imagenet" : null },
         Epochs = 1000,
         BatchSize = batchSize,
         Augment = augment,
     };
     using var session = new TrainingSession(spec, data, device, Path.Combine(workDir, "run-" + model), null);
-    using var transform = new DeviceTransform(DeviceTransform.For(data.Info, augment), device);
-    using var loader = new BatchLoader(data.Train, new BatchPlan(batchSize, true, true, 0, CropPadding: augment.CropPadding, Flip: augment.Flip));
+    var cropsOnHost = augment.RandomResizedCrop && data.Train is ICroppingImageDataset;
+    using var transform = new DeviceTransform(DeviceTransform.For(data.Info, augment, cropsOnHost), device);
+    using var loader = new BatchLoader(data.Train, new BatchPlan(batchSize, true, true, 0, CropPadding: augment.CropPadding, Flip: augment.Flip,
+        LoaderThreads: loaderThreads, RandomResizedCropSide: cropsOnHost ? augment.CropSize : null));
 
     // One batch, prepared once and kept on the device.
     var first = loader.Epoch(1, CancellationToken.None).First();
@@ -134,7 +146,7 @@ static string WriteCifarBatches(string root, int imagesPerBatch)
     return dir;
 }
 
-sealed record Args(int Batches, int Rounds, int BatchSize, string Device, string? LibTorchDir, bool ResNet)
+sealed record Args(int Batches, int Rounds, int BatchSize, string Device, string? LibTorchDir, bool ResNet, bool ImageFolder, int LoaderThreads, int Images)
 {
     public static Args Parse(string[] a)
     {
@@ -145,6 +157,9 @@ sealed record Args(int Batches, int Rounds, int BatchSize, string Device, string
             int.Parse(Get("--batch-size") ?? "128", CultureInfo.InvariantCulture),
             Get("--device") ?? "auto",
             Get("--libtorch-dir"),
-            a.Contains("--resnet"));
+            a.Contains("--resnet"),
+            a.Contains("--imagefolder"),
+            int.Parse(Get("--loader-threads") ?? "2", CultureInfo.InvariantCulture),
+            int.Parse(Get("--images") ?? "400", CultureInfo.InvariantCulture));
     }
 }

@@ -18,9 +18,17 @@ public sealed class OrchService : IAsyncDisposable
         process.BeginErrorReadLine();
     }
 
-    public static OrchService Start(string workDir, params string[] args)
+    public static OrchService Start(string workDir, params string[] args) => StartUnder([], workDir, args);
+
+    /// <summary>
+    /// Starts orch under <paramref name="launcher"/>, a command that runs the rest of its command
+    /// line in another context and execs it (e.g. <c>ip netns exec NS</c>: the process is then orch itself).
+    /// </summary>
+    public static OrchService StartUnder(IReadOnlyList<string> launcher, string workDir, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo(launcher.Count > 0 ? launcher[0] : "dotnet") { WorkingDirectory = workDir, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in launcher.Skip(1)) psi.ArgumentList.Add(a);
+        if (launcher.Count > 0) psi.ArgumentList.Add("dotnet");
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "orch.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["ORCH_DATA_DIR"] = Path.Combine(workDir, "cache");

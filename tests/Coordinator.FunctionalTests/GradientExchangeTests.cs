@@ -16,7 +16,7 @@ namespace Orchestrator.Coordinator.FunctionalTests;
 /// assigned to fake workers, and the worker's real clients, over both data planes: the gRPC stream
 /// (<see cref="CoordinatorAllReduce"/>) and the gradient socket (<see cref="CoordinatorSocketAllReduce"/>).
 /// </summary>
-public sealed class GradientExchangeTests
+public sealed partial class GradientExchangeTests
 {
     /// <summary>gRPC stream; gradient socket over TCP, over its Unix twin, and in shared-memory mode.</summary>
     public enum Transport { Grpc, Socket, Unix, SharedMemory }

@@ -24,14 +24,16 @@ public sealed class TestCoordinator : IAsyncDisposable
     private readonly bool _ownsStateDir;
     private bool _stopped;
 
-    private TestCoordinator(WebApplication app, string stateDir, bool ownsStateDir, string? authToken)
+    private TestCoordinator(WebApplication app, string stateDir, bool ownsStateDir, string? authToken, (string Ca, string? Certificate, string? Key)? tls)
     {
         _app = app;
         StateDir = stateDir;
         _ownsStateDir = ownsStateDir;
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
         Address = new Uri(address);
-        Channel = GrpcChannel.ForAddress(Address);
+        Channel = tls is { } t
+            ? GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = Orchestrator.Configuration.TlsFiles.ClientHandler(t.Ca, t.Certificate, t.Key) })
+            : GrpcChannel.ForAddress(Address);
         var headers = new Metadata();
         if (authToken is not null) headers.Add("authorization", "Bearer " + authToken);
         Headers = headers;
@@ -74,7 +76,7 @@ public sealed class TestCoordinator : IAsyncDisposable
     public static readonly TimeSpan LeaseTimeout = TimeSpan.FromSeconds(1.5);
     public static readonly TimeSpan HeartbeatInterval = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>Builds and starts a coordinator.</summary>
+    /// <summary>Builds and starts a coordinator; with <paramref name="tls"/>, the test clients trust that CA and present that certificate.</summary>
     public static async Task<TestCoordinator> StartAsync(
         Action<CoordinatorOptions>? configure = null,
         string? stateDir = null,
@@ -82,7 +84,8 @@ public sealed class TestCoordinator : IAsyncDisposable
         string redisPrefix = "orch",
         string? dataDir = null,
         string[]? args = null,
-        bool gradientSocket = true)
+        bool gradientSocket = true,
+        (string Ca, string? Certificate, string? Key)? tls = null)
     {
         var owns = stateDir is null;
         stateDir ??= Path.Combine(Path.GetTempPath(), "orch-ftest-" + Guid.NewGuid().ToString("N"));
@@ -117,7 +120,7 @@ public sealed class TestCoordinator : IAsyncDisposable
             await app.DisposeAsync();
             throw;
         }
-        return new TestCoordinator(app, stateDir, owns, token);
+        return new TestCoordinator(app, stateDir, owns, token, tls);
     }
 
     /// <summary>Connects a fake worker (sends Hello, waits for Welcome).</summary>

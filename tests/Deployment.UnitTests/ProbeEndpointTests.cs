@@ -67,6 +67,36 @@ public sealed class ProbeEndpointTests
         Assert.Equal(HttpStatusCode.OK, await Status(http, container.ReadinessProbe.HttpGet.Path));
     }
 
+    [Fact]
+    public async Task Worker_metrics_port_with_a_certificate_serves_https_only()
+    {
+        var dir = Directory.CreateTempSubdirectory("orch-metrics-tls-");
+        try
+        {
+            using var ca = new TestCa(dir.FullName, "orch");
+            var port = FreePort();
+            await using var telemetry = await WorkerTelemetry.StartAsync(port, "127.0.0.1", () => true, CancellationToken.None, ca.Issue("worker-metrics", server: true)).DefaultTimeout();
+            using var handler = new SocketsHttpHandler
+            {
+                SslOptions = Orchestrator.Configuration.TlsFiles.ClientAuthentication(ca.CaFile, null, null)!,
+            };
+            using (var https = new HttpClient(handler) { BaseAddress = new Uri($"https://127.0.0.1:{port}") })
+            {
+                Assert.Equal(HttpStatusCode.OK, await Status(https, "/healthz"));
+                using var metrics = await https.GetAsync("/metrics").DefaultTimeout();
+                Assert.Contains("process_", await metrics.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+            // Plain HTTP to the TLS port gets no answer.
+            using var plain = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+            var refused = await Record.ExceptionAsync(() => plain.GetAsync("/healthz").DefaultTimeout());
+            Assert.IsType<HttpRequestException>(refused);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
     private static async Task<HttpStatusCode> Status(HttpClient http, string path)
     {
         using var response = await http.GetAsync(path).DefaultTimeout();

@@ -3,7 +3,9 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using Orchestrator.Data;
 using Orchestrator.Worker.Data;
+using Orchestrator.Trials;
 using Orchestrator.Worker.Native;
+using Orchestrator.Worker.Plugins;
 using Orchestrator.Worker.Training;
 using Spectre.Console;
 
@@ -18,26 +20,42 @@ internal static class EvalCommand
         var dataset = new Option<string?>("--dataset") { Description = "Data set to evaluate on (default: the one it was trained on).", HelpName = "NAME" };
         var dataDir = CommonOptions.DataDir();
         var limit = new Option<int?>("--limit-test") { Description = "Evaluate on a seeded subset of N images.", HelpName = "N" };
+        var plugin = new Option<string?>("--plugin")
+        {
+            Description = "The plug-in assembly (or its folder) for a checkpoint whose model or data set came from a plug-in, " +
+                          "instead of the path its trial names (a sweep submitted with orch submit names a shipped bundle:… there).",
+            HelpName = "DLL",
+        };
         var batch = new Option<int>("--batch-size") { Description = "Images per forward pass.", DefaultValueFactory = _ => 256, HelpName = "N" };
         var device = CommonOptions.Device();
         var libTorch = CommonOptions.LibTorchDir();
         var json = CommonOptions.Json();
         var command = new Command("eval", "Evaluate a checkpoint on a data set's validation split: loss, top-1, top-5, per-class accuracy, confusion matrix.\n" +
                                           "Example: orch eval --checkpoint runs/fashion-mnist-simple-cnn-…/best.ckpt");
-        foreach (var o in new Option[] { checkpoint, dataset, dataDir, limit, batch, device, libTorch, json }) command.Add(o);
+        foreach (var o in new Option[] { checkpoint, dataset, dataDir, plugin, limit, batch, device, libTorch, json }) command.Add(o);
 
         command.SetAction((parse, ct) =>
         {
             TorchRuntime.Initialize(parse.GetValue(libTorch));
             var dev = TorchRuntime.ResolveDevice(parse.GetValue(device));
             var path = parse.GetValue(checkpoint)!;
-            var (model, header, spec) = TrainingSession.LoadModel(path, dev);
+            Func<string, string>? locate = parse.GetValue(plugin) is { } given
+                ? named => Directory.Exists(given) ? Path.Combine(given, named[(named.LastIndexOf('/') + 1)..]) : given
+                : null;
+            var (model, header, spec) = TrainingSession.LoadModel(path, dev, locate: locate);
             using var _ = model;
-            if (parse.GetValue(dataset) is { } name) spec.Data.Name = name;
+            if (parse.GetValue(dataset) is { } name)
+            {
+                // A built-in data set named on the command line replaces a plug-in's.
+                spec.Data.Name = name;
+                spec.Data.Plugin = null;
+                spec.Data.Args = null;
+            }
             if (parse.GetValue(dataDir) is { } dir) spec.Data.Dir = dir;
             spec.Data.LimitTest = parse.GetValue(limit) ?? spec.Data.LimitTest;
             spec.Data.LimitTrain = 1; // only the validation split is needed
-            var data = DatasetLoader.Load(spec.Data, spec.Seed, null, ct);
+            using var plugins = TrialPlugins.Load(new TrialSpec { Data = spec.Data }, locate: locate);
+            var data = plugins.LoadData(spec.Data, spec.Seed, null, ct);
             if (data.Info.NumClasses != header.Classes.Length)
                 throw new InvalidOperationException($"{path}: the model has {header.Classes.Length} classes, data set {data.Info.Name} has {data.Info.NumClasses}");
             if (data.Info.Shape.Channels != header.InputShape[0])

@@ -33,6 +33,8 @@ internal static class LocalCommand
             var path = parse.GetValue(file)!;
             // A missing, oversized or folder path is said before anything starts.
             var yaml = Specs.YamlSpec.ReadFile(path.FullName);
+            // Workers in this process load the plug-ins from their paths; a bad one is said now, before anything starts.
+            Worker.Plugins.PluginCheck.Sweep(yaml, path.Name);
             var n = parse.GetValue(workers);
             if (n is < 1 or > 64) throw new ArgumentException("--workers must be between 1 and 64");
             var jsonMode = parse.GetValue(json);

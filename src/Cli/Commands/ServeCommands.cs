@@ -77,8 +77,10 @@ internal static class ServeCommands
         var libTorch = CommonOptions.LibTorchDir();
         var metricsPort = new Option<int?>("--metrics-port") { Description = "Serve Prometheus metrics at http://<host>:PORT/metrics (throughput, step time, data wait, GPU memory), and the probes /healthz (alive) and /readyz (connected, not draining).", HelpName = "PORT" };
         var dataPort = new Option<int>("--data-port") { Description = "Port for exchanging gradients with peers in data-parallel trials (default: a free port). With several GPUs, GPU i uses PORT + i.", HelpName = "PORT" };
-        var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name). Also: ORCH_ADVERTISE_HOST.", HelpName = "HOST" };
+        var advertise = new Option<string?>("--advertise-host") { Description = "Host or address peers use to reach --data-port (a pod IP on Kubernetes; default: 127.0.0.1 for a loopback coordinator, else the host name). Workers that advertise the same host are taken to share a machine and exchange gradients over Unix sockets: give each machine, container or network namespace its own. Also: ORCH_ADVERTISE_HOST.", HelpName = "HOST" };
         var metricsBind = new Option<string>("--metrics-bind") { Description = "Address for --metrics-port (0.0.0.0 in a pod).", DefaultValueFactory = _ => "127.0.0.1", HelpName = "ADDRESS" };
+        var metricsTlsCert = new Option<string?>("--metrics-tls-cert") { Description = "Serve --metrics-port over HTTPS only, with this PEM certificate (and --metrics-tls-key), e.g. a mounted Kubernetes TLS secret's tls.crt.", HelpName = "FILE" };
+        var metricsTlsKey = new Option<string?>("--metrics-tls-key") { Description = "The PEM private key of --metrics-tls-cert.", HelpName = "FILE" };
         var tlsCa = new Option<string?>("--tls-ca") { Description = "Verify the coordinator's TLS certificate (an https:// --coordinator) against this PEM CA instead of the system's. Also: ORCH_TLS_CA.", HelpName = "FILE" };
         var tlsClientCert = new Option<string?>("--tls-client-cert") { Description = "Present this PEM client certificate to the coordinator (mutual TLS). Also: ORCH_TLS_CLIENT_CERT.", HelpName = "FILE" };
         var tlsClientKey = new Option<string?>("--tls-client-key") { Description = "The PEM private key of --tls-client-cert. Also: ORCH_TLS_CLIENT_KEY.", HelpName = "FILE" };
@@ -93,7 +95,7 @@ internal static class ServeCommands
         var command = new SignalHandlingCommand("worker", "Run a worker: connects to the coordinator, trains the trials it is given, reconnects on its own.\n" +
             "SIGTERM or Ctrl+C drains it (see --drain-timeout); a second signal stops it at once.\n" +
             "Settings also come from appsettings.json and ORCH_* variables; flags win (docs/operations.md).\nExample: orch worker --coordinator http://127.0.0.1:5000")
-        { coordinator, id, device, devices, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, dataPort, advertise, drainTimeout, tlsCa, tlsClientCert, tlsClientKey, ConfigurationFlags.LogFormat() };
+        { coordinator, id, device, devices, dataDir, fetchData, workDir, threads, libTorch, metricsPort, metricsBind, metricsTlsCert, metricsTlsKey, dataPort, advertise, drainTimeout, tlsCa, tlsClientCert, tlsClientKey, ConfigurationFlags.LogFormat() };
         command.SetAction(async (parse, ct) =>
         {
             // Flags over environment variables over appsettings.json over defaults; a bad value fails here, in one line, before connecting.
@@ -101,7 +103,8 @@ internal static class ServeCommands
             var (options, service) = WorkerConfiguration.Bind(configuration);
             using var loggers = LoggerFactory.Create(b => b.AddConsoleLogs(configuration, Settings.Worker));
             await using var agent = new WorkerAgent(options, loggers);
-            await using var telemetry = service.MetricsPort is { } mp ? await WorkerTelemetry.StartAsync(mp, service.MetricsBind, () => agent.IsReady, ct) : null;
+            await using var telemetry = service.MetricsPort is { } mp ? await WorkerTelemetry.StartAsync(mp, service.MetricsBind, () => agent.IsReady, ct,
+                    service.MetricsTlsCertificate is { } cert ? (cert, service.MetricsTlsKey!) : null) : null;
             using var signals = ShutdownSignals.Register(agent, TimeSpan.FromSeconds(service.DrainTimeout));
             await agent.RunAsync(ct);
             return signals.ExitCode;

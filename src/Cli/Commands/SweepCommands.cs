@@ -38,8 +38,13 @@ internal static class SweepCommands
         command.SetAction(async (parse, ct) =>
         {
             var path = parse.GetValue(file)!;
+            var yaml = Specs.YamlSpec.ReadFile(path.FullName);
+            // The coordinator never loads user code: what a plug-in holds is checked here.
+            Worker.Plugins.PluginCheck.Sweep(yaml, path.Name);
             using var c = Connect(parse, coordinator);
-            var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = Specs.YamlSpec.ReadFile(path.FullName), FileName = path.Name }, c.Call(ct));
+            // Workers never see the user's files: the plug-ins travel through the coordinator.
+            yaml = await Remote.PluginShipping.ShipAsync(yaml, path.Name, c, ct);
+            var sweep = await c.Client.SubmitSweepAsync(new SubmitSweepRequest { SpecYaml = yaml, FileName = path.Name }, c.Call(ct));
             if (parse.GetValue(json)) Console.Out.WriteLine(SweepView.Json(sweep).ToJsonString());
             else AnsiConsole.MarkupLine($"submitted [bold]{sweep.Id}[/] ({Markup.Escape(sweep.Name)}): {sweep.TrialsTotal} trials");
             if (!parse.GetValue(watch)) return ExitCodes.Ok;

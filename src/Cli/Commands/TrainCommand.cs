@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Orchestrator.Cli.Output;
 using Orchestrator.Worker.Native;
+using Orchestrator.Worker.Plugins;
 using Orchestrator.Worker.Training;
 
 namespace Orchestrator.Cli.Commands;
@@ -49,12 +50,13 @@ internal static class TrainCommand
                 if (parse.GetValue(output) is null) runDir = Path.GetDirectoryName(Path.GetFullPath(resumeFrom))!;
             }
 
-            var data = console.LoadData(spec.Data, spec.Seed, ct);
+            using var plugins = TrialPlugins.Load(spec);
+            var data = console.LoadData(spec.Data, spec.Seed, ct, plugins);
             using var board = parse.GetValue(tensorBoard) is { } boardDir ? new TensorBoardObserver(boardDir, spec) : null;
             ITrainingObserver observer = board is null ? console : new CompositeObserver(console, board);
             using var session = resumeFrom is null
-                ? new TrainingSession(spec, data, dev, runDir, observer)
-                : TrainingSession.Resume(resumeFrom, data, dev, runDir, observer, parse.GetValue(trial.Epochs));
+                ? new TrainingSession(spec, data, dev, runDir, observer, plugins: plugins)
+                : TrainingSession.Resume(resumeFrom, data, dev, runDir, observer, parse.GetValue(trial.Epochs), plugins: plugins);
             if (session.PretrainedReport is { } report) console.ReportPretrained(report);
             var result = console.Run(session, ct);
             console.Summary(result, data.Info, board?.EventFile);

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Orchestrator.Data;
 using Orchestrator.Trials;
 using Orchestrator.Worker.Models;
+using Orchestrator.Worker.Plugins;
 using Orchestrator.Worker.Training;
 using Spectre.Console;
 
@@ -23,10 +24,10 @@ internal sealed class TrainingConsole(bool json) : ITrainingObserver
     private RunInfo? _run;
     private readonly List<string> _checkpoints = [];
 
-    public DatasetSplits LoadData(DataSpec spec, int seed, CancellationToken ct)
+    public DatasetSplits LoadData(DataSpec spec, int seed, CancellationToken ct, TrialPlugins? plugins = null)
     {
         var progress = new DownloadReporter(json ? null : _err);
-        var data = DatasetLoader.Load(spec, seed, progress, ct);
+        var data = (plugins ?? TrialPlugins.None).LoadData(spec, seed, progress, ct);
         if (!json)
             _err.MarkupLine($"[grey]data[/] {Markup.Escape(data.Info.Name)}: {data.Train.Count:N0} train, {data.Validation.Count:N0} validation, {data.Info.Shape} px, {data.Info.NumClasses} classes");
         return data;

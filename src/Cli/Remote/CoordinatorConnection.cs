@@ -24,11 +24,15 @@ internal sealed class CoordinatorConnection : IDisposable
             HttpHandler = Orchestrator.Configuration.TlsFiles.ClientHandler(Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.TlsCa), null, null),
         });
         Client = new Protocol.V1.Sweeps.SweepsClient(_channel);
+        Plugins = new Protocol.V1.Plugins.PluginsClient(_channel);
     }
 
     public string Address { get; }
 
     public Protocol.V1.Sweeps.SweepsClient Client { get; }
+
+    /// <summary>Uploads plug-in files (orch submit).</summary>
+    public Protocol.V1.Plugins.PluginsClient Plugins { get; }
 
     public Metadata Headers => Environment.GetEnvironmentVariable(Orchestrator.Configuration.EnvironmentVariables.Token) is { Length: > 0 } t
         ? new Metadata { { "authorization", "Bearer " + t } }

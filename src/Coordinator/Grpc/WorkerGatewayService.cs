@@ -60,6 +60,8 @@ public sealed partial class WorkerGatewayService(
             }
             else
             {
+                // A lease renewal too, refused: the trial moved on while this worker was away.
+                StaleWrite("heartbeat", ranks.Key.TrialId, ranks.Key.FencingToken, connection.Id);
                 welcome.StopTrialIds.Add(ranks.Key.TrialId);
             }
         }
@@ -129,6 +131,7 @@ public sealed partial class WorkerGatewayService(
                 {
                     if (!await sweeps.RenewLeaseAsync(connection.Id, lease.TrialId, lease.FencingToken, ct).ConfigureAwait(false))
                     {
+                        StaleWrite("heartbeat", lease.TrialId, lease.FencingToken, connection.Id);
                         connection.Detach(lease.TrialId);
                         // A trial stopped early under this very lease still uploads the checkpoint of the
                         // epoch it was judged on: the heartbeat must not cut that upload short.
@@ -144,7 +147,10 @@ public sealed partial class WorkerGatewayService(
                 var point = Mapping.FromProto(m.Point, clock.GetUtcNow());
                 metrics.MetricReported(point.Values);
                 if (!await sweeps.ReportMetricAsync(m.Lease.TrialId, m.Lease.FencingToken, point, ct).ConfigureAwait(false))
+                {
+                    StaleWrite("metric", m.Lease.TrialId, m.Lease.FencingToken, connection.Id);
                     connection.Send(new StopOrder(m.Lease.TrialId, "stale fencing token"));
+                }
                 else
                     snapshots.TrialReported(m.Lease.TrialId, point.Values);
                 break;
@@ -157,7 +163,8 @@ public sealed partial class WorkerGatewayService(
             case WorkerMessage.KindOneofCase.Status:
                 var s = message.Status;
                 if (s.Lease is null || Mapping.FromProto(s.Outcome) is not { } outcome) break;
-                await sweeps.TrialOutcomeAsync(connection.Id, s.Lease.TrialId, s.Lease.FencingToken, s.Lease.Rank, outcome, s.Message, ct).ConfigureAwait(false);
+                if (!await sweeps.TrialOutcomeAsync(connection.Id, s.Lease.TrialId, s.Lease.FencingToken, s.Lease.Rank, outcome, s.Message, ct).ConfigureAwait(false))
+                    StaleWrite("outcome", s.Lease.TrialId, s.Lease.FencingToken, connection.Id);
                 break;
             case WorkerMessage.KindOneofCase.Hello:
                 throw new RpcException(new Status(StatusCode.InvalidArgument, "Hello may be sent only once per stream"));
@@ -189,10 +196,14 @@ public sealed partial class WorkerGatewayService(
         // The store calls of an upload are ridden out in place like a stream's messages (all are safe
         // to repeat): an upload that ended early while the worker still sends chunks would cost it
         // the whole transfer, and its connection with it when frames reach a stream already closed.
-        Domain.TrialRecord? accepted = null;
+        Domain.TrialRecord? trial = null;
         await StoreResilience.ExecuteAsync(resilience.WorkerMessages,
-            async token => accepted = await sweeps.AcceptsCheckpointAsync(header.Lease.TrialId, header.Lease.FencingToken, header.Epoch, token).ConfigureAwait(false), ct).ConfigureAwait(false);
-        var trial = accepted ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {header.Lease.TrialId}: stale fencing token or trial not running"));
+            async token => trial = await sweeps.AcceptsCheckpointAsync(header.Lease.TrialId, header.Lease.FencingToken, header.Epoch, token).ConfigureAwait(false), ct).ConfigureAwait(false);
+        if (trial is null)
+        {
+            StaleWrite("checkpoint", header.Lease.TrialId, header.Lease.FencingToken, context.Peer);
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"trial {header.Lease.TrialId}: stale fencing token or trial not running"));
+        }
         if (header.Size < 0) throw new RpcException(new Status(StatusCode.InvalidArgument, $"a checkpoint upload announces a negative size ({header.Size})"));
         var slot = header.Best ? CheckpointSlot.Best : CheckpointSlot.Latest;
         var started = clock.GetTimestamp();
@@ -250,6 +261,13 @@ public sealed partial class WorkerGatewayService(
         await CheckpointChunks.SendAsync(file, $"{trial.Id}.ckpt", responseStream, context.CancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>A write fencing refused: logged and counted, so a worker acting on a lost lease shows.</summary>
+    private void StaleWrite(string write, string trialId, long token, string from)
+    {
+        metrics.StaleWriteRefused(write);
+        Log.StaleWriteRefused(logger, write, trialId, token, from);
+    }
+
     private static partial class Log
     {
         [LoggerMessage(LogEventIds.Workers + 1, LogLevel.Information, "Worker {WorkerId} ({Name}) connected, re-attaching {Running} trials")]
@@ -260,6 +278,9 @@ public sealed partial class WorkerGatewayService(
 
         [LoggerMessage(LogEventIds.Workers + 4, LogLevel.Error, "Trial {TrialId}: checkpoint not stored under {Root}: {Message}")]
         public static partial void CheckpointWriteFailed(ILogger logger, string trialId, string root, string message);
+
+        [LoggerMessage(LogEventIds.Workers + 5, LogLevel.Warning, "Refused a {Write} for trial {TrialId} from {From}: fencing token {Token} is stale (the lease was taken back and the trial moved on)")]
+        public static partial void StaleWriteRefused(ILogger logger, string write, string trialId, long token, string from);
 
         [LoggerMessage(LogEventIds.Workers + 3, LogLevel.Information, "Worker {WorkerId} is draining: no new trials for it; its running trials ({Running}) come back at their next epoch end")]
         public static partial void WorkerDraining(ILogger logger, string workerId, int running);

@@ -182,6 +182,7 @@ public static class CoordinatorHost
             : SqliteStateStore.OpenAsync(sp.GetRequiredService<IOptions<StateSettings>>().Value.Dir, CancellationToken.None).GetAwaiter().GetResult());
         services.AddSingleton<StoreResilience>();
         services.AddSingleton<CheckpointStore>();
+        services.AddSingleton<Plugins.PluginStore>();
         services.AddDataDelivery((o, sp) =>
         {
             o.DataDir = sp.GetRequiredService<IOptions<DataSettings>>().Value.Dir is { Length: > 0 } dir ? dir : null;
@@ -232,6 +233,7 @@ public static class CoordinatorHost
         app.MapGrpcService<SweepsService>();
         app.MapGrpcService<WorkerGatewayService>();
         app.MapGrpcService<DataSetsService>();
+        app.MapGrpcService<PluginsService>();
         app.MapGrpcService<GradientExchangeService>();
         // Liveness: the process serves requests. Readiness: its state store answers too (HTTP and gRPC).
         app.MapCoordinatorHealth();

@@ -1,3 +1,4 @@
+using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Orchestrator.Configuration;
@@ -24,6 +25,28 @@ public static class CoordinatorTls
             // Asked for, not required: users' calls come without one; worker calls are refused without one.
             options.ClientCertificateMode = ClientCertificateMode.AllowCertificate;
             options.ClientCertificateValidation = (certificate, chain, _) => TlsFiles.ChainsTo(certificate, roots, chain);
+        }
+        return options;
+    }
+
+    /// <summary>
+    /// TLS of the gradient socket's TCP port, or null for plain text: the same certificate, and with a
+    /// client CA a client certificate is required (only workers connect there).
+    /// </summary>
+    /// <exception cref="InvalidDataException">A file cannot be read as what it should hold (the message names it).</exception>
+    public static SslServerAuthenticationOptions? SocketAuthentication(ListenSettings listen)
+    {
+        ArgumentNullException.ThrowIfNull(listen);
+        if (!listen.Tls) return null;
+        var options = new SslServerAuthenticationOptions { ServerCertificate = TlsFiles.LoadCertificate(listen.TlsCertificate!, listen.TlsKey!) };
+        if (!string.IsNullOrEmpty(listen.TlsClientCa))
+        {
+            var roots = TlsFiles.LoadAuthorities(listen.TlsClientCa);
+            options.ClientCertificateRequired = true;
+            options.RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
+                certificate is X509Certificate2 client
+                && (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) == SslPolicyErrors.None
+                && TlsFiles.ChainsTo(client, roots, chain);
         }
         return options;
     }

@@ -23,6 +23,7 @@ public sealed class CoordinatorMetrics : IDisposable
     private readonly Histogram<long> _aggregationBytes;
     private readonly Counter<long> _reports;
     private readonly Counter<long> _authRefusals;
+    private readonly Counter<long> _staleWrites;
     private volatile MetricsSnapshot _snapshot = MetricsSnapshot.Empty;
 
     public CoordinatorMetrics(Scheduling.PendingReasons pendingReasons)
@@ -69,6 +70,8 @@ public sealed class CoordinatorMetrics : IDisposable
         _reports = _meter.CreateCounter<long>("orch_metric_reports", "{report}", "Metric reports received from workers (duplicates included).");
         _authRefusals = _meter.CreateCounter<long>("orch_auth_refusals", "{call}",
             "Calls and gradient-socket connections refused: reason unauthenticated (no or unknown token) or permission_denied (the token lacks the role); label role is the role needed.");
+        _staleWrites = _meter.CreateCounter<long>("orch_stale_writes_refused", "{write}",
+            "Writes refused because the writer's fencing token is no longer the trial's (its lease expired and the trial moved on): label write is heartbeat, metric, checkpoint or outcome.");
     }
 
     /// <summary>The meter these instruments belong to (tests listen to this instance only).</summary>
@@ -88,6 +91,13 @@ public sealed class CoordinatorMetrics : IDisposable
     /// <summary>Counts a refused call (<see cref="Security.AuthInterceptor"/>) or gradient-socket connection.</summary>
     public void AuthRefused(string reason, string role) =>
         _authRefusals.Add(1, new KeyValuePair<string, object?>("reason", reason), new KeyValuePair<string, object?>("role", role));
+
+    /// <summary>
+    /// Counts a write refused by fencing: a worker still acting on a lease the coordinator took back
+    /// (cut off for longer than the lease timeout, say). <paramref name="write"/> is one of
+    /// <c>heartbeat</c>, <c>metric</c>, <c>checkpoint</c>, <c>outcome</c>.
+    /// </summary>
+    public void StaleWriteRefused(string write) => _staleWrites.Add(1, new KeyValuePair<string, object?>("write", write));
 
     public void CheckpointUploaded(long bytes, TimeSpan duration)
     {

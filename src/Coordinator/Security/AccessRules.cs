@@ -5,7 +5,7 @@ namespace Orchestrator.Coordinator.Security;
 /// <summary>
 /// The role each gRPC method needs, in one table: the Sweeps service reads for viewers and
 /// changes sweeps for users; the worker services (worker stream, checkpoints, data, gradient
-/// exchange) are for workers; health checks are open to probes. A method of any other service
+/// exchange, plug-in downloads) are for workers, and only users upload plug-in code; health checks are open to probes. A method of any other service
 /// needs every role (the coordinator's own token), so nothing new is open by omission.
 /// </summary>
 public static class AccessRules
@@ -19,6 +19,8 @@ public static class AccessRules
         [Proto.WorkerGateway.Descriptor.FullName] = Roles.Worker,
         [Proto.DataSets.Descriptor.FullName] = Roles.Worker,
         [Proto.GradientExchange.Descriptor.FullName] = Roles.Worker,
+        // Workers download plug-in files; uploading code is for users only (UserMethods).
+        [Proto.Plugins.Descriptor.FullName] = Roles.Worker,
         [HealthService] = Roles.None,
     };
 
@@ -27,6 +29,7 @@ public static class AccessRules
     [
         .. new[] { "SubmitSweep", "CancelSweep", "PauseSweep", "ResumeSweep", "ExtendSweep", "StopTrial" }
             .Select(m => $"/{Proto.Sweeps.Descriptor.FullName}/{m}"),
+        $"/{Proto.Plugins.Descriptor.FullName}/UploadPluginFile",
     ];
 
     /// <summary>The role <paramref name="method"/> ("/package.Service/Method") needs; <see cref="Roles.None"/> when it is open.</summary>

@@ -166,24 +166,28 @@ public sealed partial class SweepManager(
         return true;
     }
 
-    /// <summary>A worker reports a trial's outcome on one rank.</summary>
-    public async Task TrialOutcomeAsync(string workerId, string trialId, long token, int rank, TrialOutcome outcome, string message, CancellationToken ct)
+    /// <summary>
+    /// A worker reports a trial's outcome on one rank. False when the outcome would end or re-queue
+    /// the trial but the worker's token is stale (the trial moved on: nothing changed).
+    /// </summary>
+    public async Task<bool> TrialOutcomeAsync(string workerId, string trialId, long token, int rank, TrialOutcome outcome, string message, CancellationToken ct)
     {
+        var applied = true;
         switch (outcome)
         {
             case TrialOutcome.Started:
-                return;
+                return true;
             case TrialOutcome.Completed:
-                await EndTrialAsync(trialId, token, TrialStatus.Completed, null, ct).ConfigureAwait(false);
+                applied = await EndTrialAsync(trialId, token, TrialStatus.Completed, null, ct).ConfigureAwait(false);
                 break;
             case TrialOutcome.FailedPermanently:
-                await EndTrialAsync(trialId, token, TrialStatus.Failed, message, ct).ConfigureAwait(false);
+                applied = await EndTrialAsync(trialId, token, TrialStatus.Failed, message, ct).ConfigureAwait(false);
                 break;
             case TrialOutcome.Failed:
-                await RequeueAsync(trialId, token, $"failed on {workerId}: {message}", ct).ConfigureAwait(false);
+                applied = await RequeueAsync(trialId, token, $"failed on {workerId}: {message}", handedBack: false, ct).ConfigureAwait(false);
                 break;
             case TrialOutcome.Drained:
-                await HandBackAsync(trialId, token, $"handed back by {workerId}: {message}", ct).ConfigureAwait(false);
+                applied = await RequeueAsync(trialId, token, $"handed back by {workerId}: {message}", handedBack: true, ct).ConfigureAwait(false);
                 break;
             case TrialOutcome.Stopped:
                 // A stop we asked for: the trial was already moved on (stopped, cancelled or re-queued).
@@ -196,6 +200,7 @@ public sealed partial class SweepManager(
                 break;
         }
         trials.ReleaseRank(workerId, trialId, token, rank);
+        return applied;
     }
 
     /// <summary>
@@ -213,16 +218,20 @@ public sealed partial class SweepManager(
     public Task HandBackAsync(string trialId, long token, string reason, CancellationToken ct) =>
         RequeueAsync(trialId, token, reason, handedBack: true, ct);
 
-    private async Task RequeueAsync(string trialId, long token, string reason, bool handedBack, CancellationToken ct)
+    /// <summary>False when the token was stale (nothing changed).</summary>
+    private async Task<bool> RequeueAsync(string trialId, long token, string reason, bool handedBack, CancellationToken ct)
     {
         var updated = await trials.RequeueAsync(trialId, token, reason, handedBack, ct).ConfigureAwait(false);
         if (updated is { State: TrialStatus.Failed }) await AfterTrialEndedAsync(updated, ct).ConfigureAwait(false);
+        return updated is not null;
     }
 
-    private async Task EndTrialAsync(string trialId, long token, TrialStatus state, string? message, CancellationToken ct)
+    /// <summary>False when the token was stale (nothing changed).</summary>
+    private async Task<bool> EndTrialAsync(string trialId, long token, TrialStatus state, string? message, CancellationToken ct)
     {
         var ended = await trials.EndAsync(trialId, token, state, message, ct).ConfigureAwait(false);
         if (ended is not null) await AfterTrialEndedAsync(ended, ct).ConfigureAwait(false);
+        return ended is not null;
     }
 
     /// <summary>Tells the sweep's watchers about a trial's current state (and pending reason).</summary>

@@ -76,6 +76,8 @@ public static class Settings
         new("Worker:MaxBackoff", null, null),
         new("Worker:MetricsPort", null, "--metrics-port"),
         new("Worker:MetricsBind", null, "--metrics-bind"),
+        new("Worker:MetricsTlsCertificate", null, "--metrics-tls-cert"),
+        new("Worker:MetricsTlsKey", null, "--metrics-tls-key"),
         new("Worker:DrainTimeout", null, "--drain-timeout"),
         new(LogFormatKey, EnvironmentVariables.LogFormat, "--log-format"),
     ];

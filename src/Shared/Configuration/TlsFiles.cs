@@ -60,12 +60,14 @@ public static class TlsFiles
     }
 
     /// <summary>
-    /// An HTTP handler for gRPC clients of the coordinator: the server's certificate is checked
-    /// against <paramref name="caFile"/> when given (else the system's roots), and
+    /// A client's TLS settings: the server's certificate is checked against
+    /// <paramref name="caFile"/> when given (else the system's roots), and
     /// <paramref name="clientCertificateFile"/> with <paramref name="clientKeyFile"/> is presented
-    /// for mutual TLS when given. Null when nothing is set (the default handler).
+    /// for mutual TLS when given. Null when nothing is set (the system's roots, no client certificate).
+    /// Used for gRPC channels (<see cref="ClientHandler"/>) and for the gradient socket's TLS.
     /// </summary>
-    public static SocketsHttpHandler? ClientHandler(string? caFile, string? clientCertificateFile, string? clientKeyFile)
+    /// <exception cref="InvalidDataException">A file is missing, unreadable, or a certificate comes without its key.</exception>
+    public static SslClientAuthenticationOptions? ClientAuthentication(string? caFile, string? clientCertificateFile, string? clientKeyFile)
     {
         if (string.IsNullOrEmpty(caFile) && string.IsNullOrEmpty(clientCertificateFile)) return null;
         if (string.IsNullOrEmpty(clientCertificateFile) != string.IsNullOrEmpty(clientKeyFile))
@@ -81,8 +83,17 @@ public static class TlsFiles
         }
         if (!string.IsNullOrEmpty(clientCertificateFile))
             ssl.ClientCertificates = [LoadCertificate(clientCertificateFile, clientKeyFile!)];
-        return new SocketsHttpHandler { SslOptions = ssl, EnableMultipleHttp2Connections = true };
+        return ssl;
     }
+
+    /// <summary>
+    /// An HTTP handler for gRPC clients of the coordinator with <see cref="ClientAuthentication"/>'s
+    /// settings. Null when nothing is set (the default handler).
+    /// </summary>
+    public static SocketsHttpHandler? ClientHandler(string? caFile, string? clientCertificateFile, string? clientKeyFile) =>
+        ClientAuthentication(caFile, clientCertificateFile, clientKeyFile) is { } ssl
+            ? new SocketsHttpHandler { SslOptions = ssl, EnableMultipleHttp2Connections = true }
+            : null;
 
     private static void Exists(string file, string what)
     {

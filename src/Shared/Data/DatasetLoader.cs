@@ -1,4 +1,5 @@
 using Orchestrator.Data.Readers;
+using Orchestrator.Sdk;
 using Orchestrator.Trials;
 
 namespace Orchestrator.Data;
@@ -27,7 +28,7 @@ public static class DatasetLoader
     /// <summary>
     /// Loads the data set <paramref name="spec"/> names. Validation is the official test split, or a
     /// hold-out of train seeded by <paramref name="seed"/> when <see cref="DataSpec.Holdout"/> is set.
-    /// Blocks while a download runs; see <see cref="LoadAsync"/>.
+    /// Blocks while a download runs; see <see cref="LoadAsync(DataSpec, int, DatasetResolver, IProgress{DownloadProgress}?, CancellationToken)"/>.
     /// </summary>
     /// <exception cref="DatasetNotFoundException">Unknown name, or the files are nowhere to be found.</exception>
     /// <exception cref="DataFormatException">A file is corrupt or truncated.</exception>
@@ -37,17 +38,34 @@ public static class DatasetLoader
         LoadAsync(spec, seed, new DatasetResolver(), progress, ct).GetAwaiter().GetResult();
 
     /// <summary>As <see cref="Load"/>, with the resolver (cache, system folder, mirror) given.</summary>
-    public static async Task<DatasetSplits> LoadAsync(
+    public static Task<DatasetSplits> LoadAsync(
         DataSpec spec, int seed, DatasetResolver resolver, IProgress<DownloadProgress>? progress, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(resolver);
-        var (train, validation, info) = spec.Name switch
-        {
-            "imagefolder" => LoadImageFolder(spec),
-            "synthetic" => LoadSynthetic(spec),
-            _ => await LoadCatalogAsync(spec, resolver, progress, ct).ConfigureAwait(false),
-        };
+        if (spec.Plugin is not null)
+            throw new DatasetNotFoundException($"data set '{spec.Name}' comes from the plug-in {spec.Plugin}, which was not loaded");
+        return LoadAsync(new BuiltInDataset(spec.Name, resolver, progress, spec.Download), spec, seed, ct);
+    }
+
+    /// <summary>
+    /// Opens the data set through <paramref name="provider"/> (a built-in one or a plug-in's) and applies
+    /// the spec's hold-out and size limits: the one path every data set takes.
+    /// </summary>
+    public static async Task<DatasetSplits> LoadAsync(IDatasetProvider provider, DataSpec spec, int seed, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(provider);
+        ArgumentNullException.ThrowIfNull(spec);
+        var request = new DatasetRequest(spec.Dir, spec.ImageSize, new PluginArgs(spec.Args, "data"), seed);
+        var source = await provider.OpenAsync(request, ct).ConfigureAwait(false)
+            ?? throw new InvalidDataException($"data set '{spec.Name}': the provider returned no data");
+        var (train, validation) = (source.Train, source.Validation);
+        if (train is null || train.Count == 0) throw new InvalidDataException($"data set '{spec.Name}' has no training images");
+        var channels = train.Shape.Channels;
+        var info = new DatasetInfo(spec.Name, train.Shape, train.Classes,
+            Statistic(source.Mean, channels, spec.Name, "mean"), Statistic(source.Std, channels, spec.Name, "std"), []);
+        if (validation is not null && validation.Shape != train.Shape)
+            throw new InvalidDataException($"data set '{spec.Name}': validation images are {validation.Shape}, training images {train.Shape}");
 
         if (spec.Holdout is { } fraction)
             (train, validation) = DatasetSlicing.HoldOut(train, fraction, seed);
@@ -58,6 +76,30 @@ public static class DatasetLoader
             DatasetSlicing.Take(train, spec.LimitTrain),
             DatasetSlicing.Take(validation, spec.LimitTest),
             info);
+    }
+
+    private static float[] Statistic(IReadOnlyList<float>? values, int channels, string name, string what)
+    {
+        if (values is null) return Enumerable.Repeat(0.5f, channels).ToArray();
+        if (values.Count != channels)
+            throw new InvalidDataException($"data set '{name}': {values.Count} {what} values given for {channels}-channel images");
+        return [.. values];
+    }
+
+    /// <summary>The built-in data sets (<see cref="Trials.KnownNames.Datasets"/>), as a provider like a plug-in's.</summary>
+    private sealed class BuiltInDataset(string name, DatasetResolver resolver, IProgress<DownloadProgress>? progress, bool download) : IDatasetProvider
+    {
+        public async Task<DatasetSource> OpenAsync(DatasetRequest request, CancellationToken cancellationToken)
+        {
+            var spec = new DataSpec { Name = name, Dir = request.Dir, ImageSize = request.ImageSize, Download = download };
+            var (train, validation, info) = name switch
+            {
+                "imagefolder" => LoadImageFolder(spec),
+                "synthetic" => LoadSynthetic(spec),
+                _ => await LoadCatalogAsync(spec, resolver, progress, cancellationToken).ConfigureAwait(false),
+            };
+            return new DatasetSource(train, validation, info.Mean, info.Std);
+        }
     }
 
     private static async Task<(IImageDataset, IImageDataset?, DatasetInfo)> LoadCatalogAsync(

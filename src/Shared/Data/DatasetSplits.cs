@@ -13,7 +13,7 @@ public static class DatasetSlicing
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
         // A seeded stratum-free shuffle keeps class balance for data sets sorted by label (ImageFolder).
         var order = Permutation(dataset.Count, seed: 12345);
-        return new SubsetDataset(dataset, order[..n], dataset.Name);
+        return SubsetDataset.Of(dataset, order[..n], dataset.Name);
     }
 
     /// <summary>Splits <paramref name="dataset"/> into (train, hold-out) by a seeded permutation.</summary>
@@ -27,8 +27,8 @@ public static class DatasetSlicing
         var train = order[holdCount..];
         Array.Sort(hold);
         Array.Sort(train);
-        return (new SubsetDataset(dataset, train, dataset.Name + "[train]"),
-                new SubsetDataset(dataset, hold, dataset.Name + "[holdout]"));
+        return (SubsetDataset.Of(dataset, train, dataset.Name + "[train]"),
+                SubsetDataset.Of(dataset, hold, dataset.Name + "[holdout]"));
     }
 
     /// <summary>A seeded Fisher–Yates permutation of 0..n-1 (identical on every platform).</summary>

@@ -17,7 +17,9 @@ public static class TrialFields
     private static readonly HashSet<string> SectionNames = new(StringComparer.Ordinal);
     private static readonly Dictionary<string, TrialField> ByPath = Build(SectionNames);
 
-    /// <summary>Every settable path, in declaration order.</summary>
+    private static readonly string[] ArgumentSections = ["model", "data"];
+
+    /// <summary>Every settable path, in declaration order (plug-in arguments, <c>model.args.NAME</c>, come on top).</summary>
     public static IEnumerable<string> Paths => ByPath.Keys;
 
     /// <summary>The field at <paramref name="path"/>, or a sentence saying why there is none.</summary>
@@ -27,6 +29,20 @@ public static class TrialFields
         {
             problem = "";
             return true;
+        }
+        // model.args.X and data.args.X: a plug-in's arguments, which no reflection can list.
+        foreach (var section in ArgumentSections)
+        {
+            if (!path.StartsWith(section + ".args.", StringComparison.Ordinal)) continue;
+            var key = path[(section.Length + ".args.".Length)..];
+            if (TrialSpecYaml.IsPluginName(key))
+            {
+                field = TrialField.Argument(path, section, key);
+                problem = "";
+                return true;
+            }
+            problem = $"'{key}' is not an argument name (letters, digits, '_', '-')";
+            return false;
         }
         var hint = ByPath.Keys.FirstOrDefault(k => string.Equals(k, path, StringComparison.OrdinalIgnoreCase));
         problem = SectionNames.Contains(path)
@@ -77,11 +93,23 @@ public enum FieldKind
     Boolean,
 }
 
-/// <summary>One settable scalar field of a <see cref="TrialSpec"/>.</summary>
+/// <summary>One settable scalar field of a <see cref="TrialSpec"/>, or one plug-in argument (<c>model.args.width</c>).</summary>
 public sealed class TrialField
 {
     private readonly PropertyInfo? _section;
     private readonly PropertyInfo _property;
+    // For a plug-in argument: _property is the section's Args dictionary, _argument the key.
+    private readonly string? _argument;
+
+    /// <summary>A plug-in argument: text or a number (so that ranges work), kept in the section's <c>args</c>.</summary>
+    internal static TrialField Argument(string path, string section, string key)
+    {
+        var sectionProperty = typeof(TrialSpec).GetProperty(section, BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase)!;
+        return new TrialField(path, sectionProperty, sectionProperty.PropertyType.GetProperty(nameof(ModelSpec.Args))!, FieldKind.Number, key);
+    }
+
+    internal TrialField(string path, PropertyInfo? section, PropertyInfo property, FieldKind kind, string argument)
+        : this(path, section, property, kind) => _argument = argument;
 
     internal TrialField(string path, PropertyInfo? section, PropertyInfo property, FieldKind kind)
     {
@@ -119,6 +147,12 @@ public sealed class TrialField
             problem = "a value is required";
             return false;
         }
+        if (_argument is not null)
+        {
+            // An argument's type is the plug-in's business: numbers get their canonical form, the rest stays as written.
+            canonical = double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var n) && double.IsFinite(n) ? FormatNumber(n) : text;
+            return true;
+        }
         switch (Kind)
         {
             case FieldKind.Text:
@@ -148,6 +182,14 @@ public sealed class TrialField
     /// <summary>Sets the field of <paramref name="spec"/> from a canonical value (see <see cref="TryNormalize"/>).</summary>
     public void Set(TrialSpec spec, string canonical)
     {
+        if (_argument is not null)
+        {
+            var owner = Target(spec, create: true)!;
+            if (_property.GetValue(owner) is not Dictionary<string, string> args)
+                _property.SetValue(owner, args = new Dictionary<string, string>(StringComparer.Ordinal));
+            args[_argument] = canonical;
+            return;
+        }
         object value = Kind switch
         {
             FieldKind.Integer => int.Parse(canonical, NumberStyles.Integer, CultureInfo.InvariantCulture),
@@ -159,16 +201,17 @@ public sealed class TrialField
     }
 
     /// <summary>The field's current value in canonical form; null where it (or its section) is unset.</summary>
-    public string? Get(TrialSpec spec) => Target(spec, create: false) is { } owner
-        ? _property.GetValue(owner) switch
+    public string? Get(TrialSpec spec) => Target(spec, create: false) is not { } owner ? null
+        : _argument is not null
+            ? (_property.GetValue(owner) as Dictionary<string, string>)?.GetValueOrDefault(_argument)
+        : _property.GetValue(owner) switch
         {
             null => null,
             double d => FormatNumber(d),
             int i => i.ToString(CultureInfo.InvariantCulture),
             bool b => b ? "true" : "false",
             var o => o.ToString(),
-        }
-        : null;
+        };
 
     /// <summary>Sets the field and returns what puts <paramref name="spec"/> back as it was (to try many values on one spec).</summary>
     internal Action SetTemporarily(TrialSpec spec, string canonical)
@@ -176,6 +219,13 @@ public sealed class TrialField
         var sectionBefore = _section?.GetValue(spec);
         var owner = Target(spec, create: true)!;
         var before = _property.GetValue(owner);
+        if (_argument is not null)
+        {
+            // Set on a copy, so that the dictionary the spec had stays untouched and comes back as it was.
+            _property.SetValue(owner, before is Dictionary<string, string> d ? new Dictionary<string, string>(d, StringComparer.Ordinal) : null);
+            Set(spec, canonical);
+            return () => _property.SetValue(owner, before);
+        }
         Set(spec, canonical);
         return () =>
         {

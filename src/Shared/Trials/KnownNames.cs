@@ -14,6 +14,7 @@ public static class KnownNames
     public static readonly IReadOnlyList<string> Stems = ["cifar", "imagenet"];
     public static readonly IReadOnlyList<string> WeightFormats = ["auto", "torchsharp", "pytorch", "safetensors"];
     public static readonly IReadOnlyList<string> PruningScopes = ["layer", "global"];
+    public static readonly IReadOnlyList<string> Precisions = ["fp32", "bf16", "fp16"];
 
     /// <summary>"one of a, b, c" for error messages.</summary>
     public static string OneOf(IReadOnlyList<string> names) => "one of " + string.Join(", ", names);

@@ -30,6 +30,10 @@ public static class MetricNames
     public const string WorldSize = "world_size";
     /// <summary>Fraction of prunable weights that are zero (trials with <c>pruning</c>).</summary>
     public const string Sparsity = "sparsity";
+    /// <summary>fp16 steps skipped in the epoch because their gradients overflowed (the loss scale then halves).</summary>
+    public const string SkippedSteps = "skipped_steps";
+    /// <summary>fp16's dynamic loss scale at the epoch's end.</summary>
+    public const string LossScale = "loss_scale";
 
     /// <summary>The metrics a sweep may optimise (<c>objective.metric</c>), the default first.</summary>
     public static readonly IReadOnlyList<string> Objectives = [ValAccuracy, ValLoss, ValTop5, TrainLoss, TrainAccuracy];

@@ -17,6 +17,11 @@ public sealed class TrialSpec
     public ScheduleSpec Schedule { get; set; } = new();
     public LossSpec Loss { get; set; } = new();
     public AugmentSpec Augment { get; set; } = new();
+    /// <summary>
+    /// Arithmetic of the forward and backward passes: fp32, or bf16/fp16 with fp32 master weights,
+    /// normalisation and loss (fp16 with dynamic loss scaling). Checkpoints are fp32 either way.
+    /// </summary>
+    public string Precision { get; set; } = "fp32";
     /// <summary>Clip the global gradient norm to this value; 0 turns clipping off.</summary>
     public double GradClip { get; set; }
     public CheckpointSpec Checkpoint { get; set; } = new();
@@ -25,6 +30,8 @@ public sealed class TrialSpec
     public PruningSpec? Pruning { get; set; }
     /// <summary>Stop before <see cref="Epochs"/> when checkpoint.bestMetric has not improved for a while (omit: train every epoch).</summary>
     public EarlyStoppingSpec? EarlyStopping { get; set; }
+    /// <summary>Extra validation metrics from plug-ins, reported as val_&lt;name&gt; after each epoch (docs/plugins.md).</summary>
+    public List<MetricPluginSpec>? Metrics { get; set; }
 
     /// <summary>
     /// A deep copy. Sections hold only values and strings (plus one list), so a member-wise copy
@@ -44,20 +51,35 @@ public sealed class TrialSpec
         copy.Pretrained = Pretrained?.Copy();
         copy.Pruning = Pruning?.Copy();
         copy.EarlyStopping = EarlyStopping?.Copy();
+        copy.Metrics = Metrics?.Select(m => m.Copy()).ToList();
         return copy;
     }
 }
 
 public sealed class DataSpec
 {
-    internal DataSpec Copy() => (DataSpec)MemberwiseClone();
+    internal DataSpec Copy()
+    {
+        var copy = (DataSpec)MemberwiseClone();
+        copy.Args = Args is null ? null : new(Args, StringComparer.Ordinal);
+        return copy;
+    }
 
-    /// <summary>fashion-mnist, mnist, cifar10, cifar100, imagefolder or synthetic.</summary>
+    /// <summary>fashion-mnist, mnist, cifar10, cifar100, imagefolder or synthetic; with <see cref="Plugin"/>, a name the plug-in exports.</summary>
     public string Name { get; set; } = "fashion-mnist";
+    /// <summary>A plug-in assembly (.dll) whose exported data set <see cref="Name"/> is (docs/plugins.md); absent for built-in data sets.</summary>
+    public string? Plugin { get; set; }
+    /// <summary>Arguments for a plug-in's data set, as text (searchable as <c>data.args.NAME</c>).</summary>
+    public Dictionary<string, string>? Args { get; set; }
     /// <summary>Where the files are; when empty the usual places are searched (see docs/data.md).</summary>
     public string? Dir { get; set; }
     /// <summary>Use only the first N training images (a seeded subset).</summary>
     public int? LimitTrain { get; set; }
+    /// <summary>
+    /// Threads that read, decode and augment training batches ahead of the model (1 by default;
+    /// more for JPEG folders feeding a GPU). The batches are the same whatever the number.
+    /// </summary>
+    public int LoaderThreads { get; set; } = 1;
     /// <summary>Use only the first N validation images.</summary>
     public int? LimitTest { get; set; }
     /// <summary>Validate on a seeded hold-out fraction of train instead of the official test split.</summary>
@@ -70,10 +92,19 @@ public sealed class DataSpec
 
 public sealed class ModelSpec
 {
-    internal ModelSpec Copy() => (ModelSpec)MemberwiseClone();
+    internal ModelSpec Copy()
+    {
+        var copy = (ModelSpec)MemberwiseClone();
+        copy.Args = Args is null ? null : new(Args, StringComparer.Ordinal);
+        return copy;
+    }
 
-    /// <summary>simple-cnn, resnet18, resnet34, resnet50.</summary>
+    /// <summary>simple-cnn, resnet18, resnet34, resnet50; with <see cref="Plugin"/>, a name the plug-in exports.</summary>
     public string Name { get; set; } = "simple-cnn";
+    /// <summary>A plug-in assembly (.dll) whose exported model factory <see cref="Name"/> is (docs/plugins.md); absent for built-in models.</summary>
+    public string? Plugin { get; set; }
+    /// <summary>Arguments for the model factory, as text (searchable as <c>model.args.NAME</c>).</summary>
+    public Dictionary<string, string>? Args { get; set; }
     /// <summary>Dropout probability before the classifier (0 = off).</summary>
     public double Dropout { get; set; }
     /// <summary>cifar (3×3 conv, no max-pool: for 28–64 px inputs) or imagenet (7×7/2 conv + max-pool). Default: by image size.</summary>
@@ -158,6 +189,17 @@ public sealed class AugmentSpec
     public int? ResizeTo { get; set; }
     /// <summary>Normalise with the data set's mean and standard deviation.</summary>
     public bool Normalize { get; set; } = true;
+}
+
+/// <summary>An extra validation metric a plug-in exports (an <c>IEvaluationMetric</c>).</summary>
+public sealed class MetricPluginSpec
+{
+    internal MetricPluginSpec Copy() => (MetricPluginSpec)MemberwiseClone();
+
+    /// <summary>The plug-in assembly (.dll).</summary>
+    public string Plugin { get; set; } = "";
+    /// <summary>The name it exports; reported as val_&lt;name&gt;.</summary>
+    public string Name { get; set; } = "";
 }
 
 /// <summary>Per-trial patience: the run ends once checkpoint.bestMetric has gone <see cref="Patience"/> epochs without improving by more than <see cref="MinDelta"/>.</summary>

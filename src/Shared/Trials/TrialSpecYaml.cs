@@ -46,20 +46,26 @@ public static class TrialSpecYaml
                  { ("data", s.Data), ("model", s.Model), ("optimizer", s.Optimizer), ("schedule", s.Schedule), ("loss", s.Loss), ("augment", s.Augment), ("checkpoint", s.Checkpoint) })
             Check(value is not null, section, "is empty: give its fields, or leave the section out for its defaults");
 
-        Check(In(KnownNames.Datasets, s.Data.Name), "data.name", $"unknown data set '{s.Data.Name}': {KnownNames.OneOf(KnownNames.Datasets)}");
+        if (s.Data.Plugin is null)
+            Check(In(KnownNames.Datasets, s.Data.Name), "data.name", $"unknown data set '{s.Data.Name}': {KnownNames.OneOf(KnownNames.Datasets)}");
+        ValidatePlugin("data", s.Data.Plugin, s.Data.Name, s.Data.Args, Check);
         Check(s.Data.LimitTrain is null or > 0, "data.limitTrain", "must be > 0");
         Check(s.Data.LimitTest is null or > 0, "data.limitTest", "must be > 0");
+        Check(s.Data.LoaderThreads is >= 1 and <= 64, "data.loaderThreads", "must be between 1 and 64");
         Check(s.Data.Holdout is null or (> 0 and < 1), "data.holdout", "must be a fraction between 0 and 1");
         Check(s.Data.ImageSize is null or (>= 8 and <= 1024), "data.imageSize", "must be between 8 and 1024");
-        Check(s.Data.Name != "imagefolder" || !string.IsNullOrEmpty(s.Data.Dir), "data.dir", "imagefolder data needs data.dir: a folder with one subfolder per class");
+        Check(s.Data.Name != "imagefolder" || s.Data.Plugin is not null || !string.IsNullOrEmpty(s.Data.Dir), "data.dir", "imagefolder data needs data.dir: a folder with one subfolder per class");
 
-        Check(In(KnownNames.Models, s.Model.Name), "model.name", $"unknown model '{s.Model.Name}': {KnownNames.OneOf(KnownNames.Models)}");
+        if (s.Model.Plugin is null)
+            Check(In(KnownNames.Models, s.Model.Name), "model.name", $"unknown model '{s.Model.Name}': {KnownNames.OneOf(KnownNames.Models)}");
+        ValidatePlugin("model", s.Model.Plugin, s.Model.Name, s.Model.Args, Check);
         Check(s.Model.Dropout is >= 0 and < 1, "model.dropout", "must be in [0, 1)");
         Check(s.Model.Stem is null || In(KnownNames.Stems, s.Model.Stem), "model.stem", KnownNames.OneOf(KnownNames.Stems));
 
         Check(s.Epochs is > 0 and <= 100_000, "epochs", "must be between 1 and 100000");
         Check(s.BatchSize is > 0 and <= 65_536, "batchSize", "must be between 1 and 65536");
         Check(s.GradClip >= 0, "gradClip", "must be ≥ 0 (0 turns clipping off)");
+        Check(In(KnownNames.Precisions, s.Precision), "precision", $"unknown precision '{s.Precision}': {KnownNames.OneOf(KnownNames.Precisions)}");
 
         var o = s.Optimizer;
         Check(In(KnownNames.Optimizers, o.Name), "optimizer.name", $"unknown optimizer '{o.Name}': {KnownNames.OneOf(KnownNames.Optimizers)}");
@@ -92,7 +98,7 @@ public static class TrialSpecYaml
                 Check(double.TryParse(w[i], NumberStyles.Float, CultureInfo.InvariantCulture, out var x) && x >= 0 && double.IsFinite(x),
                       $"loss.classWeights[{i}]", $"'{w[i]}' is not a weight ≥ 0 (or use the single word 'balanced')");
             // Known where the data set is built in: said when the file is checked (at submit), not by every trial.
-            if (Orchestrator.Data.DatasetCatalog.Find(s.Data.Name) is { } known)
+            if (s.Data.Plugin is null && Orchestrator.Data.DatasetCatalog.Find(s.Data.Name) is { } known)
                 Check(w.Count == known.NumClasses, "loss.classWeights",
                       $"{w.Count} weights given, one per class is needed: {known.Name} has {known.NumClasses} classes (or use the single word 'balanced')");
         }
@@ -116,10 +122,42 @@ public static class TrialSpecYaml
         if (s.Pretrained is { } p)
         {
             Check(!string.IsNullOrWhiteSpace(p.Path), "pretrained.path", "is required");
+            Check(s.Model.Plugin is null, "pretrained", "transfer learning needs a built-in model: a plug-in's model has no known classifier head");
             Check(In(KnownNames.WeightFormats, p.Format), "pretrained.format", KnownNames.OneOf(KnownNames.WeightFormats));
         }
         if (s.Pruning is { } pr) ValidatePruning(pr, s.Epochs, Check);
+        for (var i = 0; i < (s.Metrics?.Count ?? 0); i++)
+        {
+            var m = s.Metrics![i];
+            var item = $"metrics[{i.ToString(CultureInfo.InvariantCulture)}]";
+            Check(m is not null, item, "needs plugin and name");
+            ValidatePlugin(item, m!.Plugin, m.Name, null, Check);
+            Check(!MetricNames.Objectives.Contains("val_" + m.Name) && s.Metrics.Take(i).All(o => o?.Name != m.Name), item + ".name",
+                $"val_{m.Name} is reported already: give each metric its own name");
+        }
     }
+
+    /// <summary>The plug-in fields of a <c>model</c> or <c>data</c> section; what the assembly holds is checked when it is loaded.</summary>
+    private static void ValidatePlugin(string section, string? plugin, string name, Dictionary<string, string>? args, Action<bool, string, string> check)
+    {
+        if (plugin is null)
+        {
+            check(args is not { Count: > 0 }, section + ".args", $"arguments are for a plug-in's {section}: give {section}.plugin, or leave args out");
+            return;
+        }
+        check(plugin.Trim().Length > 0, section + ".plugin", "is empty: give the path of the plug-in assembly (.dll)");
+        check(plugin.EndsWith(".dll", StringComparison.OrdinalIgnoreCase), section + ".plugin", $"'{plugin}' is not a .NET assembly path (.dll)");
+        check(IsPluginName(name), section + ".name", $"'{name}' is not a plug-in export name (letters, digits, '_', '-')");
+        foreach (var (key, value) in args ?? [])
+        {
+            check(IsPluginName(key), $"{section}.args", $"'{key}' is not an argument name (letters, digits, '_', '-')");
+            check(value is not null, $"{section}.args.{key}", "needs a value");
+        }
+    }
+
+    /// <summary>Whether <paramref name="name"/> can name a plug-in export or argument.</summary>
+    public static bool IsPluginName(string? name) =>
+        !string.IsNullOrEmpty(name) && name.Length <= 100 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-');
 
     private static void ValidatePruning(PruningSpec p, int epochs, Action<bool, string, string> check)
     {

@@ -51,6 +51,9 @@ public static partial class CheckpointFile
     /// <summary>The pruning masks, only in a pruned trial.</summary>
     public const string PruningSection = "pruning";
 
+    /// <summary>fp16's dynamic loss scale (<c>trial.precision: fp16</c>), only in such a trial.</summary>
+    public const string LossScaleSection = "loss-scale";
+
     private static readonly byte[] Magic = "ORCHCKPT"u8.ToArray();
     private const ushort EndMarker = 0xFFFF;
     private const int HashLength = 32;

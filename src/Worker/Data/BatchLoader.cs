@@ -12,7 +12,9 @@ namespace Orchestrator.Worker.Data;
 /// <param name="CropSize">Output side; with <paramref name="CropPadding"/> &gt; 0 or a smaller side than the data, a random crop.</param>
 /// <param name="CropPadding">Zero padding before the random crop (CIFAR style: 4).</param>
 /// <param name="Flip">Random horizontal flip with probability ½.</param>
-/// <param name="PrefetchBatches">Batches prepared ahead on a background thread.</param>
+/// <param name="PrefetchBatches">Batches prepared ahead (at least one per loader thread).</param>
+/// <param name="RandomResizedCropSide">ImageNet-style random-resized crop to this side, cut from each decoded original; only for an <see cref="ICroppingImageDataset"/> (other data sets crop on the device).</param>
+/// <param name="LoaderThreads">Threads that read, decode and augment batches; batch b is made by thread b mod N, so the batches and their order do not depend on N.</param>
 public sealed record BatchPlan(
     int BatchSize,
     bool Shuffle,
@@ -24,10 +26,12 @@ public sealed record BatchPlan(
     int Rank = 0,
     int WorldSize = 1,
     int PrefetchBatches = 3,
-    bool PadShards = true);
+    bool PadShards = true,
+    int LoaderThreads = 1,
+    int? RandomResizedCropSide = null);
 
 /// <summary>
-/// Produces host batches for an epoch on a background thread while the training thread computes:
+/// Produces host batches for an epoch on background threads while the training thread computes:
 /// per-epoch seeded order (<see cref="EpochSampler"/>), random crop with padding and horizontal flip
 /// done while copying bytes (cheap and exact), pooled buffers. No tensors are made here: TorchSharp
 /// work stays on the training thread, inside its dispose scope.
@@ -39,6 +43,7 @@ public sealed class BatchLoader : IDisposable
     private readonly EpochSampler _sampler;
     private readonly ConcurrentBag<HostBatch> _pool = [];
     private readonly ImageShape _outShape;
+    private readonly ICroppingImageDataset? _cropping;
     private long _waitTicks;
 
     public BatchLoader(IImageDataset data, BatchPlan plan)
@@ -51,6 +56,12 @@ public sealed class BatchLoader : IDisposable
         if (side > data.Shape.Height + 2 * plan.CropPadding || side > data.Shape.Width + 2 * plan.CropPadding)
             throw new ArgumentException($"crop size {side} is larger than the {data.Shape} images plus padding {plan.CropPadding}");
         _outShape = plan.CropSize is null ? data.Shape : new ImageShape(data.Shape.Channels, side, side);
+        // A random-resized crop from the original: the window is cut while decoding.
+        if (plan.RandomResizedCropSide is { } crop && data is ICroppingImageDataset cropping)
+        {
+            _cropping = cropping;
+            _outShape = new ImageShape(data.Shape.Channels, crop, crop);
+        }
     }
 
     /// <summary>The shape of the images the loader emits.</summary>
@@ -71,37 +82,47 @@ public sealed class BatchLoader : IDisposable
     {
         var indices = _sampler.Indices(epoch);
         var batches = BatchesPerEpoch;
-        using var queue = new BlockingCollection<HostBatch>(Math.Max(1, _plan.PrefetchBatches));
+        // Thread k makes batches skip+k, skip+k+N, …, into its own queue; the consumer takes them
+        // round-robin, so the order is the batches' order whatever N is.
+        var threads = Math.Clamp(_plan.LoaderThreads, 1, Math.Max(1, batches - skipBatches));
+        var queues = Enumerable.Range(0, threads)
+            .Select(_ => new BlockingCollection<HostBatch>(Math.Max(1, (_plan.PrefetchBatches + threads - 1) / threads)))
+            .ToArray();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         Exception? failure = null;
-        var producer = new Thread(() =>
+        var producers = Enumerable.Range(0, threads).Select(k => new Thread(() =>
         {
             try
             {
-                for (var b = skipBatches; b < batches && !stop.IsCancellationRequested; b++)
+                for (var b = skipBatches + k; b < batches && !stop.IsCancellationRequested; b += threads)
                 {
                     var batch = Rent();
                     Fill(batch, indices, epoch, b);
-                    queue.Add(batch, stop.Token);
+                    queues[k].Add(batch, stop.Token);
                 }
             }
             catch (OperationCanceledException) { }
-            catch (Exception e) { failure = e; }
-            finally { queue.CompleteAdding(); }
+            catch (Exception e)
+            {
+                Interlocked.CompareExchange(ref failure, e, null);
+                // The others stop too: the epoch ends with this error.
+                stop.Cancel();
+            }
+            finally { queues[k].CompleteAdding(); }
         })
-        { IsBackground = true, Name = "batch-loader" };
-        producer.Start();
+        { IsBackground = true, Name = $"batch-loader-{k}" }).ToList();
+        producers.ForEach(p => p.Start());
         try
         {
-            while (true)
+            for (var b = skipBatches; b < batches; b++)
             {
                 var started = Stopwatch.GetTimestamp();
                 HostBatch? next;
                 try
                 {
-                    if (!queue.TryTake(out next, Timeout.Infinite, ct)) break;
+                    if (!queues[(b - skipBatches) % threads].TryTake(out next, Timeout.Infinite, ct)) break;
                 }
-                catch (InvalidOperationException) { break; } // completed
+                catch (InvalidOperationException) { break; } // completed: that thread stopped early
                 var waited = Stopwatch.GetElapsedTime(started);
                 Interlocked.Add(ref _waitTicks, waited.Ticks);
                 Training.TrainingMetrics.WaitedForData(waited);
@@ -113,8 +134,12 @@ public sealed class BatchLoader : IDisposable
         finally
         {
             stop.Cancel();
-            producer.Join();
-            while (queue.TryTake(out var left)) _pool.Add(left);
+            producers.ForEach(p => p.Join());
+            foreach (var queue in queues)
+            {
+                while (queue.TryTake(out var left)) _pool.Add(left);
+                queue.Dispose();
+            }
         }
     }
 
@@ -132,6 +157,11 @@ public sealed class BatchLoader : IDisposable
         batch.Index = b;
         batch.AugmentSeed = SeedMix.Of(_plan.Seed, 0xA06, epoch, ((long)_plan.Rank << 32) | (uint)b);
         var rng = new Random((int)(batch.AugmentSeed & 0x7FFFFFFF));
+        if (_cropping is not null)
+        {
+            FillCropped(batch, indices, start, count, rng);
+            return;
+        }
         var src = _data.Shape;
         var needsCrop = _plan.CropPadding > 0 || _outShape != src;
         byte[]? scratch = needsCrop || _plan.Flip ? new byte[src.Size] : null;
@@ -156,8 +186,29 @@ public sealed class BatchLoader : IDisposable
         }
     }
 
+    /// <summary>Random-resized crops cut while decoding, then the flip.</summary>
+    private void FillCropped(HostBatch batch, int[] indices, int start, int count, Random rng)
+    {
+        var scratch = _plan.Flip ? new byte[_outShape.Size] : null;
+        for (var i = 0; i < count; i++)
+        {
+            var item = indices[start + i];
+            batch.Labels[i] = _data.GetLabel(item);
+            var dst = batch.Images.AsSpan(i * _outShape.Size, _outShape.Size);
+            // One generator per batch, drawn in item order: the batch is the same on any loader thread.
+            var flip = _plan.Flip && rng.Next(2) == 1;
+            if (!flip)
+            {
+                _cropping!.CopyRandomResizedCrop(item, dst, _outShape.Height, rng);
+                continue;
+            }
+            _cropping!.CopyRandomResizedCrop(item, scratch, _outShape.Height, rng);
+            CropFlip(scratch, _outShape, dst, _outShape, 0, 0, flip: true);
+        }
+    }
+
     /// <summary>Copies the window at (oy, ox) of <paramref name="src"/> (zero outside) into <paramref name="dst"/>, mirrored if asked.</summary>
-    internal static void CropFlip(ReadOnlySpan<byte> src, ImageShape s, Span<byte> dst, ImageShape d, int oy, int ox, bool flip)
+    public static void CropFlip(ReadOnlySpan<byte> src, ImageShape s, Span<byte> dst, ImageShape d, int oy, int ox, bool flip)
     {
         dst.Clear();
         for (var c = 0; c < d.Channels; c++)

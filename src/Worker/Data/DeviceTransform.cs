@@ -52,8 +52,9 @@ public sealed class DeviceTransform(DeviceAugment augment, Device device) : IDis
         // tensor that outlives this call, so the array can go back to the pool afterwards.
         using var flat = torch.frombuffer(batch.Images, ScalarType.Byte, (long)n * s.Size);
         using var hostImages = flat.view(n, s.Channels, s.Height, s.Width);
-        var labels = torch.tensor(batch.Labels.AsSpan(0, n).ToArray(), [n], ScalarType.Int64).to(device);
-        using var onDevice = hostImages.to(device);
+        using var hostLabels = torch.tensor(batch.Labels.AsSpan(0, n).ToArray(), [n], ScalarType.Int64);
+        var labels = ToDevice(hostLabels);
+        using var onDevice = ToDevice(hostImages);
         var x = onDevice.to_type(ScalarType.Float32).div_(255f);
         var rng = new Random((int)((batch.AugmentSeed >> 32) & 0x7FFFFFFF));
         if (train)
@@ -72,6 +73,21 @@ public sealed class DeviceTransform(DeviceAugment augment, Device device) : IDis
         }
         if (augment.Normalize) x = Normalize(x);
         return (x, labels);
+    }
+
+    /// <summary>Whether host batches go to the device through pinned (page-locked) memory: on CUDA only.</summary>
+    internal bool PinsHostMemory => device.type == DeviceType.CUDA;
+
+    /// <summary>
+    /// The host tensor on the device. On CUDA through a pinned staging copy, so that the transfer
+    /// runs asynchronously, ordered on the stream before the kernels that read it (libtorch keeps
+    /// the pinned block until the copy is done); elsewhere an ordinary move (on the CPU, none).
+    /// </summary>
+    private Tensor ToDevice(Tensor host)
+    {
+        if (!PinsHostMemory) return host.to(device);
+        using var pinned = host.pin_memory();
+        return pinned.to(device, non_blocking: true);
     }
 
     private Tensor Normalize(Tensor x)
@@ -180,8 +196,9 @@ public sealed class DeviceTransform(DeviceAugment augment, Device device) : IDis
     }
 
     /// <summary>Builds the transform for a data set and a trial's augment settings.</summary>
-    public static DeviceAugment For(DatasetInfo info, Orchestrator.Trials.AugmentSpec a) => new(
+    /// <param name="cropsOnHost">The loader cuts the random-resized crop from each original (<see cref="ICroppingImageDataset"/>): none here.</param>
+    public static DeviceAugment For(DatasetInfo info, Orchestrator.Trials.AugmentSpec a, bool cropsOnHost = false) => new(
         info.Mean, info.Std, a.Brightness, a.Contrast, a.Saturation,
-        a.RandomResizedCrop ? a.CropSize ?? info.Shape.Height : null,
+        a.RandomResizedCrop && !cropsOnHost ? a.CropSize ?? info.Shape.Height : null,
         a.ResizeTo, a.CropSize, a.Normalize);
 }

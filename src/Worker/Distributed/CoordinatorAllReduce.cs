@@ -50,17 +50,23 @@ public sealed class CoordinatorAllReduce : CoordinatorCollective
     /// queue behind (or ahead of) the worker's control stream, with large flow-control windows so
     /// that a chunk in flight never waits for a window update.
     /// </summary>
-    public static GrpcChannel CreateChannel(Uri coordinator) => GrpcChannel.ForAddress(coordinator, new GrpcChannelOptions
+    public static GrpcChannel CreateChannel(Uri coordinator, System.Net.Security.SslClientAuthenticationOptions? tls = null)
     {
-        MaxSendMessageSize = 8 * 1024 * 1024,
-        MaxReceiveMessageSize = 8 * 1024 * 1024,
-        HttpHandler = new SocketsHttpHandler
+        var handler = new SocketsHttpHandler
         {
             InitialHttp2StreamWindowSize = 16 * 1024 * 1024,
             KeepAlivePingDelay = TimeSpan.FromSeconds(20),
             KeepAlivePingTimeout = TimeSpan.FromSeconds(20),
-        },
-    });
+        };
+        // The worker's TLS settings (its CA, its client certificate), as on its control channel.
+        if (tls is not null) handler.SslOptions = tls;
+        return GrpcChannel.ForAddress(coordinator, new GrpcChannelOptions
+        {
+            MaxSendMessageSize = 8 * 1024 * 1024,
+            MaxReceiveMessageSize = 8 * 1024 * 1024,
+            HttpHandler = handler,
+        });
+    }
 
     /// <summary>
     /// Opens this rank's stream on its own channel to <paramref name="coordinator"/> and waits until
@@ -71,7 +77,7 @@ public sealed class CoordinatorAllReduce : CoordinatorCollective
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        var channel = CreateChannel(coordinator);
+        var channel = CreateChannel(coordinator, options.Tls);
         try
         {
             return await ConnectCoreAsync(options, channel.CreateCallInvoker(), channel, cancellationToken).ConfigureAwait(false);

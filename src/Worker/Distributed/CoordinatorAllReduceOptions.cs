@@ -44,6 +44,12 @@ public sealed class CoordinatorAllReduceOptions
     /// </summary>
     public WireFormat Wire { get; set; } = WireFormat.Fp32;
 
+    /// <summary>
+    /// TLS toward the coordinator (its address is https://): how its certificate is checked and the
+    /// client certificate presented, on the gRPC stream and on the TCP gradient socket. Null: plain text.
+    /// </summary>
+    public System.Net.Security.SslClientAuthenticationOptions? Tls { get; set; }
+
     /// <summary>Call headers (the bearer token when the coordinator wants one).</summary>
     public Metadata? Headers { get; set; }
 

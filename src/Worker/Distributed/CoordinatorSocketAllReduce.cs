@@ -2,7 +2,9 @@ using System.Runtime.CompilerServices;
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Runtime.InteropServices;
 using Orchestrator.Numerics;
 using Orchestrator.Protocol;
@@ -29,6 +31,8 @@ namespace Orchestrator.Worker.Distributed;
 public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
 {
     private readonly Socket _socket;
+    // The socket's stream: TLS over TCP when the coordinator serves TLS, else the socket itself.
+    private readonly Stream _stream;
     private readonly byte[] _stepHeader = new byte[GradientSocketFrames.StepHeaderBytes];
     private readonly byte[] _frame = new byte[GradientSocketFrames.FrameHeaderBytes];
     private readonly byte[] _readyFrame = new byte[GradientSocketFrames.StepHeaderBytes];
@@ -38,10 +42,11 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
     private SharedMemorySegment? _segment;
     private long _capacity;
 
-    private CoordinatorSocketAllReduce(CoordinatorAllReduceOptions options, Socket socket, bool shared)
+    private CoordinatorSocketAllReduce(CoordinatorAllReduceOptions options, Socket socket, Stream stream, bool shared)
         : base(options)
     {
         _socket = socket;
+        _stream = stream;
         _shared = shared;
         if (options.Wire == WireFormat.Bf16)
         {
@@ -78,7 +83,7 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
     public static Task<CoordinatorSocketAllReduce> ConnectAsync(CoordinatorAllReduceOptions options, string host, int port, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(host);
-        return ConnectCoreAsync(options, new DnsEndPoint(host, port), $"{host}:{port}", false, cancellationToken);
+        return ConnectCoreAsync(options, new DnsEndPoint(host, port), $"{host}:{port}", false, cancellationToken, host);
     }
 
     /// <summary>
@@ -94,7 +99,8 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
         return ConnectCoreAsync(options, new UnixDomainSocketEndPoint(path), "unix:" + path, sharedMemory, cancellationToken);
     }
 
-    private static async Task<CoordinatorSocketAllReduce> ConnectCoreAsync(CoordinatorAllReduceOptions options, EndPoint endpoint, string where, bool sharedMemory, CancellationToken cancellationToken)
+    private static async Task<CoordinatorSocketAllReduce> ConnectCoreAsync(CoordinatorAllReduceOptions options, EndPoint endpoint, string where, bool sharedMemory,
+        CancellationToken cancellationToken, string? tlsHost = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -106,6 +112,10 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
         try
         {
             await socket.ConnectAsync(endpoint, join.Token).ConfigureAwait(false);
+            Stream stream = new NetworkStream(socket, ownsSocket: false);
+            // Over TCP to a coordinator that serves TLS, the socket does too (a Unix socket stays on this machine).
+            if (tlsHost is not null && options.Tls is { } tls)
+                stream = await AuthenticateAsync(stream, tls, tlsHost, options, where, join.Token).ConfigureAwait(false);
             var hello = new GradientSocketHello
             {
                 Header = new GradientStreamHeader
@@ -120,16 +130,16 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
                 Authorization = options.Headers?.GetValue("authorization") ?? "",
                 SharedMemory = sharedMemory,
             };
-            await SocketIo.SendAllAsync(socket, GradientSocketFrames.Hello(hello), join.Token).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(stream, GradientSocketFrames.Hello(hello), join.Token).ConfigureAwait(false);
             // The coordinator says Joined once every rank of the trial is in, or why not.
             var frame = new byte[GradientSocketFrames.FrameHeaderBytes];
-            await SocketIo.ReceiveExactlyAsync(socket, frame, join.Token).ConfigureAwait(false);
+            await SocketIo.ReceiveExactlyAsync(stream, frame, join.Token).ConfigureAwait(false);
             var (type, argument, _) = GradientSocketFrames.ReadFrame(frame);
-            if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(socket, argument, join.Token).ConfigureAwait(false);
+            if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(stream, argument, join.Token).ConfigureAwait(false);
             if (type != GradientSocketFrames.Joined)
                 throw new CollectiveException(CollectiveFailure.ConnectFailed, options.Rank, null,
                     $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}: {where} answered frame type {type}; is it a coordinator's gradient socket?");
-            return new CoordinatorSocketAllReduce(options, socket, shared: argument == 1);
+            return new CoordinatorSocketAllReduce(options, socket, stream, shared: argument == 1);
         }
         catch (Exception e)
         {
@@ -143,13 +153,36 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
         }
     }
 
+    /// <summary>The TLS handshake with the coordinator's gradient socket, checked as the worker's gRPC calls are.</summary>
+    private static async Task<Stream> AuthenticateAsync(Stream inner, SslClientAuthenticationOptions tls, string host, CoordinatorAllReduceOptions options, string where, CancellationToken ct)
+    {
+        var ssl = new SslStream(inner, leaveInnerStreamOpen: false);
+        try
+        {
+            await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            {
+                TargetHost = host,
+                RemoteCertificateValidationCallback = tls.RemoteCertificateValidationCallback,
+                ClientCertificates = tls.ClientCertificates,
+                EnabledSslProtocols = tls.EnabledSslProtocols,
+            }, ct).ConfigureAwait(false);
+            return ssl;
+        }
+        catch (AuthenticationException e)
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            throw new CollectiveException(CollectiveFailure.ConnectFailed, options.Rank, null,
+                $"Joining the gradient exchange of trial {options.TrialId} failed on rank {options.Rank}: the TLS handshake with the coordinator's gradient socket at {where} failed ({e.Message}).", e);
+        }
+    }
+
     private protected override async Task ExchangeAsync(Memory<float> buffer, long step, CancellationTokenSource idle, StrongBox<Task> send)
     {
         using var bytes = new CoordinatorAllReduce.FloatBytes(buffer);
         if (_shared)
         {
             GradientSocketFrames.WriteStep(_stepHeader, step, buffer.Length);
-            await SocketIo.SendAllAsync(_socket, _stepHeader, idle.Token).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(_stream, _stepHeader, idle.Token).ConfigureAwait(false);
             if (bytes.Memory.Length > _capacity) await ReceiveSegmentAsync(idle.Token).ConfigureAwait(false);
             send.Value = SendReadyAsync(bytes.Memory, buffer.Length, step, idle.Token);
         }
@@ -176,10 +209,10 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
     private async Task SendStepAsync(Memory<byte> bytes, long floats, long step, CancellationToken ct)
     {
         GradientSocketFrames.WriteStep(_stepHeader, step, floats);
-        await SocketIo.SendAllAsync(_socket, _stepHeader, ct).ConfigureAwait(false);
+        await SocketIo.SendAllAsync(_stream, _stepHeader, ct).ConfigureAwait(false);
         if (_sendStaging is null)
         {
-            await SocketIo.SendAllAsync(_socket, bytes, ct).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(_stream, bytes, ct).ConfigureAwait(false);
             return;
         }
         // bf16: narrow a chunk, send it (the send returns once the kernel has the bytes), repeat.
@@ -188,7 +221,7 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
         {
             var values = MemoryMarshal.Cast<byte, float>(bytes.Span.Slice(offset, Math.Min(chunkBytes, bytes.Length - offset)));
             BFloat16Codec.Narrow(values, MemoryMarshal.Cast<byte, ushort>(_sendStaging.AsSpan()));
-            await SocketIo.SendAllAsync(_socket, _sendStaging.AsMemory(0, values.Length * sizeof(ushort)), ct).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(_stream, _sendStaging.AsMemory(0, values.Length * sizeof(ushort)), ct).ConfigureAwait(false);
         }
     }
 
@@ -202,21 +235,21 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
             var length = Math.Min(chunkBytes, bytes.Length - offset);
             bytes.Span.Slice(offset, length).CopyTo(segment.GetSpan().Slice(offset, length));
             GradientSocketFrames.WriteStep(_readyFrame, step, floats, GradientSocketFrames.Ready, (uint)index);
-            await SocketIo.SendAllAsync(_socket, _readyFrame, ct).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(_stream, _readyFrame, ct).ConfigureAwait(false);
         }
     }
 
     /// <summary>Shared memory: the coordinator made a larger segment for this step; map it.</summary>
     private async Task ReceiveSegmentAsync(CancellationToken ct)
     {
-        await SocketIo.ReceiveExactlyAsync(_socket, _frame, ct).ConfigureAwait(false);
+        await SocketIo.ReceiveExactlyAsync(_stream, _frame, ct).ConfigureAwait(false);
         var (type, argument, length) = GradientSocketFrames.ReadFrame(_frame);
-        if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_socket, argument, ct).ConfigureAwait(false);
+        if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_stream, argument, ct).ConfigureAwait(false);
         if (type != GradientSocketFrames.Segment || argument > 4096 || length < 2)
             throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
                 $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent frame type {type} where a shared-memory segment was due.");
         var path = new byte[argument];
-        await SocketIo.ReceiveExactlyAsync(_socket, path, ct).ConfigureAwait(false);
+        await SocketIo.ReceiveExactlyAsync(_stream, path, ct).ConfigureAwait(false);
         var segment = SharedMemorySegment.Open(System.Text.Encoding.UTF8.GetString(path), length);
         ((IDisposable?)_segment)?.Dispose();
         _segment = segment;
@@ -233,9 +266,9 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
         var chunks = (int)((floats + Options.ChunkFloats - 1) / Options.ChunkFloats);
         for (var index = 0; index < chunks; index++)
         {
-            await SocketIo.ReceiveExactlyAsync(_socket, _frame, idle.Token).ConfigureAwait(false);
+            await SocketIo.ReceiveExactlyAsync(_stream, _frame, idle.Token).ConfigureAwait(false);
             var (type, argument, frameStep) = GradientSocketFrames.ReadFrame(_frame);
-            if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_socket, argument, idle.Token).ConfigureAwait(false);
+            if (type == GradientSocketFrames.Failed) throw await ReadFailureAsync(_stream, argument, idle.Token).ConfigureAwait(false);
             if (type != GradientSocketFrames.Mean || frameStep != step || argument != (uint)index)
                 throw new CollectiveException(CollectiveFailure.Mismatch, Rank, null,
                     $"All-reduce failed on rank {Rank} of {WorldSize}: the coordinator sent frame type {type} for chunk {argument} of step {frameStep} where chunk {index} of step {step} was due.");
@@ -247,12 +280,12 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
             }
             else if (_receiveStaging is null)
             {
-                await SocketIo.ReceiveExactlyAsync(_socket, slice, idle.Token).ConfigureAwait(false);
+                await SocketIo.ReceiveExactlyAsync(_stream, slice, idle.Token).ConfigureAwait(false);
             }
             else
             {
                 var halves = _receiveStaging.AsMemory(0, slice.Length / 2);
-                await SocketIo.ReceiveExactlyAsync(_socket, halves, idle.Token).ConfigureAwait(false);
+                await SocketIo.ReceiveExactlyAsync(_stream, halves, idle.Token).ConfigureAwait(false);
                 BFloat16Codec.Widen(MemoryMarshal.Cast<byte, ushort>(halves.Span), MemoryMarshal.Cast<byte, float>(slice.Span));
             }
             idle.CancelAfter(Options.Timeout);
@@ -271,7 +304,8 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
         {
             try
             {
-                // A clean close: end our half, then wait for the coordinator to end its half (bounded).
+                // A clean close: end our half (TLS's close_notify first), then wait for the coordinator to end its half (bounded).
+                if (_stream is SslStream ssl) await ssl.ShutdownAsync().ConfigureAwait(false);
                 _socket.Shutdown(SocketShutdown.Send);
                 using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(5));
                 while (await _socket.ReceiveAsync(_frame, SocketFlags.None, bound.Token).ConfigureAwait(false) > 0) { }
@@ -281,18 +315,19 @@ public sealed class CoordinatorSocketAllReduce : CoordinatorCollective
                 // Already gone; closing below is all that is left to do.
             }
         }
+        await _stream.DisposeAsync().ConfigureAwait(false);
         _socket.Dispose();
         // Unmapped only when no collective still copies through it (disposed mid-call, it stays mapped).
         if (!Busy) ((IDisposable?)_segment)?.Dispose();
     }
 
     /// <summary>Reads the failure the coordinator ended the connection with: the same status the gRPC stream would carry.</summary>
-    private static async Task<Exception> ReadFailureAsync(Socket socket, uint length, CancellationToken ct)
+    private static async Task<Exception> ReadFailureAsync(Stream stream, uint length, CancellationToken ct)
     {
         if (length > GradientSocketFrames.MaxHelloBytes)
             return new IOException($"the coordinator announced a failure of {length} bytes");
         var payload = new byte[length];
-        await SocketIo.ReceiveExactlyAsync(socket, payload, ct).ConfigureAwait(false);
+        await SocketIo.ReceiveExactlyAsync(stream, payload, ct).ConfigureAwait(false);
         return GradientSocketFrames.ToRpcException(GradientSocketFailure.Parser.ParseFrom(payload));
     }
 }

@@ -40,6 +40,8 @@ public sealed record GradientTransportRequest
     public required Uri Coordinator { get; init; }
     /// <summary>Headers of calls to the coordinator (its bearer token).</summary>
     public Metadata? Headers { get; init; }
+    /// <summary>TLS toward the coordinator (an https:// address): for its gRPC stream and its TCP gradient socket. Null: plain text.</summary>
+    public System.Net.Security.SslClientAuthenticationOptions? Tls { get; init; }
 }
 
 /// <summary>
@@ -68,6 +70,7 @@ public static partial class GradientTransport
             WorldSize = request.WorldSize,
             Headers = request.Headers,
             Wire = request.Wire,
+            Tls = request.Tls,
         };
         if (request.CoordinatorSocketPath.Length > 0 && File.Exists(request.CoordinatorSocketPath))
         {

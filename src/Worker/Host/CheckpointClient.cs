@@ -49,12 +49,19 @@ internal sealed class CheckpointClient(WorkerGateway.WorkerGatewayClient client,
         }, ct).ConfigureAwait(false);
     }
 
-    /// <summary>Downloads the stored checkpoint of the trial <paramref name="lease"/> holds to <paramref name="path"/>, verified.</summary>
+    /// <summary>
+    /// Downloads the stored checkpoint of the trial <paramref name="lease"/> holds to
+    /// <paramref name="path"/>, verified; retried while the coordinator cannot answer (a restart).
+    /// </summary>
     public async Task DownloadAsync(TrialLease lease, string path, CancellationToken ct)
     {
-        // The size is not known before the first chunk: the deadline allows for a large checkpoint.
-        using var call = client.DownloadTrialCheckpoint(new DownloadTrialCheckpointRequest { Lease = lease }, headers,
-            DateTime.UtcNow + WorkerResilience.CheckpointTransferDeadline(WorkerResilience.LargeCheckpointBytes), ct);
-        await CheckpointChunks.ReceiveAsync(call.ResponseStream, path, $"the checkpoint of {lease.TrialId}", ct).ConfigureAwait(false);
+        var retry = WorkerResilience.CheckpointDownload(options, logger, () => lease.TrialId);
+        await retry.ExecuteAsync(async token =>
+        {
+            // The size is not known before the first chunk: the deadline allows for a large checkpoint.
+            using var call = client.DownloadTrialCheckpoint(new DownloadTrialCheckpointRequest { Lease = lease }, headers,
+                DateTime.UtcNow + WorkerResilience.CheckpointTransferDeadline(WorkerResilience.LargeCheckpointBytes), token);
+            await CheckpointChunks.ReceiveAsync(call.ResponseStream, path, $"the checkpoint of {lease.TrialId}", token).ConfigureAwait(false);
+        }, ct).ConfigureAwait(false);
     }
 }

@@ -25,6 +25,9 @@ internal interface ITrialHost
     /// <summary>Brings a data set from the coordinator into the worker's cache.</summary>
     Task<FetchResult> FetchDataAsync(DataSpec data, CancellationToken ct);
 
+    /// <summary>The local path of a shipped plug-in (<c>bundle:…</c>), fetched from the coordinator and verified if need be.</summary>
+    Task<string> FetchPluginAsync(string reference, CancellationToken ct);
+
     /// <summary>Stores a checkpoint on the coordinator, retrying until it is stored; a refusal (the lease is lost) throws.</summary>
     Task UploadCheckpointAsync(CheckpointHeader header, string path, CancellationToken ct);
 

@@ -6,6 +6,7 @@ using Orchestrator.Data;
 using Orchestrator.Protocol.V1;
 using Orchestrator.Specs;
 using Orchestrator.Trials;
+using Orchestrator.Worker.Plugins;
 using Orchestrator.Worker.Training;
 using Orchestrator.Worker.Distributed;
 
@@ -129,7 +130,9 @@ internal sealed partial class TrialRunner : ITrainingObserver
             if (_host.Options.DataDir is { } dataDir) spec.Data.Dir = dataDir;
             else if (_host.Options.FetchData && RemoteDatasetCache.CanFetch(spec.Data))
                 spec.Data.Dir = FetchData(spec.Data, setupToken);
-            var data = DatasetLoader.Load(spec.Data, spec.Seed, null, setupToken);
+            // The trial's own load context: unloaded when the trial ends, after its session (declared later, disposed first).
+            using var plugins = TrialPlugins.Load(spec, locate: plugin => LocatePlugin(plugin, setupToken));
+            var data = plugins.LoadData(spec.Data, spec.Seed, null, setupToken);
             var device = Native.TorchRuntime.ResolveDevice(DeviceInventory.TrainingDevice(_host.Options.Device, _assignment.Device));
             var runDir = Path.Combine(_host.Options.WorkDir, _assignment.Rank == 0 ? TrialId : $"{TrialId}-rank{_assignment.Rank}");
             if (Directory.Exists(runDir)) Directory.Delete(runDir, recursive: true);
@@ -139,8 +142,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
             using var session = _assignment.Resume
                 // The assignment's epochs, which orch extend --epochs may have raised since the checkpoint was written.
                 ? TrainingSession.Resume(DownloadCheckpoint(runDir, setupToken), data, device, runDir, this, spec.Epochs, distributed,
-                    name: $"the stored checkpoint of {TrialId}")
-                : new TrainingSession(spec, data, device, runDir, this, distributed);
+                    name: $"the stored checkpoint of {TrialId}", plugins)
+                : new TrainingSession(spec, data, device, runDir, this, distributed, plugins);
             if (session.EpochsCompleted > 0) _log.Write($"resumed from the checkpoint of epoch {session.EpochsCompleted}");
             _host.Send(Status(TrialStatus.Types.Outcome.Started, session.EpochsCompleted > 0 ? $"resumed after epoch {session.EpochsCompleted}" : ""));
             Log.TrialStarted(_host.Logger, TrialId, _assignment.Attempt, session.EpochsCompleted);
@@ -164,7 +167,8 @@ internal sealed partial class TrialRunner : ITrainingObserver
             outcome = TrialStatus.Types.Outcome.Drained;
             message = "stopped before training started, the worker is shutting down";
         }
-        catch (Exception e) when (e is SpecException or DataFormatException or DatasetNotFoundException or ArgumentException or Checkpoints.CheckpointFormatException)
+        catch (Exception e) when (e is SpecException or DataFormatException or DatasetNotFoundException or ArgumentException or Checkpoints.CheckpointFormatException
+                                       or PluginException or InvalidDataException { InnerException: PluginException })
         {
             // Retrying elsewhere cannot fix bad data, an invalid trial or a checkpoint that is wrong inside (every attempt gets the same one).
             outcome = TrialStatus.Types.Outcome.FailedPermanently;
@@ -214,6 +218,10 @@ internal sealed partial class TrialRunner : ITrainingObserver
     };
 
     /// <summary>Brings the trial's data set from the coordinator into the worker's cache and returns its folder.</summary>
+    /// <summary>A shipped plug-in (bundle:…) comes from the coordinator, verified; a path is used as it is (a shared folder, orch local).</summary>
+    private string LocatePlugin(string plugin, CancellationToken ct) =>
+        Orchestrator.Plugins.PluginBundle.TryParse(plugin, out _, out _) ? _host.FetchPluginAsync(plugin, ct).GetAwaiter().GetResult() : plugin;
+
     private string FetchData(DataSpec data, CancellationToken ct)
     {
         // The trial thread waits for its data anyway; nothing else runs on it.
@@ -291,7 +299,10 @@ internal sealed partial class TrialRunner : ITrainingObserver
             [MetricNames.AggregationBytes] = m.AggregationBytes,
             [MetricNames.WorldSize] = _assignment.WorldSize,
             [MetricNames.Sparsity] = m.Sparsity,
+            [MetricNames.SkippedSteps] = m.SkippedSteps,
+            [MetricNames.LossScale] = m.LossScale,
         }.Where(kv => double.IsFinite(kv.Value)).ToDictionary());
+        foreach (var (name, value) in m.PluginMetrics ?? []) point.Values["val_" + name] = value;
         var report = new WorkerMessage { Metric = new MetricReport { Lease = Lease, Point = point } };
         _reports.Enqueue(report);
         _host.Send(report);

@@ -6,6 +6,36 @@ namespace Orchestrator.Worker.Host;
 /// <summary>The worker's connection: one Connect stream at a time, one writer draining the outbox, heartbeats.</summary>
 public sealed partial class WorkerAgent
 {
+    /// <summary>With no frame from the coordinator for this long, the worker pings it (HTTP/2 PING).</summary>
+    public static readonly TimeSpan KeepAlivePingDelay = TimeSpan.FromSeconds(5);
+
+    /// <summary>A ping unanswered for this long ends the connection: the worker reconnects.</summary>
+    public static readonly TimeSpan KeepAlivePingTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long opening a connection (TCP and TLS) may take before the attempt fails and is retried with backoff.</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The channel's HTTP/2 handler: TLS as configured, and keep-alive pings. A worker mostly
+    /// writes to its stream and the coordinator rarely answers, so without pings a link that went
+    /// silent (a partition, a coordinator host that vanished, a firewall that forgot the
+    /// connection) shows only when TCP gives up on its retransmissions, minutes later, and even
+    /// after the link returns the connection waits for TCP's backed-off retransmission timer. With
+    /// them the worker notices within <see cref="KeepAlivePingDelay"/> + <see cref="KeepAlivePingTimeout"/>,
+    /// reconnects with backoff (each attempt bounded by <see cref="ConnectTimeout"/>), and is back
+    /// within a backoff of the link's return, its Hello re-attaching or giving up its trials.
+    /// </summary>
+    private static SocketsHttpHandler ConnectionHandler(WorkerAgentOptions options)
+    {
+        var handler = Orchestrator.Configuration.TlsFiles.ClientHandler(options.TlsCa, options.TlsClientCertificate, options.TlsClientKey)
+                      ?? new SocketsHttpHandler { EnableMultipleHttp2Connections = true };
+        handler.KeepAlivePingDelay = KeepAlivePingDelay;
+        handler.KeepAlivePingTimeout = KeepAlivePingTimeout;
+        handler.KeepAlivePingPolicy = HttpKeepAlivePingPolicy.WithActiveRequests;
+        handler.ConnectTimeout = ConnectTimeout;
+        return handler;
+    }
+
     /// <summary>
     /// One connection: Hello, then read assignments while a writer drains the outbox and a timer
     /// heartbeats. Returns true when it ended because a drain is over: the writer closed the

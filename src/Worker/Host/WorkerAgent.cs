@@ -27,6 +27,8 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
     private readonly GrpcChannel _channel;
     private readonly WorkerGateway.WorkerGatewayClient _client;
     private readonly CheckpointClient _checkpoints;
+    private readonly Plugins.PluginCache _plugins;
+    private readonly System.Net.Security.SslClientAuthenticationOptions? _tls;
     private readonly ConcurrentDictionary<string, TrialRunner> _trials = new(StringComparer.Ordinal);
     private readonly Channel<WorkerMessage> _outbox = Channel.CreateUnbounded<WorkerMessage>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ResiliencePipeline _reconnect;
@@ -57,11 +59,16 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
             MaxReceiveMessageSize = 8 * 1024 * 1024,
             MaxSendMessageSize = 8 * 1024 * 1024,
             LoggerFactory = loggers,
-            HttpHandler = Orchestrator.Configuration.TlsFiles.ClientHandler(options.TlsCa, options.TlsClientCertificate, options.TlsClientKey),
+            HttpHandler = ConnectionHandler(options),
         });
         _client = new WorkerGateway.WorkerGatewayClient(_channel);
+        // An https:// coordinator: its gradient socket and gradient stream are TLS too, checked the same way.
+        _tls = options.CoordinatorUrl.StartsWith("https://", StringComparison.OrdinalIgnoreCase)
+            ? Orchestrator.Configuration.TlsFiles.ClientAuthentication(options.TlsCa, options.TlsClientCertificate, options.TlsClientKey) ?? new System.Net.Security.SslClientAuthenticationOptions()
+            : null;
         _checkpoints = new CheckpointClient(_client, Headers, options, _logger);
         Datasets = new Orchestrator.Data.RemoteDatasetCache(new DataSets.DataSetsClient(_channel), Path.Combine(options.WorkDir, "datasets"), Headers);
+        _plugins = new Plugins.PluginCache(new Protocol.V1.Plugins.PluginsClient(_channel), Path.Combine(options.WorkDir, "plugins"), Headers);
         _reconnect = WorkerResilience.Reconnect(options, _logger);
         Directory.CreateDirectory(options.WorkDir);
         DataPort = options.DataPort != 0 ? options.DataPort : FreePort();
@@ -202,12 +209,14 @@ public sealed partial class WorkerAgent : ITrialHost, IAsyncDisposable
 
     Task<Orchestrator.Data.FetchResult> ITrialHost.FetchDataAsync(Orchestrator.Trials.DataSpec data, CancellationToken ct) => Datasets.FetchAsync(data, null, ct);
 
+    Task<string> ITrialHost.FetchPluginAsync(string reference, CancellationToken ct) => _plugins.FetchAsync(reference, ct);
+
     Task ITrialHost.UploadCheckpointAsync(CheckpointHeader header, string path, CancellationToken ct) => _checkpoints.UploadAsync(header, path, ct);
 
     Task ITrialHost.DownloadCheckpointAsync(TrialLease lease, string path, CancellationToken ct) => _checkpoints.DownloadAsync(lease, path, ct);
 
     Task<Distributed.IAllReduce> ITrialHost.JoinGradientExchangeAsync(Distributed.GradientTransportRequest request, CancellationToken ct) =>
-        Distributed.GradientTransport.ConnectAsync(request with { Headers = Headers }, _logger, ct);
+        Distributed.GradientTransport.ConnectAsync(request with { Headers = Headers, Tls = _tls }, _logger, ct);
 
     private IEnumerable<TrialRunner> RanksOf(string trialId) => _trials.Values.Where(t => t.Lease.TrialId == trialId).ToList();
 

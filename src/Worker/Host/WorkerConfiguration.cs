@@ -5,7 +5,7 @@ using Orchestrator.Configuration;
 namespace Orchestrator.Worker.Host;
 
 /// <summary>The settings of the `orch worker` process around its agent (configuration section "Worker").</summary>
-public sealed class WorkerServiceSettings
+public sealed class WorkerServiceSettings : IValidatableObject
 {
     /// <summary>Port of /metrics, /healthz and /readyz; unset: none.</summary>
     [Range(0, 65535, ErrorMessage = "must be a port number from 0 to 65535")]
@@ -15,12 +15,28 @@ public sealed class WorkerServiceSettings
     [Required]
     public string MetricsBind { get; set; } = "127.0.0.1";
 
+    /// <summary>PEM certificate of <see cref="MetricsPort"/>: with <see cref="MetricsTlsKey"/> it serves HTTPS only; unset: plain HTTP.</summary>
+    public string? MetricsTlsCertificate { get; set; }
+
+    /// <summary>PEM private key of <see cref="MetricsTlsCertificate"/>.</summary>
+    public string? MetricsTlsKey { get; set; }
+
     /// <summary>Seconds a SIGTERM drain may take before the worker stops at once; 0 stops at once.</summary>
     [Range(0, 7 * 24 * 3600, ErrorMessage = "must be from 0 to 604800 seconds")]
     public int DrainTimeout { get; set; } = 600;
 
     /// <summary>Whether to fetch data sets from the coordinator; unset: yes unless a data folder is given.</summary>
     public bool? FetchData { get; set; }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (string.IsNullOrEmpty(MetricsTlsCertificate) != string.IsNullOrEmpty(MetricsTlsKey))
+            yield return new ValidationResult("the metrics port's TLS needs both a certificate (--metrics-tls-cert) and its key (--metrics-tls-key)",
+                [string.IsNullOrEmpty(MetricsTlsCertificate) ? nameof(MetricsTlsCertificate) : nameof(MetricsTlsKey)]);
+        foreach (var (file, name) in new[] { (MetricsTlsCertificate, nameof(MetricsTlsCertificate)), (MetricsTlsKey, nameof(MetricsTlsKey)) })
+            if (!string.IsNullOrEmpty(file) && !File.Exists(file))
+                yield return new ValidationResult($"{file}: no such file", [name]);
+    }
 }
 
 /// <summary>

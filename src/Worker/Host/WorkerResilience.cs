@@ -49,6 +49,20 @@ internal static partial class WorkerResilience
         options.MaxBackoff,
         a => Log.UploadRetry(logger, trialId(), a.AttemptNumber + 1, a.Outcome.Exception is RpcException r ? r.Status.Detail : a.Outcome.Exception?.Message ?? ""));
 
+    /// <summary>
+    /// The download a resuming trial starts from: retried while the coordinator is unreachable or
+    /// its store does not answer (a restart), so that the attempt is not lost to it. An answer
+    /// about the checkpoint itself (not the trial's any more, none stored, corrupt) is final.
+    /// </summary>
+    public static ResiliencePipeline CheckpointDownload(WorkerAgentOptions options, ILogger logger, Func<string> trialId) => Forever(
+        new PredicateBuilder()
+            .Handle<RpcException>(e => e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded or StatusCode.Internal or StatusCode.Unknown
+                or StatusCode.ResourceExhausted or StatusCode.Aborted)
+            .Handle<IOException>()
+            .Handle<HttpRequestException>(),
+        options.MaxBackoff,
+        a => Log.DownloadRetry(logger, trialId(), a.AttemptNumber + 1, a.Outcome.Exception is RpcException r ? r.Status.Detail : a.Outcome.Exception?.Message ?? ""));
+
     private static ResiliencePipeline Forever(PredicateBuilder<object> handle, TimeSpan maxDelay, Action<OnRetryArguments<object>> onRetry) =>
         new ResiliencePipelineBuilder().AddRetry(new RetryStrategyOptions
         {
@@ -72,5 +86,8 @@ internal static partial class WorkerResilience
 
         [LoggerMessage(112, LogLevel.Warning, "Trial {TrialId}: checkpoint upload attempt {Attempt} failed ({Reason}); retrying")]
         public static partial void UploadRetry(ILogger logger, string trialId, int attempt, string reason);
+
+        [LoggerMessage(114, LogLevel.Warning, "Trial {TrialId}: checkpoint download attempt {Attempt} failed ({Reason}); retrying")]
+        public static partial void DownloadRetry(ILogger logger, string trialId, int attempt, string reason);
     }
 }

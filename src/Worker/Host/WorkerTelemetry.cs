@@ -13,7 +13,7 @@ using Orchestrator.Worker.Training;
 namespace Orchestrator.Worker.Host;
 
 /// <summary>
-/// Serves a worker's health probes and its metrics for Prometheus at http://&lt;bind&gt;:&lt;port&gt;/metrics: training
+/// Serves a worker's health probes and its metrics for Prometheus at http(s)://&lt;bind&gt;:&lt;port&gt;/metrics: training
 /// (throughput, step time, data wait), GPU memory where an NVIDIA driver is present, and the .NET
 /// runtime and process metrics. A small Kestrel endpoint, as on the coordinator.
 /// </summary>
@@ -37,11 +37,19 @@ public sealed class WorkerTelemetry : IAsyncDisposable
     /// <c>/metrics</c>, <c>/healthz</c> (liveness: the process answers) and <c>/readyz</c> (readiness:
     /// <paramref name="ready"/> says the worker is connected and takes trials).
     /// </summary>
-    public static async Task<WorkerTelemetry> StartAsync(int port, string bind, Func<bool> ready, CancellationToken ct)
+    /// <param name="tls">A PEM certificate and key: HTTPS only (the endpoint is exposed beyond the pod); null: plain HTTP.</param>
+    /// <exception cref="InvalidDataException">A TLS file cannot be read as what it should hold (the message names it).</exception>
+    public static async Task<WorkerTelemetry> StartAsync(int port, string bind, Func<bool> ready, CancellationToken ct, (string Certificate, string Key)? tls = null)
     {
+        // Loaded before anything starts, so that a bad file is one error naming it.
+        var certificate = tls is { } files ? Orchestrator.Configuration.TlsFiles.LoadCertificate(files.Certificate, files.Key) : null;
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(bind), port, l => l.Protocols = HttpProtocols.Http1));
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Parse(bind), port, l =>
+        {
+            l.Protocols = HttpProtocols.Http1;
+            if (certificate is not null) l.UseHttps(certificate);
+        }));
         builder.Services.AddOpenTelemetry().WithMetrics(m => m
             .AddMeter(TrainingMetrics.MeterName, GpuMeter.Name)
             .AddRuntimeInstrumentation()

@@ -29,7 +29,10 @@ public sealed record EpochMetrics(
     double MeanStepSeconds = double.NaN,
     double AggregationSeconds = double.NaN,
     double AggregationBytes = double.NaN,
-    double Sparsity = double.NaN)
+    double Sparsity = double.NaN,
+    double SkippedSteps = double.NaN,
+    double LossScale = double.NaN,
+    Dictionary<string, double>? PluginMetrics = null)
 {
     /// <summary>The value of one of the metrics a run may be judged by (<see cref="Orchestrator.Trials.MetricNames.Objectives"/>).</summary>
     public double Value(string metric) => metric switch

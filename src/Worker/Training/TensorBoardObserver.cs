@@ -42,6 +42,8 @@ public sealed class TensorBoardObserver(string runDir, TrialSpec spec) : ITraini
             [TensorBoardTags.For(MetricNames.LearningRate)] = m.LearningRate,
             [TensorBoardTags.For(MetricNames.ImagesPerSecond)] = m.ImagesPerSecond,
             [TensorBoardTags.For(MetricNames.Sparsity)] = m.Sparsity,
+            [TensorBoardTags.For(MetricNames.SkippedSteps)] = m.SkippedSteps,
+            [TensorBoardTags.For(MetricNames.LossScale)] = m.LossScale,
         });
         _completed = m.Epoch >= _epochs;
     }

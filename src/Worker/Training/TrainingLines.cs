@@ -24,6 +24,7 @@ public static class TrainingLines
             "epoch {0}/{1}  train loss {2:F4} acc {3:F4}  val loss {4:F4} acc {5:F4} top5 {6:F4}  lr {7:G3}  {8:N0} img/s  {9:F1}s",
             m.Epoch, epochs, m.TrainLoss, m.TrainAccuracy, m.ValLoss, m.ValAccuracy, m.ValTop5, m.LearningRate, m.ImagesPerSecond, m.Seconds);
         if (double.IsFinite(m.Sparsity)) line += string.Format(Inv, "  sparsity {0:P1}", m.Sparsity);
+        if (m.SkippedSteps > 0) line += string.Format(Inv, "  fp16 overflow: {0} steps skipped, loss scale {1}", m.SkippedSteps, m.LossScale);
         return line;
     }
 }

@@ -2,6 +2,7 @@ using Orchestrator.Data;
 using Orchestrator.Trials;
 using Orchestrator.Worker.Checkpoints;
 using Orchestrator.Worker.Models;
+using Orchestrator.Worker.Plugins;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,10 +14,13 @@ public sealed partial class TrainingSession
     private const string OptimizerSection = CheckpointFile.OptimizerSection;
     private const string RngSection = CheckpointFile.RngSection;
     private const string PruningSection = CheckpointFile.PruningSection;
+    private const string LossScaleSection = CheckpointFile.LossScaleSection;
 
     /// <summary>Writes weights, optimiser state, schedule position, epoch/step, RNG state, pruning masks, the trial and its metrics.</summary>
     public void SaveCheckpoint(string path)
     {
+        // The fp32 master, with the normalisation statistics training updated in the compute copy.
+        _mixed?.BuffersToMaster();
         var sections = new Dictionary<string, byte[]>(StringComparer.Ordinal)
         {
             [ModelSection] = Serialize(w => _model.save(w)),
@@ -25,6 +29,7 @@ public sealed partial class TrainingSession
         using (var rng = torch.get_rng_state())
             sections[RngSection] = rng.data<byte>().ToArray();
         if (_pruner is not null) sections[PruningSection] = _pruner.Save();
+        if (_mixed?.Scaler is { } scaler) sections[LossScaleSection] = scaler.Save();
         var s = _data.Info;
         var inputSide = _spec.Augment.CropSize ?? s.Shape.Height;
         var header = new CheckpointHeader(CheckpointFile.FormatVersion, TrialSpecYaml.Serialize(_spec), _spec.Model.Name, s.Name,
@@ -41,7 +46,8 @@ public sealed partial class TrainingSession
     /// <param name="name">What errors call the checkpoint when <paramref name="checkpoint"/> is a downloaded copy.</param>
     /// <exception cref="CheckpointFormatException">The checkpoint is damaged, or its contents do not fit its own trial.</exception>
     public static TrainingSession Resume(string checkpoint, DatasetSplits data, Device device, string runDir,
-        ITrainingObserver? observer = null, int? epochs = null, DistributedContext? distributed = null, string? name = null)
+        ITrainingObserver? observer = null, int? epochs = null, DistributedContext? distributed = null, string? name = null,
+        TrialPlugins? plugins = null)
     {
         name ??= checkpoint;
         var (header, sections) = CheckpointFile.Read(checkpoint, name);
@@ -52,7 +58,7 @@ public sealed partial class TrainingSession
             throw new CheckpointFormatException(name, $"its header lists {header.Classes.Length} classes, data set {data.Info.Name} has {data.Info.NumClasses}");
         // The pretrained file's weights are already inside the checkpoint.
         spec.Pretrained = null;
-        var session = new TrainingSession(spec, data, device, runDir, observer, distributed);
+        var session = new TrainingSession(spec, data, device, runDir, observer, distributed, plugins);
         try
         {
             LoadWeights(session._model, sections[ModelSection], header, name);
@@ -85,6 +91,23 @@ public sealed partial class TrainingSession
                     throw new CheckpointFormatException(name, $"damaged pruning masks: {QuotedText.Printable(bad.Message)}", null, bad);
                 }
             }
+            if (session._mixed is { } mixed)
+            {
+                // The compute copy follows the loaded master; fp16 goes on with the saved loss scale.
+                mixed.WeightsToCompute();
+                mixed.BuffersToCompute();
+                if (mixed.Scaler is { } scaler && sections.TryGetValue(LossScaleSection, out var scale))
+                {
+                    try
+                    {
+                        scaler.Load(scale);
+                    }
+                    catch (InvalidDataException bad)
+                    {
+                        throw new CheckpointFormatException(name, $"damaged loss-scale state: {bad.Message}", null, bad);
+                    }
+                }
+            }
             session._epochsCompleted = header.EpochsCompleted;
             session._step = header.GlobalStep;
             session._bestAccuracy = header.BestValAccuracy;
@@ -102,8 +125,15 @@ public sealed partial class TrainingSession
 
     /// <summary>Loads the model of a checkpoint for evaluation or export, on <paramref name="device"/>.</summary>
     /// <param name="name">What errors call the checkpoint when <paramref name="checkpoint"/> is a downloaded copy.</param>
+    /// <param name="plugins">
+    /// The plug-ins of the checkpoint's trial, where its model comes from one; when not given they are
+    /// loaded from the paths the trial names and stay loaded for the process (a command's lifetime).
+    /// </param>
     /// <exception cref="CheckpointFormatException">The checkpoint is damaged, or its weights do not fit its model.</exception>
-    public static (ImageClassifier Model, CheckpointHeader Header, TrialSpec Spec) LoadModel(string checkpoint, Device device, string? name = null)
+    /// <exception cref="PluginException">The trial's model plug-in cannot be loaded.</exception>
+    /// <param name="locate">Where the plug-in the trial names is on this machine (see <see cref="TrialPlugins.Load"/>), when not given by <paramref name="plugins"/>.</param>
+    public static (ImageClassifier Model, CheckpointHeader Header, TrialSpec Spec) LoadModel(string checkpoint, Device device, string? name = null,
+        TrialPlugins? plugins = null, Func<string, string>? locate = null)
     {
         name ??= checkpoint;
         var (header, sections) = CheckpointFile.Read(checkpoint, name);
@@ -112,7 +142,9 @@ public sealed partial class TrainingSession
         ImageClassifier model;
         try
         {
-            model = ModelRegistry.Create(spec.Model, input, header.Classes.Length);
+            // Only the model's plug-in: evaluation brings its own data.
+            plugins ??= spec.Model.Plugin is null ? null : TrialPlugins.Load(new TrialSpec { Model = spec.Model }, locate: locate);
+            model = ModelRegistry.Create(spec.Model, input, header.Classes.Length, plugins);
         }
         catch (ArgumentException e)
         {

@@ -5,6 +5,7 @@ using Orchestrator.Trials;
 using Orchestrator.Worker.Checkpoints;
 using Orchestrator.Worker.Data;
 using Orchestrator.Worker.Models;
+using Orchestrator.Worker.Plugins;
 using Orchestrator.Worker.Pruning;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -35,6 +36,8 @@ public sealed partial class TrainingSession : IDisposable
     private readonly List<EpochMetrics> _history = [];
     private readonly List<TorchSharp.Modules.Parameter> _trainable;
     private readonly MagnitudePruner? _pruner;
+    // bf16/fp16: the reduced-precision compute copy of _model (the fp32 master); null for fp32.
+    private readonly MixedPrecision? _mixed;
     private int _epochsCompleted;
     private long _step;
     // The best epoch by checkpoint.bestMetric (a sweep's objective), and its validation accuracy.
@@ -42,10 +45,12 @@ public sealed partial class TrainingSession : IDisposable
     private int _bestEpoch;
 
     private readonly DistributedContext? _dist;
+    private readonly IReadOnlyList<KeyValuePair<string, Sdk.IEvaluationMetric>> _metrics;
     private CancellationToken _runToken;
 
+    /// <param name="plugins">The trial's plug-ins (<see cref="TrialPlugins.Load"/>), where its model comes from one; the caller disposes them after the session.</param>
     public TrainingSession(TrialSpec spec, DatasetSplits data, Device device, string runDir, ITrainingObserver? observer = null,
-        DistributedContext? distributed = null)
+        DistributedContext? distributed = null, TrialPlugins? plugins = null)
     {
         _dist = distributed;
         int rank = distributed?.Rank ?? 0, world = distributed?.WorldSize ?? 1;
@@ -58,21 +63,27 @@ public sealed partial class TrainingSession : IDisposable
 
         Native.TorchRuntime.Seed(spec.Seed);
         var a = spec.Augment;
+        // ImageNet-style crops from the decoded originals where the data set can (image folders), else on the device.
+        var cropsOnHost = a.RandomResizedCrop && data.Train is ICroppingImageDataset;
         var trainPlan = new BatchPlan(spec.BatchSize, Shuffle: true, DropLast: data.Train.Count > spec.BatchSize, spec.Seed,
-            CropSize: a.RandomResizedCrop ? null : a.CropSize, CropPadding: a.CropPadding, Flip: a.Flip, Rank: rank, WorldSize: world);
+            CropSize: a.RandomResizedCrop ? null : a.CropSize, CropPadding: a.CropPadding, Flip: a.Flip, Rank: rank, WorldSize: world, LoaderThreads: spec.Data.LoaderThreads,
+            RandomResizedCropSide: cropsOnHost ? a.CropSize ?? data.Info.Shape.Height : null);
         var valPlan = new BatchPlan(Math.Max(spec.BatchSize, 256), Shuffle: false, DropLast: false, spec.Seed,
-            CropSize: a.ResizeTo is null ? a.CropSize : null, Rank: rank, WorldSize: world, PadShards: false);
+            CropSize: a.ResizeTo is null ? a.CropSize : null, Rank: rank, WorldSize: world, PadShards: false, LoaderThreads: spec.Data.LoaderThreads);
         _trainLoader = new BatchLoader(data.Train, trainPlan);
         _valLoader = new BatchLoader(data.Validation, valPlan);
-        _transform = new DeviceTransform(DeviceTransform.For(data.Info, a), device);
+        _transform = new DeviceTransform(DeviceTransform.For(data.Info, a, cropsOnHost), device);
 
         var inputSide = a.CropSize ?? data.Info.Shape.Height;
         var input = new ImageShape(data.Info.Shape.Channels, inputSide, inputSide);
-        _model = ModelRegistry.Create(spec.Model, input, data.Info.NumClasses);
+        _model = ModelRegistry.Create(spec.Model, input, data.Info.NumClasses, plugins);
+        _metrics = plugins?.Metrics ?? [];
         if (spec.Pretrained is { } pretrained) PretrainedReport = LoadPretrained(_model, pretrained);
         _model.to(device);
         // After the move: to(device) replaces the Parameter objects.
         _trainable = _model.parameters().Where(p => p.requires_grad).ToList();
+        if (MixedPrecision.DtypeOf(spec.Precision) is { } dtype)
+            _mixed = MixedPrecision.Create(_model, () => ModelRegistry.Create(spec.Model, input, data.Info.NumClasses, plugins), device, dtype);
         _optimizer = OptimizerFactory.Create(spec.Optimizer, _trainable);
         _loss = new LossFunction(spec.Loss, LossFunction.ResolveClassWeights(spec.Loss, data.Train, data.Info.NumClasses), device);
         _schedule = new LrSchedule(spec.Schedule, spec.Optimizer.Lr, _trainLoader.BatchesPerEpoch, spec.Epochs);
@@ -224,6 +235,9 @@ public sealed partial class TrainingSession : IDisposable
     private EpochMetrics TrainEpoch(int epoch, CancellationToken ct)
     {
         _model.train();
+        _mixed?.Train(true);
+        _mixed?.BuffersToCompute();
+        var skippedBefore = _mixed?.Scaler?.Skipped ?? 0;
         var batches = _trainLoader.BatchesPerEpoch;
         _observer.OnEpochStart(epoch, _spec.Epochs, batches);
         // Running sums stay on the device; they are read only at log intervals.
@@ -268,7 +282,17 @@ public sealed partial class TrainingSession : IDisposable
         var eval = Evaluate(ct);
         return new EpochMetrics(epoch, _step, lr, trainLoss, trainAcc, eval.Loss, eval.Top1, eval.Top5, eval.PerClassAccuracy,
             _data.Info.NumClasses <= 100 ? eval.ConfusionMatrix : null, clock.Elapsed.TotalSeconds, seenTotal / trainSeconds, wait,
-            trainSeconds / Math.Max(1, b), aggregationSeconds, aggregationBytes, _pruner?.Sparsity ?? double.NaN);
+            trainSeconds / Math.Max(1, b), aggregationSeconds, aggregationBytes, _pruner?.Sparsity ?? double.NaN,
+            _mixed?.Scaler is { } scaler ? scaler.Skipped - skippedBefore : double.NaN, _mixed?.Scaler?.Scale ?? double.NaN, PluginMetrics(eval));
+    }
+
+    /// <summary>The plug-ins' extra metrics of an evaluation (NaN ones left out); null when the trial has none.</summary>
+    private Dictionary<string, double>? PluginMetrics(EvalResult eval)
+    {
+        if (_metrics.Count == 0) return null;
+        var result = new Sdk.EvaluationResult(_data.Info.Classes, eval.ConfusionMatrix, eval.Loss, eval.Count);
+        return _metrics.Select(m => KeyValuePair.Create(m.Key, m.Value.Compute(result)))
+            .Where(kv => double.IsFinite(kv.Value)).ToDictionary(StringComparer.Ordinal);
     }
 
     /// <summary>One optimiser step. Every tensor it makes dies with its scope.</summary>
@@ -300,10 +324,24 @@ public sealed partial class TrainingSession : IDisposable
     private (Tensor Logits, Tensor Loss) Optimize(TorchSharp.Modules.OptimizerHelper optimizer, Tensor x, Tensor y)
     {
         optimizer.zero_grad();
-        var logits = _model.forward(x);
-        var loss = _loss.Compute(logits, y);
-        loss.backward();
+        Tensor logits, loss;
+        if (_mixed is { } mixed)
+        {
+            // The master's weights as they are now (stepped, pruned, resumed) into the compute copy.
+            mixed.WeightsToCompute();
+            logits = mixed.Forward(x);
+            loss = _loss.Compute(logits, y);
+            mixed.Backward(loss);
+        }
+        else
+        {
+            logits = _model.forward(x);
+            loss = _loss.Compute(logits, y);
+            loss.backward();
+        }
         _dist?.AverageGradients(_trainable, _runToken);
+        // fp16: gradients that overflowed skip the step (every rank alike: they were averaged first).
+        if (_mixed is { } m && !m.StepAllowed()) return (logits, loss);
         if (_spec.GradClip > 0) nn.utils.clip_grad_norm_(_trainable, _spec.GradClip);
         optimizer.step();
         return (logits, loss);
@@ -312,6 +350,8 @@ public sealed partial class TrainingSession : IDisposable
     /// <summary>Evaluates the current model on the validation split (each rank its shard, then combined).</summary>
     public EvalResult Evaluate(CancellationToken ct = default)
     {
+        // The normalisation statistics that training updated live in the compute copy.
+        _mixed?.BuffersToMaster();
         var local = Evaluator.Evaluate(_model, _valLoader, _transform, _data.Info.NumClasses, ct);
         return _dist is null ? local : _dist.Reduce(local, ct);
     }
@@ -324,6 +364,7 @@ public sealed partial class TrainingSession : IDisposable
         _loss.Dispose();
         _optimizer.Dispose();
         _pruner?.Dispose();
+        _mixed?.Dispose();
         _model.Dispose();
     }
 

@@ -22,9 +22,21 @@ public sealed class AccessRulesTests
         foreach (var service in new[] { Proto.WorkerGateway.Descriptor, Proto.DataSets.Descriptor, Proto.GradientExchange.Descriptor })
             Assert.All(Methods(service), m => Assert.Equal(Roles.Worker, AccessRules.Required(m)));
         Assert.Equal(Roles.None, AccessRules.Required("/grpc.health.v1.Health/Check"));
+        Assert.Equal(Roles.Worker, AccessRules.Required("/orchestrator.v1.Plugins/DownloadPluginFile"));
+        Assert.Equal(Methods(Proto.Plugins.Descriptor).Order(StringComparer.Ordinal), ["/orchestrator.v1.Plugins/DownloadPluginFile", "/orchestrator.v1.Plugins/UploadPluginFile"]);
         // Nothing is open by omission: an unknown service or a malformed name needs every role.
         Assert.Equal(Roles.All, AccessRules.Required("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"));
         Assert.Equal(Roles.All, AccessRules.Required("nonsense"));
+    }
+
+    [Fact]
+    public void Only_a_user_may_upload_plugin_code_which_workers_then_run()
+    {
+        var upload = AccessRules.Required("/orchestrator.v1.Plugins/UploadPluginFile");
+        Assert.Equal(Roles.User, upload);
+        Assert.True(AccessRules.Allows(Roles.User | Roles.Viewer, upload));
+        Assert.False(AccessRules.Allows(Roles.Worker, upload));
+        Assert.False(AccessRules.Allows(Roles.Viewer, upload));
     }
 
     [Fact]

@@ -137,8 +137,8 @@ internal sealed class CoordinatorCore : IAsyncDisposable
             Time = Clock.GetUtcNow(),
         }, CancellationToken.None);
 
-    /// <summary>A worker reports an outcome for its rank of <paramref name="assignment"/>.</summary>
-    public Task OutcomeAsync(WorkerConnection worker, TrialAssignment assignment, TrialOutcome outcome, string message = "") =>
+    /// <summary>A worker reports an outcome for its rank of <paramref name="assignment"/>; false when a stale token made it change nothing.</summary>
+    public Task<bool> OutcomeAsync(WorkerConnection worker, TrialAssignment assignment, TrialOutcome outcome, string message = "") =>
         Sweeps.TrialOutcomeAsync(worker.Id, assignment.TrialId, assignment.FencingToken, assignment.Rank, outcome, message, CancellationToken.None);
 
     public async ValueTask DisposeAsync()

@@ -106,8 +106,9 @@ public sealed class TrialLifecycleTests
         Assert.False(await core.Trials.RenewLeaseAsync("w1", stale.TrialId, stale.FencingToken, None));
         Assert.Null(await core.Trials.CheckpointStoredAsync(stale.TrialId, stale.FencingToken, epoch: 1, None));
         Assert.Null(await core.Trials.CurrentAsync(stale.TrialId, stale.FencingToken, None));
-        await core.OutcomeAsync(w1, stale, TrialOutcome.Completed);
-        await core.OutcomeAsync(w1, stale, TrialOutcome.Failed, "late");
+        Assert.False(await core.OutcomeAsync(w1, stale, TrialOutcome.Completed));
+        Assert.False(await core.OutcomeAsync(w1, stale, TrialOutcome.Failed, "late"));
+        Assert.False(await core.OutcomeAsync(w1, stale, TrialOutcome.Drained, "late"));
 
         var after = await core.TrialAsync(current.TrialId);
         Assert.Equal((before.Version, before.State, before.Epoch, before.CheckpointEpoch), (after.Version, after.State, after.Epoch, after.CheckpointEpoch));

@@ -30,7 +30,12 @@ public sealed class DatasetLoaderTests : IDisposable
         Assert.Equal(10_000, splits.Validation.Count);
         Assert.Equal(new ImageShape(1, 28, 28), splits.Train.Shape);
         Assert.Equal(new ImageShape(1, 28, 28), splits.Validation.Shape);
-        Assert.Same(DatasetCatalog.FashionMnist, splits.Info);
+        // The catalog's description, as the provider reports it (the same path a plug-in's data set takes).
+        var info = DatasetCatalog.FashionMnist;
+        Assert.Equal((info.Name, info.Shape), (splits.Info.Name, splits.Info.Shape));
+        Assert.Equal(info.Classes, splits.Info.Classes);
+        Assert.Equal(info.Mean, splits.Info.Mean);
+        Assert.Equal(info.Std, splits.Info.Std);
         Assert.Equal(Enumerable.Range(0, 10), Enumerable.Range(0, splits.Train.Count).Select(splits.Train.GetLabel).Distinct().Order());
         Assert.Equal(Enumerable.Range(0, 10), Enumerable.Range(0, splits.Validation.Count).Select(splits.Validation.GetLabel).Distinct().Order());
 

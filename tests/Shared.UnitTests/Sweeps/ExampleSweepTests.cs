@@ -57,4 +57,18 @@ public class ExampleSweepTests
         Assert.Equal(2, trials.Count);
         Assert.All(trials, t => sweep.TrialFor(t.Parameters));
     }
+
+    [Fact]
+    public void The_imagenet_style_example_searches_the_learning_rate_and_the_precision_with_loader_threads()
+    {
+        var path = Example("imagenet-style-sweep.yaml");
+        var sweep = ValidatedSweep.Parse(File.ReadAllText(path), path, new SweepLimits());
+        Assert.Equal(["optimizer.lr", "precision"], sweep.Space.Searched.Select(p => p.Path));
+        var trial = sweep.BaseTrial;
+        Assert.Equal(("imagefolder", 8, "resnet50", "bf16"), (trial.Data.Name, trial.Data.LoaderThreads, trial.Model.Name, trial.Precision));
+        var trials = Searcher.Create(sweep).Start().Cast<CreateTrial>().ToList();
+        Assert.Equal(16, trials.Count);
+        // Both precisions are drawn, and each trial's spec carries its own.
+        Assert.Equal(["bf16", "fp32"], trials.Select(t => sweep.TrialFor(t.Parameters).Precision).Distinct().Order());
+    }
 }

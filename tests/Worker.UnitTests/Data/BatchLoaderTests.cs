@@ -65,6 +65,86 @@ public class BatchLoaderTests
         Assert.Contains("broken.bin", e.Message);
     }
 
+    [Fact]
+    public void Several_loader_threads_yield_the_same_batches_in_the_same_order_as_one()
+    {
+        var data = TinyData.Quadrants(203, 5);
+        List<(long[] Labels, byte[] Images)> Batches(int threads, int epoch)
+        {
+            using var loader = new BatchLoader(data, new BatchPlan(16, Shuffle: true, DropLast: false, Seed: 9, CropPadding: 2, Flip: true, LoaderThreads: threads));
+            var batches = new List<(long[], byte[])>();
+            foreach (var b in loader.Epoch(epoch, CancellationToken.None))
+            {
+                batches.Add((b.Labels.AsSpan(0, b.Count).ToArray(), b.Images.AsSpan(0, b.Count * data.Shape.Size).ToArray()));
+                loader.Return(b);
+            }
+            return batches;
+        }
+        foreach (var epoch in new[] { 1, 2 })
+        {
+            var one = Batches(1, epoch);
+            var four = Batches(4, epoch);
+            Assert.Equal(13, one.Count);
+            Assert.Equal(one.Count, four.Count);
+            for (var i = 0; i < one.Count; i++)
+            {
+                Assert.Equal(one[i].Labels, four[i].Labels);
+                Assert.Equal(one[i].Images, four[i].Images);
+            }
+        }
+    }
+
+    [Fact]
+    public void A_data_error_on_any_loader_thread_ends_the_epoch_with_that_error()
+    {
+        using var loader = new BatchLoader(new BrokenDataset(), new BatchPlan(2, false, false, 0, LoaderThreads: 3));
+        var e = Assert.Throws<InvalidDataException>(() => loader.Epoch(1, CancellationToken.None).ToList());
+        Assert.Contains("image 3 is truncated", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_data_set_that_crops_from_its_originals_gets_the_random_resized_crop_on_the_host_the_same_on_any_number_of_threads()
+    {
+        var data = new CroppingDataset();
+        List<byte[]> Epoch(int threads)
+        {
+            using var loader = new BatchLoader(data, new BatchPlan(4, Shuffle: true, DropLast: false, Seed: 2, Flip: true, LoaderThreads: threads, RandomResizedCropSide: 5));
+            Assert.Equal(new ImageShape(3, 5, 5), loader.OutputShape);
+            var images = new List<byte[]>();
+            foreach (var b in loader.Epoch(1, CancellationToken.None))
+            {
+                for (var i = 0; i < b.Count; i++) images.Add(b.Images.AsSpan(i * 75, 75).ToArray());
+                loader.Return(b);
+            }
+            return images;
+        }
+        var one = Epoch(1);
+        Assert.Equal(12, one.Count);
+        Assert.Equal(one, Epoch(3));
+        // Each crop starts with its item's index: every item came through the cropping path once.
+        Assert.Equal(Enumerable.Range(0, 12).Select(i => (byte)i), one.Select(image => image[0] == 255 ? image[4] : image[0]).Order());
+    }
+
+    /// <summary>Crops that are the item index in the first pixel, then bytes drawn from the generator; flips mirror rows.</summary>
+    private sealed class CroppingDataset : ICroppingImageDataset
+    {
+        public string Name => "cropping";
+        public int Count => 12;
+        public ImageShape Shape => new(3, 40, 40);
+        public IReadOnlyList<string> Classes => ["a"];
+        public int GetLabel(int index) => 0;
+        public void CopyImage(int index, Span<byte> destination) => throw new InvalidOperationException("the loader must crop from the original");
+
+        public void CopyRandomResizedCrop(int index, Span<byte> destination, int side, Random rng)
+        {
+            Assert.Equal(5, side);
+            for (var i = 0; i < 3 * side * side; i++) destination[i] = (byte)rng.Next(16, 255);
+            destination[0] = (byte)index;
+            // A mirrored row puts the index at the row's end; mark the start so it can be found.
+            destination[side - 1] = 255;
+        }
+    }
+
     private sealed class BrokenDataset : IImageDataset
     {
         public string Name => "broken";

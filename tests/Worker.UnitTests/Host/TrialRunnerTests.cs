@@ -57,6 +57,8 @@ public sealed class TrialRunnerTests : IDisposable
         }
         public Task<IAllReduce> JoinGradientExchangeAsync(GradientTransportRequest request, CancellationToken ct) => throw new InvalidOperationException("one rank");
         void ITrialHost.Ended(TrialRunner runner, string summary) => Ended.TrySetResult(summary);
+
+        Task<string> ITrialHost.FetchPluginAsync(string reference, CancellationToken ct) => Task.FromResult(reference);
     }
 
     private FakeHost Host(bool fetchData = false) =>

@@ -70,6 +70,7 @@ public sealed class WorkerConfigurationTests : IDisposable
     [InlineData("Worker:CoordinatorUrl", "coordinator:5000", "Worker:CoordinatorUrl (ORCH_COORDINATOR, --coordinator): 'coordinator:5000' is not an http:// or https:// address (e.g. http://coordinator:5000)")]
     [InlineData("Worker:FetchData", "yes", "Worker:FetchData (--fetch-data): 'yes' is not true or false")]
     [InlineData("Worker:MaxBackoff", "5s", "Worker:MaxBackoff: '5s' is not a duration (hh:mm:ss, e.g. 00:00:10)")]
+    [InlineData("Worker:MetricsTlsKey", "/nonexistent/tls.key", "Worker:MetricsTlsCertificate (--metrics-tls-cert): the metrics port's TLS needs both a certificate (--metrics-tls-cert) and its key (--metrics-tls-key)")]
     public void A_bad_value_is_one_line_naming_the_setting(string key, string value, string expected)
     {
         var e = Assert.Throws<SettingException>(() => Bind(null, [], new() { [key] = value }));

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using Orchestrator.Coordinator.Aggregation;
 using Orchestrator.Protocol;
 using Orchestrator.Protocol.V1;
@@ -18,10 +20,12 @@ public sealed partial class GradientSocketServer
         if (socket.ProtocolType == ProtocolType.Tcp) socket.NoDelay = true;
         AggregationSession session;
         RankPort port;
-        var connection = new Connection(socket);
+        // TCP gets TLS when the coordinator serves it; the Unix socket stays on this machine.
+        var tls = socket.ProtocolType == ProtocolType.Tcp ? _tls : null;
+        await using var connection = new Connection(socket, tls is null ? new NetworkStream(socket, ownsSocket: false) : new SslStream(new NetworkStream(socket, ownsSocket: false)));
         try
         {
-            var (header, sharedMemory) = await ReadHelloAsync(socket, stopping).ConfigureAwait(false);
+            var (header, sharedMemory) = await ReadHelloAsync(connection, tls, stopping).ConfigureAwait(false);
             // Shared memory only for a process of our own user on this machine: it must be able to
             // map the segment we make (mode 0600), and nobody else may.
             // (bf16 saves wire bytes; in shared memory there is no wire, so such a rank uses the socket.)
@@ -33,7 +37,14 @@ public sealed partial class GradientSocketServer
         }
         catch (AggregationException refusal)
         {
-            await EndWithAsync(socket, refusal.Failure).ConfigureAwait(false);
+            await EndWithAsync(connection, refusal.Failure).ConfigureAwait(false);
+            return;
+        }
+        catch (AuthenticationException e)
+        {
+            // Plain text, or a certificate the client CA did not sign: no hello can follow.
+            Log.TlsRefused(logger, socket.RemoteEndPoint?.ToString() ?? "?", e.Message);
+            coordinatorMetrics.AuthRefused("tls", "worker");
             return;
         }
         catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
@@ -45,7 +56,7 @@ public sealed partial class GradientSocketServer
         {
             // The lease could not be checked (the state store is down): the rank fails its join and
             // the trial is assigned again once the store is back.
-            await EndWithAsync(socket, AggregationFailure.LeaseUnchecked(e.Message)).ConfigureAwait(false);
+            await EndWithAsync(connection, AggregationFailure.LeaseUnchecked(e.Message)).ConfigureAwait(false);
             return;
         }
 
@@ -54,7 +65,7 @@ public sealed partial class GradientSocketServer
         using var shutdown = stopping.Register(static s => ((AggregationSession)s!).Fail(AggregationFailure.ShuttingDown()), session);
         var reader = connection.Shared
             ? ReadSharedLoopAsync(connection, session, port, metrics, stop.Token)
-            : ReadLoopAsync(socket, session, port, metrics, socket.AddressFamily == AddressFamily.Unix ? "unix" : "tcp", stop.Token);
+            : ReadLoopAsync(connection.Stream, session, port, metrics, socket.AddressFamily == AddressFamily.Unix ? "unix" : "tcp", stop.Token);
         try
         {
             await WriteLoopAsync(connection, session, port, stop.Token).ConfigureAwait(false);
@@ -67,15 +78,17 @@ public sealed partial class GradientSocketServer
             if (connection.Segment is { } segment) session.DisposeWhenIdle(segment);
             sessions.Leave(session);
         }
-        if (session.Failure is { } failure) await EndWithAsync(socket, failure).ConfigureAwait(false);
-        else await CloseGracefullyAsync(socket).ConfigureAwait(false);
+        if (session.Failure is { } failure) await EndWithAsync(connection, failure).ConfigureAwait(false);
+        else await CloseGracefullyAsync(connection).ConfigureAwait(false);
     }
 
-    private async Task<(GradientStreamSpec Header, bool SharedMemory)> ReadHelloAsync(Socket socket, CancellationToken stopping)
+    private async Task<(GradientStreamSpec Header, bool SharedMemory)> ReadHelloAsync(Connection connection, SslServerAuthenticationOptions? tls, CancellationToken stopping)
     {
         using var bound = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         // A client that connects and says nothing must not hold a connection forever.
         bound.CancelAfter(options.Value.JoinTimeout);
+        if (tls is not null) await ((SslStream)connection.Stream).AuthenticateAsServerAsync(tls, bound.Token).ConfigureAwait(false);
+        var socket = connection.Stream;
         var preamble = new byte[GradientSocketFrames.PreambleBytes];
         await SocketIo.ReceiveExactlyAsync(socket, preamble, bound.Token).ConfigureAwait(false);
         if (BinaryPrimitives.ReadUInt32LittleEndian(preamble) != GradientSocketFrames.Magic)
@@ -107,9 +120,14 @@ public sealed partial class GradientSocketServer
 
 
     /// <summary>One rank's connection, and its shared-memory state when it has one.</summary>
-    private sealed class Connection(Socket socket)
+    private sealed class Connection(Socket socket, Stream stream) : IAsyncDisposable
     {
         public Socket Socket { get; } = socket;
+
+        /// <summary>The socket's stream: TLS over it on TCP when the coordinator serves TLS.</summary>
+        public Stream Stream { get; } = stream;
+
+        public ValueTask DisposeAsync() => Stream.DisposeAsync();
 
         /// <summary>Shared-memory mode granted.</summary>
         public bool Shared { get; set; }
@@ -122,29 +140,32 @@ public sealed partial class GradientSocketServer
     }
 
     /// <summary>Sends the failure frame, then closes without losing it (bounded).</summary>
-    private static async Task EndWithAsync(Socket socket, AggregationFailure failure)
+    private static async Task EndWithAsync(Connection connection, AggregationFailure failure)
     {
         try
         {
             using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            await SocketIo.SendAllAsync(socket, GradientMapping.ToSocketFrame(failure), bound.Token).ConfigureAwait(false);
+            await SocketIo.SendAllAsync(connection.Stream, GradientMapping.ToSocketFrame(failure), bound.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
             // The rank is gone already.
             return;
         }
-        await CloseGracefullyAsync(socket).ConfigureAwait(false);
+        await CloseGracefullyAsync(connection).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Sends FIN and reads until the rank closes too (bounded): closing with its bytes still unread
     /// would reset the connection, and a reset can discard the failure frame before the rank reads it.
     /// </summary>
-    private static async Task CloseGracefullyAsync(Socket socket)
+    private static async Task CloseGracefullyAsync(Connection connection)
     {
+        var socket = connection.Socket;
         try
         {
+            // TLS ends with its close_notify; the sink below reads past the rank's own.
+            if (connection.Stream is SslStream { IsAuthenticated: true } ssl) await ssl.ShutdownAsync().ConfigureAwait(false);
             socket.Shutdown(SocketShutdown.Send);
             using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(2));
             var sink = ArrayPool<byte>.Shared.Rent(64 * 1024);

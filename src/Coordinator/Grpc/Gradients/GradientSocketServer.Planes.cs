@@ -10,7 +10,7 @@ namespace Orchestrator.Coordinator.Grpc.Gradients;
 public sealed partial class GradientSocketServer
 {
     /// <summary>Feeds the rank's steps to the session until the rank closes its half or anything fails.</summary>
-    private static async Task ReadLoopAsync(Socket socket, AggregationSession session, RankPort port, GradientExchangeMetrics metrics, string plane, CancellationToken ct)
+    private static async Task ReadLoopAsync(Stream socket, AggregationSession session, RankPort port, GradientExchangeMetrics metrics, string plane, CancellationToken ct)
     {
         var header = new byte[GradientSocketFrames.StepHeaderBytes];
         var chunkFloats = session.ChunkFloats;
@@ -61,7 +61,7 @@ public sealed partial class GradientSocketServer
     /// </summary>
     private static async Task ReadSharedLoopAsync(Connection connection, AggregationSession session, RankPort port, GradientExchangeMetrics metrics, CancellationToken ct)
     {
-        var socket = connection.Socket;
+        var socket = connection.Stream;
         var frame = new byte[GradientSocketFrames.StepHeaderBytes];
         var chunkFloats = session.ChunkFloats;
         var unlinked = true;
@@ -142,7 +142,7 @@ public sealed partial class GradientSocketServer
     /// <summary>The one writer of the rank's connection: drains its outbox in order.</summary>
     private static async Task WriteLoopAsync(Connection connection, AggregationSession session, RankPort port, CancellationToken ct)
     {
-        var socket = connection.Socket;
+        var socket = connection.Stream;
         var outbox = port.Outbox.Reader;
         var joined = new byte[GradientSocketFrames.FrameHeaderBytes];
         GradientSocketFrames.WriteFrame(joined, GradientSocketFrames.Joined, connection.Shared ? 1u : 0u, 0);

@@ -24,6 +24,7 @@ public sealed partial class GradientSocketServer(
     IOptions<GradientAggregationOptions> options,
     Security.Credentials credentials,
     Metrics.CoordinatorMetrics coordinatorMetrics,
+    IOptions<Hosting.ListenSettings> listen,
     ILogger<GradientSocketServer> logger) : IHostedService, IAsyncDisposable
 {
     /// <summary>Unix socket file names: the process id lets a later start remove those of killed coordinators.</summary>
@@ -36,6 +37,8 @@ public sealed partial class GradientSocketServer(
     private string? _unixPath;
     private Task? _accepting;
     private Task? _acceptingUnix;
+    // TLS on the TCP port when the coordinator serves it (its certificate; mutual TLS with a client CA).
+    private System.Net.Security.SslServerAuthenticationOptions? _tls;
 
     /// <summary>Binds the port (so that assignments can name it from the start) and starts accepting.</summary>
     public Task StartAsync(CancellationToken cancellationToken)
@@ -46,6 +49,7 @@ public sealed partial class GradientSocketServer(
             return Task.CompletedTask;
         }
         var address = IPAddress.Parse(options.Value.SocketAddress);
+        _tls = Hosting.CoordinatorTls.SocketAuthentication(listen.Value);
         var listener = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
@@ -63,7 +67,7 @@ public sealed partial class GradientSocketServer(
         StaleFiles.Remove(Path.GetTempPath(), UnixSocketPrefix, ".sock");
         _unixListener = options.Value.UnixSocket ? ListenUnix(out _unixPath) : null;
         endpoint.Set(((IPEndPoint)listener.LocalEndPoint!).Port, _unixPath);
-        Log.Listening(logger, address.ToString(), endpoint.Port!.Value, _unixPath ?? "none");
+        Log.Listening(logger, address.ToString(), endpoint.Port!.Value, _tls is null ? "" : " with TLS", _unixPath ?? "none");
         _accepting = AcceptLoopAsync(listener, _stopping.Token);
         if (_unixListener is not null) _acceptingUnix = AcceptLoopAsync(_unixListener, _stopping.Token);
         return Task.CompletedTask;
@@ -141,11 +145,14 @@ public sealed partial class GradientSocketServer(
 
     private static partial class Log
     {
-        [LoggerMessage(LogEventIds.Aggregation + 1, LogLevel.Information, "Gradient socket listening on {Address}:{Port} (Unix socket for this machine: {Path})")]
-        public static partial void Listening(ILogger logger, string address, int port, string path);
+        [LoggerMessage(LogEventIds.Aggregation + 1, LogLevel.Information, "Gradient socket listening on {Address}:{Port}{Tls} (Unix socket for this machine: {Path})")]
+        public static partial void Listening(ILogger logger, string address, int port, string tls, string path);
 
         [LoggerMessage(LogEventIds.Aggregation + 3, LogLevel.Warning, "No Unix gradient socket at {Path} ({Error}); workers on this machine use TCP")]
         public static partial void NoUnixSocket(ILogger logger, string path, string error);
+
+        [LoggerMessage(LogEventIds.Aggregation + 4, LogLevel.Warning, "Gradient socket: TLS handshake with {Peer} refused ({Error})")]
+        public static partial void TlsRefused(ILogger logger, string peer, string error);
 
         [LoggerMessage(LogEventIds.Aggregation + 2, LogLevel.Debug, "Gradient socket accept failed: {Error}")]
         public static partial void AcceptFailed(ILogger logger, string error);

@@ -10,7 +10,7 @@ namespace Orchestrator.Data.Readers;
 /// Only the file list is held in memory, so data sets larger than RAM work; every call decodes
 /// into its own buffers, so any number of threads may call <see cref="CopyImage"/> at once.
 /// </summary>
-public sealed class ImageFolderDataset : IImageDataset
+public sealed class ImageFolderDataset : ICroppingImageDataset
 {
     private static readonly string[] Extensions = [".jpg", ".jpeg", ".png"];
 
@@ -23,6 +23,7 @@ public sealed class ImageFolderDataset : IImageDataset
     // Mipmapped linear sampling averages over the source footprint when shrinking, which avoids
     // the aliasing plain bilinear gives on large downscales (a 4000 px photo to 224 px).
     private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+    private static readonly SKSamplingOptions WindowSampling = new(SKFilterMode.Linear, SKMipmapMode.None);
 
     private readonly string[] _files;
     private readonly int[] _labels;
@@ -144,9 +145,72 @@ public sealed class ImageFolderDataset : IImageDataset
             canvas.DrawImage(image, SKRect.Create(left, top, width, height), Sampling);
         }
 
-        // RGBA rows to three planes; alpha is dropped, as torchvision's convert("RGB") does.
-        var rgba = target.GetPixelSpan();
-        var plane = size * size;
+        WritePlanes(target.GetPixelSpan(), destination, size * size);
+    }
+
+    /// <summary>
+    /// The random-resized crop from the decoded original: the window is chosen on the image as
+    /// stored (its header gives the size), the decoder downscales (JPEG: 1/2, 1/4, 1/8) as far as the
+    /// window still covers <paramref name="side"/> pixels, and the window is drawn at
+    /// <paramref name="side"/> × <paramref name="side"/> with mipmapped linear filtering.
+    /// </summary>
+    /// <exception cref="DataFormatException">The file is not a readable JPEG or PNG image.</exception>
+    public void CopyRandomResizedCrop(int index, Span<byte> destination, int side, Random rng)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(side, 1);
+        if (destination.Length < 3 * side * side)
+            throw new ArgumentException($"destination holds {destination.Length} bytes, a {side}x{side} crop needs {3 * side * side}", nameof(destination));
+        var path = _files[index];
+        using var codec = OpenCodec(path);
+        var full = codec.Info;
+        var window = RandomResizedCrop.Sample(full.Width, full.Height, rng);
+        var dims = DecodeSize(codec, window, side);
+        var f = (float)dims.Width / full.Width;
+        // Opaque images (every JPEG) draw on Skia's fast path; with alpha, unpremultiplied colours
+        // are kept, so that dropping alpha gives what torchvision's convert("RGB") gives.
+        var alpha = full.AlphaType == SKAlphaType.Opaque ? SKAlphaType.Opaque : SKAlphaType.Unpremul;
+        var info = new SKImageInfo(dims.Width, dims.Height, SKColorType.Rgba8888, alpha);
+        using var decoded = new SKBitmap(info);
+        var result = codec.GetPixels(info, decoded.GetPixels());
+        if (result != SKCodecResult.Success)
+            throw new DataFormatException(path, $"image data is corrupt or incomplete (decoder: {result})");
+        // Immutable, the image shares the decoded pixels instead of copying them.
+        decoded.SetImmutable();
+        using var image = SKImage.FromBitmap(decoded);
+        using var target = new SKBitmap(new SKImageInfo(side, side, SKColorType.Rgba8888, alpha));
+        using (var canvas = new SKCanvas(target))
+        {
+            var source = SKRect.Create(window.X * f, window.Y * f, window.Width * f, window.Height * f);
+            // The decoder did most of the shrinking; mipmaps (built over the whole image) only pay
+            // for a window still more than twice the output side.
+            var sampling = Math.Min(source.Width, source.Height) > 2 * side ? Sampling : WindowSampling;
+            canvas.DrawImage(image, source, SKRect.Create(0, 0, side, side), sampling);
+        }
+        WritePlanes(target.GetPixelSpan(), destination, side * side);
+    }
+
+    /// <summary>
+    /// The smallest size the decoder can produce (JPEG: n/8 of the original) at which
+    /// <paramref name="window"/> still covers <paramref name="side"/> pixels; the full size when none
+    /// smaller does. A scale the decoder rounds below what is needed is passed over, not used.
+    /// </summary>
+    public static SKSizeI DecodeSize(SKCodec codec, CropWindow window, int side)
+    {
+        ArgumentNullException.ThrowIfNull(codec);
+        var full = codec.Info;
+        var shorter = Math.Min(window.Width, window.Height);
+        for (var eighths = 1; eighths < 8; eighths++)
+        {
+            var dims = codec.GetScaledDimensions(eighths / 8f);
+            if (dims.Width >= full.Width) break;
+            if (shorter * ((float)dims.Width / full.Width) >= side) return dims;
+        }
+        return new SKSizeI(full.Width, full.Height);
+    }
+
+    /// <summary>RGBA rows to three planes; alpha is dropped, as torchvision's convert("RGB") does.</summary>
+    private static void WritePlanes(ReadOnlySpan<byte> rgba, Span<byte> destination, int plane)
+    {
         var r = destination[..plane];
         var g = destination.Slice(plane, plane);
         var b = destination.Slice(2 * plane, plane);

@@ -1,35 +1,6 @@
 namespace Orchestrator.Data;
 
-/// <summary>The fixed shape of every image in a data set, channels first.</summary>
-public readonly record struct ImageShape(int Channels, int Height, int Width)
-{
-    /// <summary>Bytes of one image (uint8, CHW).</summary>
-    public int Size => Channels * Height * Width;
-
-    public override string ToString() => $"{Channels}x{Height}x{Width}";
-}
-
-/// <summary>
-/// A labelled image data set with random access. Images are uint8, channels first (CHW), all of
-/// one <see cref="Shape"/>. Implementations are safe for concurrent reads.
-/// </summary>
-public interface IImageDataset
-{
-    /// <summary>Name for messages, e.g. "fashion-mnist/train".</summary>
-    string Name { get; }
-
-    int Count { get; }
-
-    ImageShape Shape { get; }
-
-    /// <summary>Class names, indexed by label.</summary>
-    IReadOnlyList<string> Classes { get; }
-
-    int GetLabel(int index);
-
-    /// <summary>Copies image <paramref name="index"/> as CHW uint8 into <paramref name="destination"/> (length ≥ Shape.Size).</summary>
-    void CopyImage(int index, Span<byte> destination);
-}
+// ImageShape and IImageDataset, the data-set contract, live in the SDK (src/Sdk/Data) so that plug-ins implement them.
 
 /// <summary>A data set held in memory: one contiguous CHW uint8 buffer and a label array.</summary>
 public sealed class InMemoryImageDataset : IImageDataset
@@ -70,8 +41,15 @@ public sealed class InMemoryImageDataset : IImageDataset
 }
 
 /// <summary>A view of some items of another data set, in the order of <c>indices</c>.</summary>
-public sealed class SubsetDataset(IImageDataset source, int[] indices, string? name = null) : IImageDataset
+public class SubsetDataset(IImageDataset source, int[] indices, string? name = null) : IImageDataset
 {
+    /// <summary>A subset that keeps its source's abilities: it crops from originals when the source does.</summary>
+    public static SubsetDataset Of(IImageDataset source, int[] indices, string? name = null) =>
+        source is ICroppingImageDataset cropping ? new CroppingSubsetDataset(cropping, indices, name) : new SubsetDataset(source, indices, name);
+
+    /// <summary>The source index of item <paramref name="index"/>.</summary>
+    protected int SourceIndex(int index) => indices[index];
+
     public string Name { get; } = name ?? source.Name;
     public int Count => indices.Length;
     public ImageShape Shape => source.Shape;
@@ -79,6 +57,14 @@ public sealed class SubsetDataset(IImageDataset source, int[] indices, string? n
     public IImageDataset Source => source;
     public int GetLabel(int index) => source.GetLabel(indices[index]);
     public void CopyImage(int index, Span<byte> destination) => source.CopyImage(indices[index], destination);
+}
+
+/// <summary>A <see cref="SubsetDataset"/> of a data set that crops from its originals (a held-out split of an image folder).</summary>
+public sealed class CroppingSubsetDataset(ICroppingImageDataset source, int[] indices, string? name = null)
+    : SubsetDataset(source, indices, name), ICroppingImageDataset
+{
+    public void CopyRandomResizedCrop(int index, Span<byte> destination, int side, Random rng) =>
+        source.CopyRandomResizedCrop(SourceIndex(index), destination, side, rng);
 }
 
 /// <summary>A data file is corrupt, truncated or not in the expected format.</summary>
