@@ -20,8 +20,11 @@ public sealed class ChaosCluster : IAsyncDisposable
     private readonly int _gradientPort;
     private readonly GrpcChannel _channel;
 
-    private ChaosCluster(RedisServer redis, string dir, int workers)
+    private readonly int _leaseSeconds;
+
+    private ChaosCluster(RedisServer redis, string dir, int workers, int leaseSeconds)
     {
+        _leaseSeconds = leaseSeconds;
         Redis = redis;
         Directory = dir;
         Prefix = "chaos" + Guid.NewGuid().ToString("N")[..8];
@@ -58,13 +61,13 @@ public sealed class ChaosCluster : IAsyncDisposable
     /// <paramref name="maxTrialAttempts"/> assignments per trial (its appsettings.json in the run's
     /// folder): with the default 3, a trial whose worker is killed three times fails by design.
     /// </summary>
-    public static async Task<ChaosCluster> StartAsync(int workers, int maxTrialAttempts, CancellationToken ct)
+    public static async Task<ChaosCluster> StartAsync(int workers, int maxTrialAttempts, CancellationToken ct, int leaseSeconds = 3)
     {
         var dir = System.IO.Directory.CreateTempSubdirectory("orch-chaos-").FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "appsettings.json"),
             $$"""{ "Coordinator": { "MaxTrialAttempts": {{maxTrialAttempts.ToString(CultureInfo.InvariantCulture)}} } }""", ct).ConfigureAwait(false);
         var redis = await RedisServer.StartAsync(ct).ConfigureAwait(false);
-        var cluster = new ChaosCluster(redis, dir, workers);
+        var cluster = new ChaosCluster(redis, dir, workers, leaseSeconds);
         cluster.StartCoordinator();
         for (var i = 0; i < workers; i++) cluster.StartWorker(i);
         return cluster;
@@ -108,7 +111,7 @@ public sealed class ChaosCluster : IAsyncDisposable
 
     private void StartCoordinator() => _coordinators.Add(OrchService.Start(Directory, "coordinator",
         "--redis", Redis.Configuration, "--redis-prefix", Prefix, "--port", _port.ToString(CultureInfo.InvariantCulture),
-        "--state-dir", Path.Combine(Directory, "state"), "--lease-timeout", "3",
+        "--state-dir", Path.Combine(Directory, "state"), "--lease-timeout", _leaseSeconds.ToString(CultureInfo.InvariantCulture),
         "--gradient-port", _gradientPort.ToString(CultureInfo.InvariantCulture)));
 
     private void StartWorker(int i)

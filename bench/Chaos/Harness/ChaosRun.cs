@@ -50,7 +50,7 @@ public static class ChaosRun
     {
         var random = new Random(options.Seed);
         var clock = Stopwatch.StartNew();
-        var cluster = await ChaosCluster.StartAsync(options.Workers, options.MaxKills + 1, ct).ConfigureAwait(false);
+        var cluster = await ChaosCluster.StartAsync(options.Workers, options.MaxKills + 1, ct, options.LeaseSeconds).ConfigureAwait(false);
         var keep = false;
         try
         {

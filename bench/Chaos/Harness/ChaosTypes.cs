@@ -50,6 +50,14 @@ public sealed record ChaosOptions
     /// <inheritdoc cref="MinUptime"/>
     public TimeSpan MaxUptime { get; init; } = TimeSpan.FromSeconds(6);
 
+    /// <summary>
+    /// The coordinator's lease timeout in seconds. Short leases (3 s) make worker kills cost little
+    /// time; with them a restarted coordinator's grace (one lease timeout) is shorter than a
+    /// worker's reconnect backoff (up to 5 s), so coordinator kills re-queue trials. The default
+    /// lease (10 s) covers the backoff.
+    /// </summary>
+    public int LeaseSeconds { get; init; } = 3;
+
     /// <summary>Longest allowed time without progress.</summary>
     public TimeSpan StallLimit { get; init; } = TimeSpan.FromSeconds(60);
 
