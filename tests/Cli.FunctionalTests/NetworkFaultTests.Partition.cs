@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.RegularExpressions;
 using Orchestrator.Protocol.V1;
 
 namespace Orchestrator.Cli.FunctionalTests;
@@ -78,7 +79,9 @@ public sealed partial class NetworkFaultTests
         var rejoinedAfter = cut.Elapsed - partitioned;
         var refused = await EventuallyAsync(async () => await StaleWritesRefusedAsync() is var n && n > 0 ? n.ToString(CultureInfo.InvariantCulture) : null,
             TimeSpan.FromSeconds(60), "the coordinator refusing the cut-off worker's stale writes");
-        Assert.Matches($"Refused a [a-z]+ for trial {trial.Id} from {victimId}: fencing token {trial.FencingToken} is stale", _coordinator.Output);
+        // Stream messages name the worker; a checkpoint upload (a call of its own) its address.
+        Assert.Matches($"Refused a [a-z]+ for trial {trial.Id} from (?:{victimId}|ipv4:{Regex.Escape(hosts[victim].Address)}:[0-9]+): fencing token {trial.FencingToken} is stale",
+            _coordinator.Output);
 
         var sweep = await EndedAsync(id, TimeSpan.FromMinutes(4));
         Assert.True(sweep.State == SweepState.Completed, $"sweep {sweep.State}: {sweep.Message}\n{Everything()}");
