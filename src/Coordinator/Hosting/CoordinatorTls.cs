@@ -41,12 +41,8 @@ public static class CoordinatorTls
         var options = new SslServerAuthenticationOptions { ServerCertificate = TlsFiles.LoadCertificate(listen.TlsCertificate!, listen.TlsKey!) };
         if (!string.IsNullOrEmpty(listen.TlsClientCa))
         {
-            var roots = TlsFiles.LoadAuthorities(listen.TlsClientCa);
             options.ClientCertificateRequired = true;
-            options.RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
-                certificate is X509Certificate2 client
-                && (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) == SslPolicyErrors.None
-                && TlsFiles.ChainsTo(client, roots, chain);
+            options.RemoteCertificateValidationCallback = TlsFiles.AcceptsOnly(TlsFiles.LoadAuthorities(listen.TlsClientCa));
         }
         return options;
     }

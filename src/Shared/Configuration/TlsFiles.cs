@@ -60,6 +60,16 @@ public static class TlsFiles
     }
 
     /// <summary>
+    /// A validation callback that accepts a peer's certificate only when it chains to
+    /// <paramref name="roots"/> (instead of the system's roots) and is otherwise valid (name, dates).
+    /// </summary>
+    public static RemoteCertificateValidationCallback AcceptsOnly(X509Certificate2Collection roots) =>
+        (_, certificate, chain, errors) =>
+            certificate is X509Certificate2 peer
+            && (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) == SslPolicyErrors.None
+            && ChainsTo(peer, roots, chain);
+
+    /// <summary>
     /// A client's TLS settings: the server's certificate is checked against
     /// <paramref name="caFile"/> when given (else the system's roots), and
     /// <paramref name="clientCertificateFile"/> with <paramref name="clientKeyFile"/> is presented
@@ -73,14 +83,7 @@ public static class TlsFiles
         if (string.IsNullOrEmpty(clientCertificateFile) != string.IsNullOrEmpty(clientKeyFile))
             throw new InvalidDataException("a client certificate needs its private key, and a key its certificate: give both files");
         var ssl = new SslClientAuthenticationOptions();
-        if (!string.IsNullOrEmpty(caFile))
-        {
-            var roots = LoadAuthorities(caFile);
-            ssl.RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
-                certificate is X509Certificate2 server
-                && (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) == SslPolicyErrors.None
-                && ChainsTo(server, roots, chain);
-        }
+        if (!string.IsNullOrEmpty(caFile)) ssl.RemoteCertificateValidationCallback = AcceptsOnly(LoadAuthorities(caFile));
         if (!string.IsNullOrEmpty(clientCertificateFile))
             ssl.ClientCertificates = [LoadCertificate(clientCertificateFile, clientKeyFile!)];
         return ssl;

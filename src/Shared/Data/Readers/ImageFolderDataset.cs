@@ -224,15 +224,14 @@ public sealed class ImageFolderDataset : ICroppingImageDataset
 
     /// <summary>
     /// Decodes <paramref name="path"/> to RGBA, letting the codec downscale while decoding (JPEG
-    /// supports 1/2, 1/4, 1/8) when the result still has a shorter side of at least <paramref name="size"/>.
+    /// supports n/8) as far as the result still has a shorter side of at least <paramref name="size"/>
+    /// (<see cref="DecodeSize"/>, with the whole image as the window).
     /// </summary>
     private static SKBitmap Decode(string path, int size)
     {
         using var codec = OpenCodec(path);
         var full = codec.Info;
-        var dims = codec.GetScaledDimensions((float)size / Math.Min(full.Width, full.Height));
-        if (Math.Min(dims.Width, dims.Height) < size || dims.Width > full.Width)
-            dims = new SKSizeI(full.Width, full.Height);
+        var dims = DecodeSize(codec, new CropWindow(0, 0, full.Width, full.Height), size);
 
         var info = new SKImageInfo(dims.Width, dims.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         var bitmap = new SKBitmap(info);
